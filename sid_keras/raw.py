@@ -1,0 +1,405 @@
+"""Camera raw frames: reading, CFA canonicalisation, packing and the exposure ratio.
+
+The data path starts here (DESIGN.md §2): a raw file becomes a :class:`RawFrame` (the mosaic and
+the metadata needed to interpret it), the mosaic is brought to the reference CFA phase, packed into
+channels the network sees (SID's order) and normalised by the file's own black and white levels.
+Only numpy is imported at module level; rawpy is imported by :func:`read_raw`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from typing import Sequence
+
+import numpy as np
+
+from sid_keras.errors import SidError
+
+# SID's exposure-ratio cap: its test set only has x100, x250 and x300 (Chen et al. 2018).
+DEFAULT_RATIO_CAP = 300.0
+
+# Colour indices used by rawpy's raw_pattern / raw_colors: 0 = R, 1 = G, 2 = B, 3 = second G.
+RED, GREEN, BLUE, GREEN2 = 0, 1, 2, 3
+
+BAYER_PERIOD = 2
+XTRANS_PERIOD = 6
+# Output pixels per packed pixel along each axis (the model's depth_to_space block size).
+BAYER_SCALE = 2
+XTRANS_SCALE = 3
+
+# The reference Bayer phase is RGGB, the layout SID's Sony code assumes.
+REFERENCE_BAYER = np.array([[RED, GREEN], [GREEN, BLUE]])
+# The reference X-Trans phase: the one SID's Fuji packing (train_Fuji.py) was written for.
+REFERENCE_XTRANS = np.array(
+    [
+        [RED, BLUE, GREEN, BLUE, RED, GREEN],
+        [GREEN, GREEN, RED, GREEN, GREEN, BLUE],
+        [GREEN, GREEN, BLUE, GREEN, GREEN, RED],
+        [BLUE, RED, GREEN, RED, BLUE, GREEN],
+        [GREEN, GREEN, BLUE, GREEN, GREEN, RED],
+        [GREEN, GREEN, RED, GREEN, GREEN, BLUE],
+    ]
+)
+
+# Packing layouts: for each output channel, the (row, col) of its mosaic pixel inside one CFA
+# period, for each of the packed cells that period yields (1x1 for Bayer, 2x2 for X-Trans).
+# Bayer: SID's [R, G(red row), B, G(blue row)].
+BAYER_LAYOUT = np.array([[[(0, 0)]], [[(0, 1)]], [[(1, 1)]], [[(1, 0)]]])
+# X-Trans: SID's nine channels for the Fuji model (R, G, B, R, B, then four G planes).
+XTRANS_LAYOUT = np.array(
+    [
+        [[(0, 0), (0, 4)], [(3, 1), (3, 3)]],
+        [[(0, 2), (0, 5)], [(3, 2), (3, 5)]],
+        [[(0, 1), (0, 3)], [(3, 0), (3, 4)]],
+        [[(1, 2), (2, 5)], [(5, 2), (4, 5)]],
+        [[(2, 2), (1, 5)], [(4, 2), (5, 5)]],
+        [[(1, 0), (1, 3)], [(4, 0), (4, 3)]],
+        [[(1, 1), (1, 4)], [(4, 1), (4, 4)]],
+        [[(2, 0), (2, 3)], [(5, 0), (5, 3)]],
+        [[(2, 1), (2, 4)], [(5, 1), (5, 4)]],
+    ]
+)
+
+# Smallest frame worth enhancing: a few CFA periods so every model can pad and pool.
+MIN_FRAME_SIDE = 16
+
+_SID_EXPOSURE_RE = re.compile(r"_(\d+(?:\.\d+)?)s\.[A-Za-z0-9]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class CfaLayout:
+    """How a colour filter array is canonicalised and packed.
+
+    Attributes:
+        kind: ``"bayer"`` or ``"xtrans"``.
+        period: side of the repeating CFA tile (2 or 6).
+        scale: output pixels per packed pixel along each axis (2 or 3).
+        reference: the canonical pattern (colour index per tile position).
+        layout: per channel, the tile positions that feed each packed cell.
+    """
+
+    kind: str
+    period: int
+    scale: int
+    reference: np.ndarray
+    layout: np.ndarray
+
+    @property
+    def channels(self) -> int:
+        return self.layout.shape[0]
+
+
+BAYER = CfaLayout("bayer", BAYER_PERIOD, BAYER_SCALE, REFERENCE_BAYER, BAYER_LAYOUT)
+XTRANS = CfaLayout("xtrans", XTRANS_PERIOD, XTRANS_SCALE, REFERENCE_XTRANS, XTRANS_LAYOUT)
+
+
+def layout_for_channels(channels: int) -> CfaLayout:
+    """The CFA layout whose packing has ``channels`` channels (4 Bayer, 9 X-Trans)."""
+    for layout in (BAYER, XTRANS):
+        if layout.channels == channels:
+            return layout
+    raise SidError(f"no CFA packing has {channels} channels: use 4 (Bayer) or 9 (X-Trans)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RawFrame:
+    """One raw frame and the metadata needed to interpret it.
+
+    Attributes:
+        mosaic: uint16 (H, W) visible sensor area, exactly as stored (not black-subtracted).
+        cfa_pattern: colour index per position of the repeating CFA tile (2x2 or 6x6);
+            0 = R, 1 = G, 2 = B, 3 = second G.
+        black_level: per colour index (4 values), in sensor units.
+        white_level: saturation value in sensor units.
+        white_balance: camera (as-shot) multipliers per colour index, normalised to G = 1.
+        color_matrix: 3x4 camera-RGB to sRGB matrix as rawpy reports it (zeros if unknown).
+        exposure_time: seconds, or None when the file does not say.
+        iso: ISO speed, or None when the file does not say.
+        orientation: LibRaw's flip code (0 none, 3 180°, 5 90° CCW, 6 90° CW).
+        path: the file the frame came from, for messages.
+    """
+
+    mosaic: np.ndarray
+    cfa_pattern: np.ndarray
+    black_level: np.ndarray
+    white_level: float
+    white_balance: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(4))
+    color_matrix: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((3, 4)))
+    exposure_time: float | None = None
+    iso: float | None = None
+    orientation: int = 0
+    path: str = "<array>"
+
+    @property
+    def cfa(self) -> CfaLayout:
+        return cfa_layout(self.cfa_pattern, self.path)
+
+    @property
+    def black_map(self) -> np.ndarray:
+        """Black level of every mosaic position, from the per-colour levels and the CFA."""
+        colours = tile_colours(self.cfa_pattern, self.mosaic.shape)
+        return np.asarray(self.black_level, np.float32)[colours]
+
+
+def tile_colours(pattern: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Colour index of every pixel of a mosaic of ``shape`` tiled with ``pattern``."""
+    p = pattern.shape[0]
+    reps = (-(-shape[0] // p), -(-shape[1] // p))
+    return np.tile(pattern, reps)[: shape[0], : shape[1]]
+
+
+def cfa_layout(pattern: np.ndarray | None, path: str = "<array>") -> CfaLayout:
+    """The Bayer or X-Trans layout matching a raw_pattern; a clear error for anything else."""
+    if pattern is None:
+        raise SidError(
+            f"{path}: has no colour filter array (a linear DNG, scanner or already-demosaiced "
+            "file); sid-keras needs a Bayer or X-Trans camera raw"
+        )
+    side = np.asarray(pattern).shape
+    if side == (BAYER_PERIOD, BAYER_PERIOD):
+        return BAYER
+    if side == (XTRANS_PERIOD, XTRANS_PERIOD):
+        return XTRANS
+    raise SidError(f"{path}: unsupported CFA pattern of size {side}; only Bayer 2x2 and X-Trans 6x6")
+
+
+def _as_rgbg(pattern: np.ndarray) -> np.ndarray:
+    """Pattern with both greens as GREEN, for comparing phases."""
+    out = np.asarray(pattern).copy()
+    out[out == GREEN2] = GREEN
+    return out
+
+
+def canonical_offset(pattern: np.ndarray, path: str = "<array>") -> tuple[int, int]:
+    """(rows, cols) to crop from the top-left so the mosaic starts at the reference phase."""
+    layout = cfa_layout(pattern, path)
+    rgbg = _as_rgbg(pattern)
+    for dy in range(layout.period):
+        for dx in range(layout.period):
+            if np.array_equal(np.roll(rgbg, (-dy, -dx), axis=(0, 1)), layout.reference):
+                return dy, dx
+    raise SidError(f"{path}: CFA pattern {rgbg.tolist()} is no phase of the {layout.kind} layout")
+
+
+def canonical_window(shape: Sequence[int], pattern: np.ndarray, path: str = "<array>"):
+    """The (top, left, height, width) window of a mosaic that packs: reference phase, whole tiles."""
+    layout = cfa_layout(pattern, path)
+    dy, dx = canonical_offset(pattern, path)
+    p = layout.period
+    h = (shape[0] - dy) // p * p
+    w = (shape[1] - dx) // p * p
+    if min(h, w) < max(MIN_FRAME_SIDE, p):
+        raise SidError(
+            f"{path}: frame of {shape[0]}x{shape[1]} pixels is too small to enhance "
+            f"(need at least {MIN_FRAME_SIDE} pixels a side)"
+        )
+    return dy, dx, h, w
+
+
+def pack_mosaic(mosaic: np.ndarray, layout: CfaLayout) -> np.ndarray:
+    """Rearrange a canonical mosaic (reference phase, whole tiles) into packed channels.
+
+    A pure rearrangement: values and dtype are kept, so :func:`unpack_mosaic` inverts it exactly.
+    """
+    p, cells = layout.period, layout.layout.shape[1]
+    h, w = mosaic.shape[:2]
+    if h % p or w % p:
+        raise SidError(f"mosaic of {h}x{w} is not a whole number of {p}x{p} CFA tiles")
+    out = np.empty((h // p * cells, w // p * cells, layout.channels), mosaic.dtype)
+    for ch, grid in enumerate(layout.layout):
+        for cy in range(cells):
+            for cx in range(cells):
+                r, c = grid[cy][cx]
+                out[cy::cells, cx::cells, ch] = mosaic[r::p, c::p]
+    return out
+
+
+def unpack_mosaic(packed: np.ndarray, layout: CfaLayout) -> np.ndarray:
+    """Inverse of :func:`pack_mosaic`: packed channels back to the canonical mosaic."""
+    p, cells = layout.period, layout.layout.shape[1]
+    ph, pw = packed.shape[:2]
+    out = np.empty((ph // cells * p, pw // cells * p), packed.dtype)
+    for ch, grid in enumerate(layout.layout):
+        for cy in range(cells):
+            for cx in range(cells):
+                r, c = grid[cy][cx]
+                out[r::p, c::p] = packed[cy::cells, cx::cells, ch]
+    return out
+
+
+def channel_levels(frame: RawFrame) -> tuple[np.ndarray, float]:
+    """Per packed channel black level (from the canonical tile) and the white level."""
+    layout = frame.cfa
+    dy, dx = canonical_offset(frame.cfa_pattern, frame.path)
+    tile = np.roll(np.asarray(frame.cfa_pattern), (-dy, -dx), axis=(0, 1))
+    blacks = np.asarray(frame.black_level, np.float32)
+    per_channel = np.array([blacks[tile[tuple(g[0][0])]] for g in layout.layout], np.float32)
+    return per_channel, float(frame.white_level)
+
+
+def pack(frame: RawFrame) -> np.ndarray:
+    """Packed, black-subtracted float32 in [0, 1]: (H/2, W/2, 4) Bayer or (H/3, W/3, 9) X-Trans.
+
+    Each channel is normalised by its own black level and the white level, as SID does with
+    ``max(raw - black, 0) / (white - black)`` but with the file's levels instead of Sony's.
+    """
+    top, left, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+    packed = pack_mosaic(frame.mosaic[top : top + h, left : left + w], frame.cfa)
+    return normalize(packed, *channel_levels(frame))
+
+
+def normalize(packed: np.ndarray, black: np.ndarray, white: float) -> np.ndarray:
+    """Sensor units to [0, 1] per channel: ``clip((x - black) / (white - black), 0, 1)``."""
+    black = np.asarray(black, np.float32)
+    out = (packed.astype(np.float32) - black) / (np.float32(white) - black)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def denormalize(packed: np.ndarray, black: np.ndarray, white: float) -> np.ndarray:
+    """Inverse of :func:`normalize` for values inside [black, white], back to uint16."""
+    black = np.asarray(black, np.float32)
+    values = np.asarray(packed, np.float32) * (np.float32(white) - black) + black
+    return np.rint(values).astype(np.uint16)
+
+
+def amplify(packed: np.ndarray, ratio: float) -> np.ndarray:
+    """Multiply by the exposure ratio and clip at 1, as SID feeds its network."""
+    check_ratio(ratio)
+    return np.minimum(packed * np.float32(ratio), 1.0)
+
+
+def check_ratio(ratio: float, what: str = "exposure ratio") -> float:
+    """A finite ratio > 0, or a SidError that says so."""
+    try:
+        value = float(ratio)
+    except (TypeError, ValueError):
+        raise SidError(f"{what} {ratio!r} is not a number; give a positive amplification") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SidError(f"{what} {ratio!r} must be a finite number > 0 (e.g. 100, 250, 300)")
+    return value
+
+
+def exposure_from_sid_name(path: str) -> float | None:
+    """Exposure seconds from a SID file name (``00001_00_0.04s.ARW`` -> 0.04), else None."""
+    match = _SID_EXPOSURE_RE.search(os.path.basename(str(path)))
+    return float(match.group(1)) if match else None
+
+
+def exposure_ratio(
+    short_path: str,
+    long_path: str,
+    *,
+    short_exposure: float | None = None,
+    long_exposure: float | None = None,
+    cap: float | None = DEFAULT_RATIO_CAP,
+) -> float:
+    """SID's amplification ``min(long / short, cap)``.
+
+    Exposure times come from the files' metadata when given (> 0), else from SID file names.
+    ``cap=None`` disables the cap.
+    """
+    times = []
+    for path, meta in ((short_path, short_exposure), (long_path, long_exposure)):
+        value = meta if meta and meta > 0 else exposure_from_sid_name(path)
+        if value is None or not value > 0:
+            raise SidError(
+                f"{path}: exposure time unknown (no metadata and no SID-style name like "
+                "00001_00_0.04s.ARW); give the ratio explicitly"
+            )
+        times.append(float(value))
+    ratio = times[1] / times[0]
+    if cap is not None:
+        ratio = min(ratio, check_ratio(cap, "ratio cap"))
+    return check_ratio(ratio)
+
+
+def read_raw(
+    path: str | os.PathLike,
+    *,
+    black_level: float | Sequence[float] | None = None,
+    white_level: float | None = None,
+) -> RawFrame:
+    """Read a camera raw file with rawpy into a :class:`RawFrame`.
+
+    Args:
+        path: any file LibRaw opens (ARW, RAF, DNG, NEF, CR2, ...).
+        black_level: explicit override (one value or one per colour index).
+        white_level: explicit override.
+
+    Raises:
+        SidError: missing, unreadable, truncated or CFA-less files, with the file's name.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SidError(f"{path}: no such file")
+    try:
+        import rawpy
+    except ImportError as err:  # pragma: no cover - rawpy is a core dependency
+        raise SidError("reading raw files needs rawpy: pip install rawpy") from err
+    try:
+        with rawpy.imread(path) as raw:
+            pattern = raw.raw_pattern
+            cfa_layout(None if pattern is None else np.asarray(pattern), path)
+            mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+            blacks = np.array(raw.black_level_per_channel, np.float32)
+            white = float(raw.white_level)
+            wb = np.array(raw.camera_whitebalance, np.float32)
+            color_matrix = np.array(raw.color_matrix, np.float32)
+            other = raw.other
+            flip = int(raw.sizes.flip)
+            pattern = np.array(pattern)
+    except rawpy.LibRawFileUnsupportedError:
+        raise SidError(f"{path}: not a camera raw file rawpy can read") from None
+    except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as err:
+        raise SidError(f"{path}: truncated or corrupt raw file ({err})") from None
+    if black_level is not None:
+        blacks = np.broadcast_to(np.asarray(black_level, np.float32), (4,)).copy()
+    if white_level is not None:
+        white = float(white_level)
+    if not white > blacks.max():
+        raise SidError(f"{path}: white level {white} is not above the black level {blacks.max()}")
+    if wb[GREEN] > 0:
+        wb = wb / wb[GREEN]
+    if wb[GREEN2] == 0:
+        wb[GREEN2] = wb[GREEN]
+    frame = RawFrame(
+        mosaic=mosaic,
+        cfa_pattern=pattern,
+        black_level=blacks,
+        white_level=white,
+        white_balance=wb,
+        color_matrix=color_matrix,
+        exposure_time=float(other.shutter_speed) or None,
+        iso=float(other.iso_speed) or None,
+        orientation=flip,
+        path=path,
+    )
+    canonical_window(mosaic.shape, pattern, path)
+    return frame
+
+
+def render_reference(path: str | os.PathLike) -> np.ndarray:
+    """The long exposure as SID's ground truth: rawpy's rendering, uint16 (H, W, 3).
+
+    SID's settings (``use_camera_wb``, full size, no auto-brightening, 16 bit) in sensor
+    orientation, so it stays aligned with the packed mosaic.
+    """
+    import rawpy
+
+    path = os.fspath(path)
+    try:
+        with rawpy.imread(path) as raw:
+            return raw.postprocess(
+                use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16, user_flip=0
+            )
+    except rawpy.LibRawError as err:
+        raise SidError(f"{path}: cannot render the reference image ({err})") from None
+
+
+def crop_reference(reference: np.ndarray, frame: RawFrame) -> np.ndarray:
+    """Crop a full-frame rendering to the window :func:`pack` used, so both stay aligned."""
+    top, left, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+    return reference[top : top + h, left : left + w]

@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sid_keras import raw
+from sid_keras.errors import SidError
+
+from conftest import BAYER_PHASES, shared_file
+
+
+@pytest.mark.parametrize("phase", sorted(BAYER_PHASES))
+def test_every_bayer_phase_packs_to_sid_rggb_order(phase, write_dng):
+    path, mosaic = write_dng(pattern=BAYER_PHASES[phase])
+    frame = raw.read_raw(path)
+    np.testing.assert_array_equal(frame.mosaic, mosaic)
+    top, left, h, w = raw.canonical_window(mosaic.shape, frame.cfa_pattern)
+    canon = mosaic[top : top + h, left : left + w]
+    colours = raw.tile_colours(np.asarray(BAYER_PHASES[phase]), mosaic.shape)[top:, left:]
+    assert colours[0, 0] == raw.RED and colours[1, 1] == raw.BLUE
+    packed = raw.pack_mosaic(canon, raw.BAYER)
+    # SID's order: R, G (red row), B, G (blue row)
+    np.testing.assert_array_equal(packed[..., 0], canon[0::2, 0::2])
+    np.testing.assert_array_equal(packed[..., 1], canon[0::2, 1::2])
+    np.testing.assert_array_equal(packed[..., 2], canon[1::2, 1::2])
+    np.testing.assert_array_equal(packed[..., 3], canon[1::2, 0::2])
+    np.testing.assert_array_equal(raw.unpack_mosaic(packed, raw.BAYER), canon)
+    normalized = raw.pack(frame)
+    assert normalized.shape == (h // 2, w // 2, 4) and normalized.dtype == np.float32
+    np.testing.assert_array_equal(raw.denormalize(normalized, 512, 16383), packed)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (1, 2), (3, 5), (5, 1)])
+def test_xtrans_every_phase_packs_to_nine_channels_and_round_trips(shift, write_dng):
+    pattern = np.roll(raw.REFERENCE_XTRANS, shift, axis=(0, 1))
+    path, mosaic = write_dng(name="x.dng", pattern=pattern, shape=(78, 96), black=1024)
+    frame = raw.read_raw(path)
+    assert frame.cfa.kind == "xtrans"
+    top, left, h, w = raw.canonical_window(mosaic.shape, frame.cfa_pattern)
+    canon = mosaic[top : top + h, left : left + w]
+    colours = raw.tile_colours(pattern, mosaic.shape)[top:, left:]
+    np.testing.assert_array_equal(np.where(colours[:6, :6] == 3, 1, colours[:6, :6]),
+                                  raw.REFERENCE_XTRANS)
+    packed = raw.pack_mosaic(canon, raw.XTRANS)
+    assert packed.shape == (h // 3, w // 3, 9)
+    # SID's Fuji packing: channel 0 takes R at (0,0), (0,4), (3,1), (3,3) of each 6x6 tile.
+    np.testing.assert_array_equal(packed[0::2, 1::2, 0], canon[0::6, 4::6])
+    np.testing.assert_array_equal(packed[1::2, 1::2, 0], canon[3::6, 3::6])
+    np.testing.assert_array_equal(packed[..., 5], canon[1::3, 0::3])
+    np.testing.assert_array_equal(raw.unpack_mosaic(packed, raw.XTRANS), canon)
+    np.testing.assert_array_equal(raw.denormalize(raw.pack(frame), 1024, 16383), packed)
+
+
+def test_xtrans_layout_channels_have_one_colour_each():
+    colours = raw.pack_mosaic(raw.tile_colours(raw.REFERENCE_XTRANS, (12, 12)), raw.XTRANS)
+    per_channel = [set(np.unique(colours[..., c]).tolist()) for c in range(9)]
+    assert per_channel == [{0}, {1}, {2}, {0}, {2}, {1}, {1}, {1}, {1}]
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(["bayer", "xtrans"]), tiles=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       seed=st.integers(0, 2**16))
+def test_pack_unpack_round_trip_property(kind, tiles, seed):
+    layout = raw.BAYER if kind == "bayer" else raw.XTRANS
+    shape = (tiles[0] * layout.period, tiles[1] * layout.period)
+    mosaic = np.random.default_rng(seed).integers(0, 2**16, shape).astype(np.uint16)
+    packed = raw.pack_mosaic(mosaic, layout)
+    assert packed.shape[:2] == (shape[0] // layout.scale, shape[1] // layout.scale)
+    assert sorted(packed.ravel().tolist()) == sorted(mosaic.ravel().tolist())
+    np.testing.assert_array_equal(raw.unpack_mosaic(packed, layout), mosaic)
+
+
+def test_pack_subtracts_per_channel_black_and_clips():
+    mosaic = np.array([[100, 600], [700, 16383]] * 8, np.uint16).reshape(16, 2)
+    mosaic = np.tile(mosaic, (1, 8))
+    frame = raw.RawFrame(mosaic=mosaic, cfa_pattern=np.array([[0, 1], [3, 2]]),
+                         black_level=np.array([200, 500, 600, 700]), white_level=16383)
+    packed = raw.pack(frame)
+    assert packed[0, 0, 0] == 0.0  # 100 below R black 200: clipped, as SID does
+    assert packed[0, 0, 1] == pytest.approx((600 - 500) / (16383 - 500))
+    assert packed[0, 0, 2] == pytest.approx(1.0)
+    assert packed[0, 0, 3] == pytest.approx(0.0)
+
+
+def test_exposure_ratio_from_metadata_names_and_cap():
+    assert raw.exposure_ratio("a.ARW", "b.ARW", short_exposure=0.1, long_exposure=10) == 100
+    assert raw.exposure_ratio("s/00001_00_0.04s.ARW", "l/00001_00_10s.ARW") == 250
+    assert raw.exposure_ratio("00001_00_0.033s.ARW", "00001_00_10s.ARW") == 300  # 303 capped
+    assert raw.exposure_ratio("00001_00_0.033s.ARW", "00001_00_10s.ARW", cap=None) == pytest.approx(303.03, abs=0.01)
+    assert raw.exposure_ratio("x_0.1s.ARW", "y_10s.ARW", short_exposure=0.04) == 250  # metadata first
+    with pytest.raises(SidError, match="exposure time unknown"):
+        raw.exposure_ratio("a.dng", "b.dng")
+
+
+@pytest.mark.parametrize("bad", [0, -3, float("nan"), float("inf"), "abc"])
+def test_bad_ratios_are_rejected(bad):
+    with pytest.raises(SidError):
+        raw.amplify(np.zeros((2, 2, 4), np.float32), bad)
+
+
+def test_amplify_clips_at_one():
+    out = raw.amplify(np.array([0.001, 0.004, 0.5], np.float32), 300)
+    np.testing.assert_allclose(out, [0.3, 1.0, 1.0])
+
+
+def test_metadata_from_dng(write_dng):
+    path, _ = write_dng(exposure_time=0.04, as_shot_neutral=(0.5, 1.0, 0.625))
+    frame = raw.read_raw(path)
+    assert frame.exposure_time == pytest.approx(0.04)
+    np.testing.assert_allclose(frame.white_balance[:3], [2.0, 1.0, 1.6], rtol=1e-5)
+    assert frame.white_level == 16383 and list(frame.black_level) == [512] * 4
+
+
+def test_levels_override(write_dng):
+    path, _ = write_dng()
+    frame = raw.read_raw(path, black_level=100, white_level=4000)
+    assert list(frame.black_level) == [100] * 4 and frame.white_level == 4000
+
+
+def test_missing_not_raw_truncated_and_tiny_files_are_rejected(tmp_path, write_dng):
+    with pytest.raises(SidError, match="no such file"):
+        raw.read_raw(tmp_path / "nope.ARW")
+    text = tmp_path / "notes.ARW"
+    text.write_text("hello, this is not a raw file\n" * 200)
+    with pytest.raises(SidError, match="not a camera raw"):
+        raw.read_raw(text)
+    path, _ = write_dng(shape=(256, 256))
+    truncated = tmp_path / "cut.dng"
+    truncated.write_bytes(path.read_bytes()[:4000])
+    with pytest.raises(SidError, match="cut.dng"):
+        raw.read_raw(truncated)
+    tiny, _ = write_dng(name="tiny.dng", shape=(8, 8))
+    with pytest.raises(SidError, match="too small"):
+        raw.read_raw(tiny)
+
+
+def test_real_blackmagic_dng():
+    frame = raw.read_raw(shared_file("raw", "blackmagic_pocket4k.dng"))
+    assert frame.mosaic.shape == (2176, 4128) and frame.mosaic.dtype == np.uint16
+    assert frame.cfa.kind == "bayer" and list(frame.black_level) == [512] * 4
+    assert frame.exposure_time is None
+    packed = raw.pack(frame)
+    assert packed.shape == (1088, 2064, 4)
+    assert 0 <= packed.min() and packed.max() <= 1 and packed.mean() > 0
+
+
+def test_film_scanner_nef_without_cfa_is_rejected():
+    path = shared_file("raw", "nikon_coolscan_film_scanner.nef")
+    with pytest.raises(SidError, match="no colour filter array"):
+        raw.read_raw(path)
