@@ -130,8 +130,10 @@ def test_missing_not_raw_truncated_and_tiny_files_are_rejected(tmp_path, write_d
     with pytest.raises(SidError, match="cut.dng"):
         raw.read_raw(truncated)
     tiny, _ = write_dng(name="tiny.dng", shape=(8, 8))
-    with pytest.raises(SidError, match="too small"):
+    with pytest.raises(SidError, match="tiny.dng"):
         raw.read_raw(tiny)
+    with pytest.raises(SidError, match="too small"):
+        raw.canonical_window((20, 10), np.array([[0, 1], [3, 2]]), "small.dng")
 
 
 def test_real_blackmagic_dng():
