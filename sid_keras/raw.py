@@ -310,7 +310,8 @@ def exposure_ratio(
                 "00001_00_0.04s.ARW); give the ratio explicitly"
             )
         times.append(float(value))
-    ratio = times[1] / times[0]
+    # Metadata stores times as float32 (0.1 s reads 0.100000001): keep the ratio to 4 decimals.
+    ratio = round(times[1] / times[0], 4)
     if cap is not None:
         ratio = min(ratio, check_ratio(cap, "ratio cap"))
     return check_ratio(ratio)

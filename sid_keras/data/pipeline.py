@@ -1,0 +1,146 @@
+"""tf.data pipelines over the packed cache.
+
+Training: one random aligned crop per pair per epoch (SID's recipe), the same random flips and
+transpose on input and target, amplified by the pair's exposure ratio and clipped at 1, shuffled,
+batched and prefetched. Every random choice comes from stateless ops seeded by ``(seed, element,
+replica)``, so the same seed gives the same batches. :func:`distributed_dataset_fn` gives the
+per-replica function ``strategy.distribute_datasets_from_function`` calls.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sid_keras.data.cache import UINT16_SCALE, CachedPair
+from sid_keras.errors import SidError
+
+
+def _check_entries(entries: Sequence[CachedPair]) -> None:
+    if not entries:
+        raise SidError("the dataset is empty: no pairs to train on")
+    kinds = {(e.channels, e.scale) for e in entries}
+    if len(kinds) > 1:
+        raise SidError(f"the dataset mixes CFA layouts {sorted(kinds)}; train Bayer and X-Trans apart")
+
+
+def _load(entries: Sequence[CachedPair]):
+    arrays = [e.load() for e in entries]
+    shapes = np.array([a[0].shape[:2] for a in arrays], np.int64)
+    return arrays, shapes
+
+
+def training_dataset(
+    entries: Sequence[CachedPair],
+    *,
+    patch_size: int,
+    batch_size: int,
+    seed: int = 0,
+    augment: bool = True,
+    repeat: bool = True,
+    input_context=None,
+):
+    """Batches of (amplified packed patch, reference patch), float32 in [0, 1].
+
+    Args:
+        patch_size: side of the packed input crop; the target is ``patch_size * scale``.
+        batch_size: per-replica batch size.
+        input_context: a ``tf.distribute.InputContext`` to shard by input pipeline.
+    """
+    import tensorflow as tf
+
+    _check_entries(entries)
+    arrays, shapes = _load(entries)
+    too_small = [e.source for e, s in zip(entries, shapes) if min(s) < patch_size]
+    if too_small:
+        raise SidError(f"patch size {patch_size} is larger than {len(too_small)} packed frames "
+                       f"(e.g. {too_small[0]}, {tuple(shapes[0])}); use a smaller --patch-size")
+    channels, scale = entries[0].channels, entries[0].scale
+    ratios = tf.constant([e.ratio for e in entries], tf.float32)
+    heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
+    replica = input_context.input_pipeline_id if input_context else 0
+
+    def crop(index, top, left):
+        short, long = arrays[int(index)]
+        x = short[top : top + patch_size, left : left + patch_size]
+        y = long[top * scale : (top + patch_size) * scale, left * scale : (left + patch_size) * scale]
+        return x.astype(np.float32) / UINT16_SCALE, y.astype(np.float32) / UINT16_SCALE
+
+    def sample(step, index):
+        rng_seed = tf.stack([tf.cast(seed, tf.int64) * 1000 + replica, step])
+        u = tf.random.stateless_uniform([2], rng_seed, dtype=tf.float32)
+        top = tf.cast(u[0] * tf.cast(heights[index] - patch_size + 1, tf.float32), tf.int64)
+        left = tf.cast(u[1] * tf.cast(widths[index] - patch_size + 1, tf.float32), tf.int64)
+        x, y = tf.numpy_function(crop, [index, top, left], [tf.float32, tf.float32], stateful=False)
+        x.set_shape([patch_size, patch_size, channels])
+        y.set_shape([patch_size * scale, patch_size * scale, 3])
+        x = tf.minimum(x * ratios[index], 1.0)
+        if augment:
+            flips = tf.random.stateless_uniform([3], rng_seed + 1) < 0.5
+            x, y = _augment(x, y, flips)
+        return x, y
+
+    ds = tf.data.Dataset.range(len(entries))
+    if input_context is not None:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+
+
+def _augment(x, y, flips):
+    """Vertical flip, horizontal flip and transpose, applied identically to input and target."""
+    import tensorflow as tf
+
+    def both(fn, cond, x, y):
+        return tf.cond(cond, lambda: (fn(x), fn(y)), lambda: (x, y))
+
+    x, y = both(lambda t: tf.reverse(t, [0]), flips[0], x, y)
+    x, y = both(lambda t: tf.reverse(t, [1]), flips[1], x, y)
+    x, y = both(lambda t: tf.transpose(t, [1, 0, 2]), flips[2], x, y)
+    return x, y
+
+
+def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side: int | None = None):
+    """Whole frames for validation, batch 1: (amplified packed, reference), deterministic.
+
+    Frames are centre-cropped to a multiple of ``multiple`` packed pixels (the model's stride)
+    and, with ``max_side``, to at most that many packed pixels a side to bound memory.
+    """
+    import tensorflow as tf
+
+    _check_entries(entries)
+    arrays, shapes = _load(entries)
+    channels, scale = entries[0].channels, entries[0].scale
+
+    def frames():
+        for (short, long), entry in zip(arrays, entries):
+            h, w = short.shape[:2]
+            ch = min(h, max_side or h) // multiple * multiple
+            cw = min(w, max_side or w) // multiple * multiple
+            top, left = (h - ch) // 2, (w - cw) // 2
+            x = short[top : top + ch, left : left + cw].astype(np.float32) / UINT16_SCALE
+            y = long[top * scale : (top + ch) * scale, left * scale : (left + cw) * scale]
+            yield np.minimum(x * entry.ratio, 1.0), y.astype(np.float32) / UINT16_SCALE
+
+    spec = (tf.TensorSpec([None, None, channels], tf.float32), tf.TensorSpec([None, None, 3], tf.float32))
+    return tf.data.Dataset.from_generator(frames, output_signature=spec).batch(1).prefetch(2)
+
+
+def distributed_dataset_fn(entries: Sequence[CachedPair], *, patch_size: int, global_batch_size: int,
+                           seed: int = 0) -> Callable:
+    """A ``dataset_fn(input_context)`` for ``strategy.distribute_datasets_from_function``.
+
+    Each input pipeline reads its own shard with a per-replica batch of
+    ``global_batch_size / num_replicas_in_sync``.
+    """
+
+    def dataset_fn(input_context):
+        per_replica = input_context.get_per_replica_batch_size(global_batch_size)
+        return training_dataset(entries, patch_size=patch_size, batch_size=per_replica, seed=seed,
+                                input_context=input_context)
+
+    return dataset_fn
