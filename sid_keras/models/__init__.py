@@ -1,0 +1,159 @@
+"""Every architecture behind one registry: name -> builder.
+
+>>> from sid_keras.models import build_model
+>>> model = build_model("unet", width=8, depth=3)
+
+Importing this module imports Keras; ``import sid_keras`` does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+
+from sid_keras.errors import SidError
+from sid_keras.models.double_unet import DoubleUNet
+from sid_keras.models.gan import UNetDiscriminator, UNetGAN
+from sid_keras.models.layers import CropLike, DepthToSpace, PadToMultiple, SpaceToDepth
+from sid_keras.models.unet import FastUNet, UNet
+from sid_keras.models.vae import LatentSample, VAEUNet
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., keras.Model]
+    summary: str
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name: str, summary: str):
+    def decorate(builder):
+        MODELS[name] = ModelSpec(name, builder, summary)
+        return builder
+
+    return decorate
+
+
+def build_model(name: str, **kwargs) -> keras.Model:
+    """Build a registered model; unknown names and arguments are a clear :class:`SidError`."""
+    if name not in MODELS:
+        raise SidError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    try:
+        return MODELS[name].builder(**kwargs)
+    except TypeError as err:
+        raise SidError(f"model {name!r}: {err}") from None
+
+
+@register("unet", "SID's U-Net (Chen et al. 2018): 5 levels, 32-512 filters")
+def _unet(**kwargs):
+    return UNet(**kwargs)
+
+
+@register("unet_deep", "deeper U-Net (6 levels) with GroupNorm residual blocks, so it converges")
+def _unet_deep(depth: int = 6, width: int = 16, **kwargs):
+    return UNet(depth=depth, width=width, residual=True, **kwargs)
+
+
+@register("attention_unet", "SID U-Net with attention gates on the skips (Oktay et al. 2018)")
+def _attention_unet(**kwargs):
+    return UNet(attention=True, **kwargs)
+
+
+@register("double_unet", "U-UNet: a second U-Net refines the first, with cross-network skips")
+def _double_unet(**kwargs):
+    return DoubleUNet(**kwargs)
+
+
+@register("fast_unet", "small U-Net on an 8x packed input (after LLPackNet), for phones")
+def _fast_unet(**kwargs):
+    return FastUNet(**kwargs)
+
+
+def _gan(generator: keras.Model, discriminator_width: int, discriminator_depth: int,
+         adversarial_weight: float, cutmix_probability: float) -> UNetGAN:
+    return UNetGAN(generator, UNetDiscriminator(width=discriminator_width, depth=discriminator_depth),
+                   adversarial_weight=adversarial_weight, cutmix_probability=cutmix_probability)
+
+
+@register("unet_gan", "a generator (default unet) against a U-Net discriminator (Schönfeld 2020)")
+def _unet_gan(generator: str = "unet", discriminator_width: int = 32, discriminator_depth: int = 4,
+              adversarial_weight: float = 0.01, cutmix_probability: float = 0.0, **generator_args):
+    if generator in ("unet_gan", "vae_gan"):
+        raise SidError(f"generator {generator!r} is itself a GAN; use a plain model name")
+    return _gan(build_model(generator, **generator_args), discriminator_width, discriminator_depth,
+                adversarial_weight, cutmix_probability)
+
+
+@register("vae_gan", "U-Net with a VAE branch, judged by a U-Net discriminator")
+def _vae_gan(discriminator_width: int = 32, discriminator_depth: int = 4,
+             adversarial_weight: float = 0.01, cutmix_probability: float = 0.0, **generator_args):
+    return _gan(VAEUNet(**generator_args), discriminator_width, discriminator_depth,
+                adversarial_weight, cutmix_probability)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The plain image-to-image network of ``model`` (the generator of a GAN)."""
+    return model.generator if isinstance(model, UNetGAN) else model
+
+
+def count_macs(model: keras.Model, packed_size: tuple[int, int] = (256, 256)) -> int:
+    """Multiply-accumulates of one forward pass, counted from the TF graph by the profiler.
+
+    ``packed_size`` is the packed input's height and width; divide by the output megapixels for
+    MACs per output megapixel.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    net = inference_model(model)
+    channels = net.inputs[0].shape[-1]
+    spec = tf.TensorSpec((1, *packed_size, channels), tf.float32)
+    concrete = tf.function(lambda x: net(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    return profile.total_float_ops // 2
+
+
+def describe_models(packed_size: tuple[int, int] = (256, 256)) -> list[dict]:
+    """Name, parameters and GMACs per output megapixel of every registered model at defaults."""
+    rows = []
+    for name, spec in MODELS.items():
+        model = spec.builder()
+        net = inference_model(model)
+        scale = net.get_config().get("scale", 2)
+        megapixels = packed_size[0] * packed_size[1] * scale * scale / 1e6
+        rows.append({
+            "name": name,
+            "parameters": int(model.count_params()),
+            "generator_parameters": int(net.count_params()),
+            "gmacs_per_mp": count_macs(net, packed_size) / 1e9 / megapixels,
+            "summary": spec.summary,
+        })
+    return rows
+
+
+__all__ = [
+    "MODELS",
+    "CropLike",
+    "DepthToSpace",
+    "DoubleUNet",
+    "FastUNet",
+    "LatentSample",
+    "PadToMultiple",
+    "SpaceToDepth",
+    "UNet",
+    "UNetDiscriminator",
+    "UNetGAN",
+    "VAEUNet",
+    "build_model",
+    "count_macs",
+    "describe_models",
+    "inference_model",
+]

@@ -1,0 +1,137 @@
+"""Building blocks shared by every architecture (one place for each idea)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+# SID's activation: LeakyReLU with slope 0.2 (Chen et al. 2018, `lrelu`).
+LEAKY_SLOPE = 0.2
+
+
+@keras.saving.register_keras_serializable(package="sid_keras")
+class PadToMultiple(layers.Layer):
+    """Symmetric-pad height and width at the bottom/right up to a multiple of ``multiple``.
+
+    Lets a U-Net with ``n`` poolings take any input size; :class:`CropLike` cuts the output
+    back. With a static input size (TFLite export) the padding folds to constants.
+    """
+
+    def __init__(self, multiple: int, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, x):
+        if self.multiple == 1:
+            return x
+        shape = ops.shape(x)
+        pad_h = (-shape[1]) % self.multiple
+        pad_w = (-shape[2]) % self.multiple
+        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="symmetric")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, None, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="sid_keras")
+class CropLike(layers.Layer):
+    """Crop ``x`` to ``scale`` times the height and width of ``reference`` (undoes padding)."""
+
+    def __init__(self, scale: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def call(self, inputs):
+        x, reference = inputs
+        shape = ops.shape(reference)
+        return x[:, : shape[1] * self.scale, : shape[2] * self.scale, :]
+
+    def compute_output_shape(self, input_shapes):
+        x, ref = input_shapes
+        dims = [None if d is None else d * self.scale for d in ref[1:3]]
+        return (x[0], *dims, x[3])
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="sid_keras")
+class DepthToSpace(layers.Layer):
+    """Sub-pixel rearrangement (``tf.nn.depth_to_space``): a builtin TFLite op, GPU friendly."""
+
+    def __init__(self, block_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(x, self.block_size)
+
+    def compute_output_shape(self, s):
+        b = self.block_size
+        return (s[0], None if s[1] is None else s[1] * b, None if s[2] is None else s[2] * b, s[3] // (b * b))
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package="sid_keras")
+class SpaceToDepth(layers.Layer):
+    """Inverse of :class:`DepthToSpace` (``tf.nn.space_to_depth``)."""
+
+    def __init__(self, block_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.nn.space_to_depth(x, self.block_size)
+
+    def compute_output_shape(self, s):
+        b = self.block_size
+        return (s[0], None if s[1] is None else s[1] // b, None if s[2] is None else s[2] // b, s[3] * b * b)
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+def conv(x, filters: int, name: str, kernel: int = 3, activation: bool = True):
+    x = layers.Conv2D(filters, kernel, padding="same", name=name)(x)
+    return layers.LeakyReLU(LEAKY_SLOPE, name=f"{name}_lrelu")(x) if activation else x
+
+
+def double_conv(x, filters: int, name: str):
+    """SID's level block: two 3x3 convolutions, each followed by LeakyReLU(0.2)."""
+    return conv(conv(x, filters, f"{name}_conv1"), filters, f"{name}_conv2")
+
+
+def residual_block(x, filters: int, name: str, groups: int = 8):
+    """Pre-activation residual block with GroupNorm: what lets a deeper U-Net converge."""
+    if x.shape[-1] != filters:
+        x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_proj")(x)
+    shortcut = x
+    groups = min(groups, filters)
+    for i in (1, 2):
+        x = layers.GroupNormalization(groups, name=f"{name}_norm{i}")(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"{name}_lrelu{i}")(x)
+        x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv{i}")(x)
+    return layers.Add(name=f"{name}_add")([shortcut, x])
+
+
+def upsample(x, filters: int, name: str):
+    """2x2 transposed convolution with stride 2 (SID's ``upsample_and_concat``)."""
+    return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=name)(x)
+
+
+def attention_gate(skip, gate, filters: int, name: str):
+    """Additive attention gate (Oktay et al. 2018): weight skip features by relevance to ``gate``."""
+    theta = layers.Conv2D(filters, 1, name=f"{name}_theta")(skip)
+    phi = layers.Conv2D(filters, 1, name=f"{name}_phi")(gate)
+    f = layers.Activation("relu", name=f"{name}_relu")(layers.Add(name=f"{name}_add")([theta, phi]))
+    alpha = layers.Conv2D(1, 1, activation="sigmoid", name=f"{name}_psi")(f)
+    return layers.Multiply(name=f"{name}_gate")([skip, alpha])

@@ -1,0 +1,167 @@
+"""The U-Net family: SID's baseline, a deeper residual U-Net, an attention U-Net, a fast U-Net.
+
+All share one body (:func:`unet_body`) and one head (1x1 conv to ``3 * scale**2`` channels and
+depth_to_space), so they differ only in the arguments that make them what they are.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from sid_keras.models.layers import (CropLike, DepthToSpace, PadToMultiple, SpaceToDepth, attention_gate,
+                                     double_conv, residual_block, upsample)
+
+RGB = 3
+
+
+def unet_body(x, *, width: int, depth: int, block=double_conv, gated: bool = False, prefix: str = "",
+              encoder_extras=None):
+    """Encoder-decoder with skip concatenation.
+
+    Returns ``(features, decoder, bottleneck)``: the last decoder level, every decoder level
+    (fine->coarse) and the bottleneck.
+
+    Args:
+        width: filters of the first level; level ``i`` has ``width * 2**i``.
+        depth: number of levels (SID: 5, i.e. four poolings).
+        block: the per-level block (``double_conv`` for SID, ``residual_block`` for the deep net).
+        gated: attention gates on the skip connections.
+        encoder_extras: per level (fine->coarse), tensors concatenated into the encoder after the
+            level's block (the double U-Net's cross-network skips).
+    """
+    skips = []
+    for level in range(depth - 1):
+        x = block(x, width * 2**level, f"{prefix}enc{level + 1}")
+        if encoder_extras is not None:
+            x = layers.Concatenate(name=f"{prefix}enc{level + 1}_cross")([x, encoder_extras[level]])
+        skips.append(x)
+        x = layers.MaxPool2D(2, name=f"{prefix}pool{level + 1}")(x)
+    x = bottleneck = block(x, width * 2 ** (depth - 1), f"{prefix}enc{depth}")
+    decoder = []
+    for level in reversed(range(depth - 1)):
+        filters = width * 2**level
+        up = upsample(x, filters, f"{prefix}up{level + 1}")
+        skip = skips[level]
+        if gated:
+            skip = attention_gate(skip, up, max(filters // 2, 1), f"{prefix}att{level + 1}")
+        x = layers.Concatenate(name=f"{prefix}cat{level + 1}")([up, skip])
+        x = block(x, filters, f"{prefix}dec{level + 1}")
+        decoder.append(x)
+    return x, decoder[::-1], bottleneck
+
+
+def rgb_head(x, scale: int, name: str):
+    """1x1 conv to ``3 * scale**2`` channels, then depth_to_space to full resolution RGB."""
+    x = layers.Conv2D(RGB * scale * scale, 1, name=f"{name}_conv")(x)
+    return DepthToSpace(scale, name=f"{name}_d2s")(x)
+
+
+# Keyword arguments a model passes on to keras.Model; anything else is a typo worth reporting.
+MODEL_KWARGS = ("name", "trainable", "dtype")
+
+
+def check_model_kwargs(cls: type, kwargs: dict) -> None:
+    unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
+    if unknown:
+        raise TypeError(f"{cls.__name__} got unknown arguments {unknown}")
+
+
+class SidModel(keras.Model):
+    """A functional model whose config is its constructor arguments (keras-hub style).
+
+    Subclasses check their extra kwargs with :func:`check_model_kwargs`, build their graph in
+    ``__init__`` and pass their arguments to :meth:`_finish`.
+    """
+
+    stride: int = 1  # input sizes are padded to a multiple of this, by the model itself
+
+    def _finish(self, config: dict) -> None:
+        self._sid_config = dict(config)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._sid_config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _wrap(inputs, body_fn, scale: int, multiple: int):
+    """Pad the input to the body's multiple, run it, crop the output to the input's size."""
+    padded = PadToMultiple(multiple, name="pad")(inputs)
+    outputs = body_fn(padded)
+    return CropLike(scale, name="crop")([outputs, inputs])
+
+
+@keras.saving.register_keras_serializable(package="sid_keras")
+class UNet(SidModel):
+    """SID's U-Net: packed raw in, sRGB out at ``scale`` times the resolution.
+
+    Args:
+        in_channels: 4 (Bayer) or 9 (X-Trans).
+        scale: output pixels per packed pixel (2 Bayer, 3 X-Trans).
+        width: filters of the first level (SID: 32).
+        depth: levels (SID: 5).
+        attention: attention gates on the skips (Oktay et al. 2018).
+        residual: GroupNorm residual blocks instead of plain double convs.
+
+    Example:
+        >>> model = UNet(width=8, depth=3)
+        >>> model(np.zeros((1, 20, 20, 4), "float32")).shape
+        TensorShape([1, 40, 40, 3])
+
+    Reference:
+        Chen, Chen, Xu, Koltun. "Learning to See in the Dark", CVPR 2018.
+    """
+
+    def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
+                 attention: bool = False, residual: bool = False, **kwargs):
+        check_model_kwargs(type(self), kwargs)
+        block = residual_block if residual else double_conv
+        inputs = keras.Input((None, None, in_channels), name="packed")
+
+        def body(x):
+            features, _, _ = unet_body(x, width=width, depth=depth, block=block, gated=attention)
+            return rgb_head(features, scale, "head")
+
+        outputs = _wrap(inputs, body, scale, 2 ** (depth - 1))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.stride = 2 ** (depth - 1)
+        self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
+                          attention=attention, residual=residual))
+
+
+@keras.saving.register_keras_serializable(package="sid_keras")
+class FastUNet(SidModel):
+    """A small U-Net on a further packed input, for phones and real time (after LLPackNet).
+
+    The packed raw is rearranged again by ``pack`` (space_to_depth), so the U-Net runs at
+    ``1 / (scale * pack)`` of the output resolution; one depth_to_space brings it back. Only
+    CONV_2D, MAX_POOL_2D, TRANSPOSE_CONV, CONCATENATION, SPACE/DEPTH rearrangements: builtin
+    TFLite ops that the GPU delegate accepts.
+
+    Args:
+        in_channels, scale: as :class:`UNet`.
+        pack: extra space_to_depth factor (LLPackNet packs by 8 overall; 4 here on top of 2).
+        width, depth: of the inner U-Net.
+
+    Reference:
+        Lamba, Balaji, Mitra. "Towards Fast and Light-Weight Restoration of Dark Images"
+        (LLPackNet), BMVC 2020.
+    """
+
+    def __init__(self, in_channels: int = 4, scale: int = 2, pack: int = 4, width: int = 48,
+                 depth: int = 3, **kwargs):
+        check_model_kwargs(type(self), kwargs)
+        inputs = keras.Input((None, None, in_channels), name="packed")
+
+        def body(x):
+            x = SpaceToDepth(pack, name="pack")(x)
+            features, _, _ = unet_body(x, width=width, depth=depth)
+            return rgb_head(features, scale * pack, "head")
+
+        outputs = _wrap(inputs, body, scale, pack * 2 ** (depth - 1))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.stride = pack * 2 ** (depth - 1)
+        self._finish(dict(in_channels=in_channels, scale=scale, pack=pack, width=width, depth=depth))

@@ -1,0 +1,136 @@
+"""Every registered architecture: shapes, training lowers the loss, .keras round trips."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from sid_keras.errors import SidError
+from sid_keras.metrics import PSNR
+from sid_keras.models import MODELS, UNet, build_model, count_macs, inference_model
+
+TINY = {
+    "unet": dict(width=4, depth=3),
+    "unet_deep": dict(width=4, depth=4),
+    "attention_unet": dict(width=8, depth=3),
+    "double_unet": dict(width=4, depth=3),
+    "fast_unet": dict(width=4, depth=2, pack=2),
+    "unet_gan": dict(width=4, depth=3, discriminator_width=4, discriminator_depth=2),
+    "vae_gan": dict(width=4, depth=3, latent_channels=2, discriminator_width=4, discriminator_depth=2),
+}
+# Parameter counts at the registered defaults (Bayer). SID's U-Net is 7,760,748 (Chen et al.).
+DEFAULT_PARAMETERS = {
+    "unet": 7_760_748,
+    "unet_deep": 11_714_076,
+    "attention_unet": 7_848_512,
+    "double_unet": 17_875_032,
+    "fast_unet": 1_084_176,
+    "unet_gan": 9_016_048,
+    "vae_gan": 9_989_217,
+}
+
+
+def _data(n=8, size=16, channels=4, scale=2, seed=0):
+    """A learnable toy mapping: the target is the packed input's first 3 channels upsampled."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (n, size, size, channels)).astype("float32")
+    y = np.repeat(np.repeat(x[..., :3], scale, 1), scale, 2) * 0.8 + 0.1
+    return x, y
+
+
+def test_every_model_is_tested():
+    assert set(TINY) == set(MODELS) == set(DEFAULT_PARAMETERS)
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PARAMETERS))
+def test_default_parameter_counts_are_pinned(name):
+    assert build_model(name).count_params() == DEFAULT_PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("channels,scale", [(4, 2), (9, 3)])
+def test_any_input_size_bayer_and_xtrans(name, channels, scale):
+    model = build_model(name, in_channels=channels, scale=scale, **TINY[name])
+    for h, w in [(16, 16), (13, 22)]:
+        out = model(np.zeros((2, h, w, channels), "float32"))
+        assert tuple(out.shape) == (2, h * scale, w * scale, 3)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_training_steps_lower_the_loss_and_keras_file_round_trips(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(name, **TINY[name])
+    x, y = _data()
+    if hasattr(model, "d_optimizer"):
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-4),
+                      metrics=[PSNR()])
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mae", metrics=[PSNR()])
+    net = inference_model(model)
+    before = float(np.mean(np.abs(net.predict(x, verbose=0) - y)))
+    history = model.fit(x, y, batch_size=4, epochs=30, verbose=0)
+    after = float(np.mean(np.abs(net.predict(x, verbose=0) - y)))
+    assert after < 0.7 * before, (before, after)
+    assert "psnr" in history.history
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
+
+
+def test_gan_keeps_both_optimizers_state_and_call_is_the_generator(tmp_path):
+    model = build_model("unet_gan", **TINY["unet_gan"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(2e-4))
+    x, y = _data()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    np.testing.assert_allclose(model(x), model.generator(x), atol=1e-6)
+    model.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2
+    assert int(loaded.d_optimizer.iterations) == 2
+    assert float(loaded.d_optimizer.learning_rate) == pytest.approx(2e-4)
+    for a, b in zip(loaded.d_optimizer.variables, model.d_optimizer.variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b))
+    loaded.fit(x, y, batch_size=4, epochs=1, verbose=0)  # training resumes
+    assert int(loaded.d_optimizer.iterations) == 4
+
+
+def test_gan_cutmix_trains():
+    keras.utils.set_random_seed(1)
+    model = build_model("unet_gan", cutmix_probability=1.0, **TINY["unet_gan"])
+    model.compile(optimizer="adam", d_optimizer="adam")
+    x, y = _data()
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert np.isfinite(history.history["d_loss"]).all()
+
+
+def test_vae_branch_adds_a_kl_loss():
+    model = build_model("vae_gan", **TINY["vae_gan"])
+    x, _ = _data(n=2)
+    model.generator(x, training=True)
+    assert len(model.generator.losses) == 1 and float(model.generator.losses[0]) >= 0
+
+
+def test_double_unet_loads_a_trained_first_network_and_freezes_it():
+    first = UNet(width=4, depth=3)
+    double = build_model("double_unet", width=4, depth=3, freeze_first=True)
+    double.load_first(first)
+    layer = double.get_layer("first_enc1_conv1")
+    np.testing.assert_array_equal(layer.get_weights()[0], first.get_layer("enc1_conv1").get_weights()[0])
+    trainable = {v.path for v in double.trainable_variables}
+    assert not any(p.startswith("first_") for p in trainable) and trainable
+    with pytest.raises(SidError, match="same width and depth"):
+        double.load_first(UNet(width=4, depth=2))
+
+
+def test_fast_unet_needs_8x_fewer_macs_than_unet():
+    assert count_macs(build_model("unet"), (64, 64)) >= 8 * count_macs(build_model("fast_unet"), (64, 64))
+
+
+def test_unknown_model_and_argument_are_clear_errors():
+    with pytest.raises(SidError, match="unknown model 'unetx'"):
+        build_model("unetx")
+    with pytest.raises(SidError, match="unet"):
+        build_model("unet", widht=3)
