@@ -41,6 +41,22 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
             os.unlink(tmp)
 
 
+def save_model_atomic(model, path: str | os.PathLike) -> None:
+    """``model.save`` to a temporary ``.keras`` beside ``path``, then rename over it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    if not tmp.endswith(".keras"):
+        tmp += ".keras"
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
     """np.save through a temporary file, so readers see the old file or the whole new one."""
     with atomic_path(path) as tmp:

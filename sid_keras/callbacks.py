@@ -1,0 +1,90 @@
+"""Keras callbacks of the training recipe: schedule, best-model keeping, validation images."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+
+from sid_keras.config import TrainConfig
+from sid_keras.io import atomic_path, save_model_atomic
+
+
+class StepSchedule(keras.callbacks.Callback):
+    """Sets the learning rate(s) at each epoch from the epoch number alone, so resume is exact.
+
+    Both optimizers of a GAN follow the same schedule, each from its own base rate.
+    """
+
+    def __init__(self, train: TrainConfig):
+        super().__init__()
+        self.train = train
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from sid_keras.training import learning_rate_at
+
+        factor = learning_rate_at(epoch, self.train) / self.train.learning_rate
+        self.model.optimizer.learning_rate = self.train.learning_rate * factor
+        if getattr(self.model, "d_optimizer", None) is not None:
+            self.model.d_optimizer.learning_rate = self.train.d_learning_rate * factor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Save the model when ``monitor`` (maximised) beats the best so far, across resumes.
+
+    The best value lives in ``<path>.json`` beside the model, so a resumed run does not replace
+    a better model from before the crash.
+    """
+
+    def __init__(self, path: str | pathlib.Path, monitor: str = "val_psnr"):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.record = self.path.with_suffix(".json")
+        self.monitor = monitor
+
+    def _best(self) -> float:
+        if self.record.exists():
+            return float(json.loads(self.record.read_text())[self.monitor])
+        return -np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value) or value <= self._best():
+            return
+        save_model_atomic(self.model, self.path)
+        with atomic_path(self.record) as tmp:
+            pathlib.Path(tmp).write_text(json.dumps({self.monitor: float(value), "epoch": epoch + 1}))
+
+
+class ValidationImages(keras.callbacks.Callback):
+    """Write (amplified input, output, ground truth) triplets to TensorBoard on validation epochs."""
+
+    def __init__(self, log_dir, val_dataset, every: int, count: int = 2):
+        super().__init__()
+        self.log_dir, self.val, self.every, self.count = str(log_dir), val_dataset, every, count
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.count <= 0 or (epoch + 1) % self.every:
+            return
+        import tensorflow as tf
+
+        from sid_keras.models import inference_model
+        from sid_keras.render import packed_preview
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        net = inference_model(self.model)
+        with self._writer.as_default():
+            for i, (x, y) in enumerate(self.val.take(self.count)):
+                out = np.clip(net.predict(x, verbose=0), 0, 1)
+                preview = packed_preview(x.numpy()[0], scale=y.shape[1] // x.shape[1])
+                triplet = np.concatenate([preview, out[0], y.numpy()[0]], axis=1)
+                tf.summary.image(f"val/{i}_input_output_truth", triplet[None], step=epoch + 1)
+        self._writer.flush()
