@@ -83,6 +83,111 @@ def _run_models(args) -> int:
     return 0
 
 
+def _ratio_arg(text: str):
+    if text == "auto":
+        return "auto"
+    from sid_keras.raw import check_ratio
+
+    try:
+        return check_ratio(text)
+    except SidError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_enhance(sub) -> None:
+    p = sub.add_parser("enhance", help="enhance dark raw files (files, folders or globs)")
+    p.add_argument("inputs", nargs="+", help="raw files, folders of raw files, or globs")
+    p.add_argument("-o", "--out", required=True,
+                   help="output file (one input) or folder (one image per input)")
+    p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
+    p.add_argument("--ratio", type=_ratio_arg, default="auto",
+                   help="amplification, e.g. 100, or 'auto' to estimate it from the frame (default)")
+    p.add_argument("--format", dest="fmt", choices=["png", "png16", "tiff16"], default=None,
+                   help="output format (default: from the output extension, else png)")
+    p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels (memory bound)")
+    p.add_argument("--overlap", type=int, default=64, help="tile context in packed pixels")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(run=_run_enhance)
+
+
+def _run_enhance(args) -> int:
+    import pathlib
+
+    _quiet_tensorflow()
+    from sid_keras.inference import Enhancer, enhance_files, expand_inputs
+
+    inputs = expand_inputs(args.inputs)
+    if not inputs:
+        raise SidError(f"no raw files found in {' '.join(args.inputs)}")
+    out = pathlib.Path(args.out)
+    fmt = args.fmt or ("tiff16" if out.suffix.lower() in (".tif", ".tiff") else "png")
+    if len(inputs) > 1 and out.suffix.lower() in (".png", ".tif", ".tiff"):
+        raise SidError(f"{out}: {len(inputs)} inputs need an output folder, not a file name")
+    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
+    failures = enhance_files(enhancer, inputs, out, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
+                             progress=sys.stderr.isatty())
+    for source, message in failures:
+        print(f"sid-keras enhance: failed: {message}", file=sys.stderr)
+    if failures:
+        print(f"sid-keras enhance: {len(failures)} of {len(inputs)} files failed", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="SID test protocol on full frames, beside classical pipelines")
+    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument("--list", required=True, help="list file (e.g. Sony_test_list.txt)")
+    p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
+    p.add_argument("--out", required=True, help="folder for metrics.json, metrics.csv, figures/")
+    p.add_argument("--first-burst-only", action="store_true", help="only _00 short exposures")
+    p.add_argument("--exclude-misaligned", action="store_true",
+                   help="drop SID's misaligned scenes 10034, 10045, 10172")
+    p.add_argument("--no-denoiser", action="store_true", help="skip the scaled + NLM baseline")
+    p.add_argument("--no-figures", action="store_true", help="skip the side-by-side figures")
+    p.add_argument("--report", action="store_true", help="also write report.html")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import pathlib
+
+    _quiet_tensorflow()
+    from sid_keras.data import MISALIGNED_SCENES, read_sid_list
+    from sid_keras.evaluation import evaluate, format_table, write_html_report
+    from sid_keras.inference import Enhancer
+
+    pairs = read_sid_list(args.list, args.data, first_burst_only=args.first_burst_only,
+                          exclude_scenes=MISALIGNED_SCENES if args.exclude_misaligned else ())
+    enhancer = Enhancer(args.model, tile=args.tile)
+    summary = evaluate(enhancer, pairs[: args.limit], args.out, denoiser=not args.no_denoiser,
+                       figures=not args.no_figures, progress=sys.stderr.isatty())
+    print(format_table(summary))
+    if args.report:
+        print(f"report: {write_html_report(pathlib.Path(args.out), summary)}")
+    print(f"metrics: {pathlib.Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="make a dark raw from a shipped photo, enhance it, compare")
+    p.add_argument("--out", default="sid_demo", help="output folder (default: sid_demo)")
+    p.add_argument("--ratio", type=int, default=250, choices=[100, 250, 300], help="darkness of the raw")
+    p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    _quiet_tensorflow()
+    from sid_keras.demo import run_demo
+
+    run_demo(args.out, ratio=args.ratio, model=args.model, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sid-keras",
@@ -90,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sid-keras {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_synth, _add_train, _add_models):
+    for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_models):
         add(sub)
     return parser
 

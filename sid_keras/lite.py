@@ -1,0 +1,86 @@
+"""Run ``.tflite`` models without TensorFlow: LiteRT, then tflite_runtime, then tf.lite.
+
+This module imports only numpy and the interpreter, so a phone-side or server-side pipeline
+can enhance raw files with ``Enhancer("model.tflite")`` in an environment without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from sid_keras.errors import SidError
+
+
+def interpreter_class():
+    """The first TFLite interpreter available: ai_edge_litert, tflite_runtime, tf.lite."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter
+    except ImportError:
+        raise SidError("running .tflite models needs LiteRT: pip install 'sid-keras[edge]' "
+                       "(or ai-edge-litert)") from None
+
+
+def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A tile predictor (batch of packed tiles -> RGB) running a TFLite file.
+
+    Dynamic-size models are resized to each tile; fixed-size ones (the GPU fp16 export) get
+    the tile padded to their size and the output cropped back. int8 inputs and outputs are
+    quantised and dequantised with the file's own parameters.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SidError(f"{path}: no such model file")
+    try:
+        interpreter = interpreter_class()(model_path=path, num_threads=num_threads or os.cpu_count())
+    except (ValueError, RuntimeError) as err:
+        raise SidError(f"{path}: not a loadable TFLite model ({err})") from None
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    signature = inp.get("shape_signature", inp["shape"])
+    fixed = all(int(d) > 0 for d in signature[1:3])
+    state = {"shape": tuple(int(d) for d in inp["shape"])}
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[1:3]
+        if fixed:
+            fh, fw = int(signature[1]), int(signature[2])
+            if h > fh or w > fw:
+                raise SidError(f"{path}: fixed input {fh}x{fw} is smaller than the tile {h}x{w}; "
+                               "use a tile size no larger than the model's")
+            x = np.pad(x, ((0, 0), (0, fh - h), (0, fw - w), (0, 0)), mode="symmetric")
+        elif x.shape != state["shape"]:
+            interpreter.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+            interpreter.allocate_tensors()
+            state["shape"] = x.shape
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.rint(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interpreter.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=inp["dtype"]))
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"])
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        scale_factor = y.shape[1] // x.shape[1]
+        return y[:, : h * scale_factor, : w * scale_factor].astype(np.float32)
+
+    return predict
