@@ -24,8 +24,11 @@ from sid_keras.errors import SidError
 
 PEAK_8BIT = 255.0
 SSIM_SIGMA = 1.5  # Gaussian window sigma; the window is 11x11 (truncate 3.5 sigma)
-# Non-local means settings (Buades et al. 2005, scikit-image): filter strength h = 0.8 sigma.
-NLM_STRENGTH = 0.8
+# Non-local means (Buades et al. 2005, scikit-image), filter strength h = NLM_STRENGTH x the
+# Immerkaer noise estimate. The estimate sees demosaiced, spatially correlated noise and comes out
+# low, so the usual 0.8 barely denoises; 4 was best on synthetic validation pairs (3.5-5 all
+# within 0.05 dB; mean PSNR 13.3 dB undenoised, 19.2 dB at 4).
+NLM_STRENGTH = 4.0
 NLM_PATCH, NLM_DISTANCE = 5, 6
 METHODS = ("model", "scaled", "scaled_nlm")
 

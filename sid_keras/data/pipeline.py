@@ -127,7 +127,9 @@ def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side:
             yield np.minimum(x * entry.ratio, 1.0), y.astype(np.float32) / UINT16_SCALE
 
     spec = (tf.TensorSpec([None, None, channels], tf.float32), tf.TensorSpec([None, None, 3], tf.float32))
-    return tf.data.Dataset.from_generator(frames, output_signature=spec).batch(1).prefetch(2)
+    ds = tf.data.Dataset.from_generator(frames, output_signature=spec)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(entries)))  # Keras then knows its end
+    return ds.batch(1).prefetch(2)
 
 
 def distributed_dataset_fn(entries: Sequence[CachedPair], *, patch_size: int, global_batch_size: int,

@@ -1,0 +1,168 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sid_keras.cli import main
+
+from conftest import shared_file
+
+HEAVY_MODULES = ("rawpy", "keras_tuner", "matplotlib", "ai_edge_litert", "tensorflow", "keras")
+
+
+def _imported_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys\nprint('MODULES:' + ','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    line = out.stdout.strip().splitlines()[-1]
+    return [m for m in line.removeprefix("MODULES:").split(",") if m]
+
+
+def test_import_and_help_stay_light():
+    assert _imported_after("import sid_keras, sid_keras.raw, sid_keras.data") == []
+    code = "from sid_keras.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    assert _imported_after(code) == []
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("enhance", "demo", "evaluate", "synth", "train", "models"):
+        assert command in out
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    keras = pytest.importorskip("keras")
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    UNet(width=4, depth=3).save(path)
+    return path
+
+
+def test_enhance_writes_once_and_refuses_to_overwrite(tmp_path, write_dng, tiny_model_file, capsys):
+    dng, _ = write_dng(name="dark.dng")
+    out = tmp_path / "out.png"
+    args = ["enhance", str(dng), "-o", str(out), "--model", str(tiny_model_file), "--ratio", "100"]
+    assert main(args) == 0 and out.exists()
+    assert "ratio x100.0 given" in capsys.readouterr().out
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
+    assert main(args + ["--overwrite"]) == 0
+    assert main(["enhance", str(dng), "-o", str(tmp_path / "x.tif"), "--model", str(tiny_model_file)]) == 0
+    import tifffile
+
+    assert tifffile.imread(tmp_path / "x.tif").dtype == np.uint16
+
+
+def test_enhance_errors_are_one_line(tmp_path, tiny_model_file, capsys):
+    assert main(["enhance", str(tmp_path / "none.ARW"), "-o", str(tmp_path / "o.png"),
+                 "--model", str(tiny_model_file)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].endswith("none.ARW: no such file") and "1 of 1 files failed" in err[-1]
+    assert main(["enhance", "x.dng", "-o", "o.png", "--model", str(tmp_path / "m.keras")]) == 1
+    assert "no such model file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["enhance", "x.dng", "-o", "o.png", "--ratio", "-3"])
+    assert exit_info.value.code == 2
+
+
+def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):
+    dng = shared_file("raw", "blackmagic_pocket4k.dng")
+    out = tmp_path / "bm.png"
+    assert main(["enhance", str(dng), "-o", str(out), "--model", str(tiny_model_file)]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size == (4128, 2176)
+
+
+def test_enhance_rejects_the_film_scanner_nef(tmp_path, tiny_model_file, capsys):
+    nef = shared_file("raw", "nikon_coolscan_film_scanner.nef")
+    assert main(["enhance", str(nef), "-o", str(tmp_path / "n.png"), "--model", str(tiny_model_file)]) == 1
+    assert "no colour filter array" in capsys.readouterr().err
+    assert not (tmp_path / "n.png").exists()
+
+
+@pytest.fixture(scope="module")
+def mini_dataset(tmp_path_factory):
+    photos = shared_file("photos", "val")
+    root = tmp_path_factory.mktemp("mini")
+    assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", "train", "--limit", "3",
+                 "--workers", "1"]) == 0
+    assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", "val", "--limit", "1",
+                 "--workers", "1", "--seed", "1"]) == 0
+    return root
+
+
+def _train_args(root, out, *extra):
+    return ["train", "--config", "synthetic", "--set", f"data.root='{root}'", "--set", f"train.out_dir='{out}'",
+            "--set", "model.args={width=4, depth=3}", "--set", "data.patch_size=32",
+            "--set", "data.batch_size=2", "--set", "train.val_every=1", "--set", "train.log_images=1",
+            *extra]
+
+
+def test_train_evaluate_and_bad_configs(mini_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_train_args(mini_dataset, out, "--set", "train.epochs=3", "--set", "train.learning_rate=2e-3",
+                            "--set", "train.steps_per_epoch=20")) == 0
+    for name in ("config.json", "best.keras", "final.keras", "log.csv", "best.json"):
+        assert (out / name).exists(), name
+    lines = (out / "log.csv").read_text().strip().splitlines()
+    assert len(lines) == 4 and "val_psnr" in lines[0]
+    losses = [float(line.split(",")[lines[0].split(",").index("loss")]) for line in lines[1:]]
+    assert losses[-1] < losses[0]
+    assert json.loads((out / "config.json").read_text())["model"]["name"] == "unet"
+    assert main(_train_args(mini_dataset, out, "--set", "model.name='fast_unet'")) == 1
+    assert "holds a run of model 'unet'" in capsys.readouterr().err
+    assert main(_train_args(mini_dataset, tmp_path / "r2", "--set", "train.epochz=3")) == 1
+    assert "unknown config keys in [train]: epochz" in capsys.readouterr().err
+    assert main(_train_args(tmp_path / "nowhere", tmp_path / "r3")) == 1
+    assert "no such dataset folder" in capsys.readouterr().err
+    assert main(_train_args(mini_dataset, tmp_path / "r4", "--set", "data.patch_size=1024")) == 1
+    assert "larger than" in capsys.readouterr().err
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--data", str(mini_dataset), "--list", "Sony_val_list.txt", "--model",
+                 str(out / "best.keras"), "--out", str(ev), "--report"]) == 0
+    table = capsys.readouterr().out
+    assert "x100" in table and "x300" in table and "margin vs scaled_nlm" in table
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["count"] == 3 and set(metrics["overall"]) == {"model", "scaled", "scaled_nlm"}
+    assert (ev / "report.html").exists() and len(list((ev / "figures").iterdir())) == 3
+
+
+@pytest.mark.slow
+def test_training_killed_mid_epoch_resumes_where_it_stopped(mini_dataset, tmp_path):
+    out = tmp_path / "killed"
+    epochs, steps = 6, 6
+    args = _train_args(mini_dataset, out, "--set", f"train.epochs={epochs}",
+                       "--set", f"train.steps_per_epoch={steps}", "--set", "train.val_every=100")
+    command = [sys.executable, "-m", "sid_keras.cli", *args]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    metadata = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(metadata.read_text())["epoch"]
+    assert 2 <= done < epochs
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"Epoch {done + 1}/{epochs}" in second.stdout and "Epoch 1/" not in second.stdout
+    import keras
+
+    final = keras.models.load_model(out / "final.keras")
+    assert int(final.optimizer.iterations) == epochs * steps  # weights and optimizer state resumed

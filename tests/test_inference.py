@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+from sid_keras import raw
+from sid_keras.errors import SidError
+from sid_keras.evaluation import format_table, psnr_8bit, ssim_8bit, summarize, PairResult
+from sid_keras.inference import Enhancer, auto_ratio, enhance_files, expand_inputs, run_tiled
+
+from conftest import BAYER_PHASES
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(3)
+    return UNet(width=4, depth=3)
+
+
+def test_tiled_output_matches_whole_frame(tiny_model):
+    rng = np.random.default_rng(0)
+    packed = rng.uniform(0, 1, (120, 104, 4)).astype("float32")
+    enhancer = Enhancer(tiny_model, tile=48, overlap=12)
+    whole = np.asarray(tiny_model(packed[None]))[0]
+    tiled = run_tiled(enhancer.predict, packed, 2, tile=48, overlap=12)
+    assert tiled.shape == whole.shape == (240, 208, 3)
+    target = np.clip(whole + rng.normal(0, 0.05, whole.shape), 0, 1)
+    assert abs(psnr_8bit(target, tiled) - psnr_8bit(target, whole)) < 0.05
+    assert psnr_8bit(whole, tiled) > 40
+
+
+@pytest.mark.parametrize("phase", ["GRBG", "BGGR"])
+def test_odd_sizes_are_padded_back_to_the_full_visible_frame(phase, write_dng, tiny_model):
+    path, _ = write_dng(pattern=BAYER_PHASES[phase], shape=(67, 93), black=512, white=16383)
+    out = Enhancer(tiny_model, tile=32, overlap=4).enhance(path, ratio=4)
+    assert out.shape == (67, 93, 3) and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_orientation_is_applied(tiny_model):
+    mosaic = np.random.default_rng(0).integers(0, 4000, (40, 64)).astype(np.uint16)
+    frame = raw.RawFrame(mosaic=mosaic, cfa_pattern=np.array([[0, 1], [3, 2]]),
+                         black_level=np.zeros(4), white_level=4095, orientation=6)
+    out = Enhancer(tiny_model).enhance(frame, ratio=1)
+    assert out.shape == (64, 40, 3)
+
+
+def test_auto_ratio_brings_a_dark_frame_to_a_sensible_brightness():
+    rng = np.random.default_rng(1)
+    scene = rng.uniform(0.02, 0.3, (64, 64))  # a well exposed linear scene, mean ~0.16
+    dark = scene / 200 * (16383 - 512) + 512 + rng.normal(0, 4, scene.shape)  # x200 darker, read noise
+    frame = raw.RawFrame(mosaic=np.clip(np.rint(dark), 0, 16383).astype(np.uint16),
+                         cfa_pattern=np.array([[0, 1], [3, 2]]), black_level=np.full(4, 512.0),
+                         white_level=16383)
+    ratio = auto_ratio(frame, target_mean=float(scene.mean()))
+    assert ratio == pytest.approx(200, rel=0.05)
+    assert raw.amplify(raw.pack(frame), ratio).mean() == pytest.approx(scene.mean(), rel=0.1)
+    bright = raw.RawFrame(mosaic=np.full((32, 32), 16000, np.uint16), cfa_pattern=np.array([[0, 1], [3, 2]]),
+                          black_level=np.zeros(4), white_level=16383)
+    assert auto_ratio(bright) == 1.0  # never darkens
+
+
+def test_batch_keeps_going_past_bad_files_and_never_overwrites(tmp_path, write_dng, tiny_model):
+    good, _ = write_dng(name="good.dng")
+    bad = tmp_path / "bad.dng"
+    bad.write_text("not a raw file at all\n" * 100)
+    out = tmp_path / "out"
+    enhancer = Enhancer(tiny_model)
+    failures = enhance_files(enhancer, expand_inputs([str(tmp_path / "*.dng")]), out, ratio=10, log=lambda s: None)
+    assert [f for f, _ in failures] == [str(bad)]
+    assert (out / "good.png").exists() and not (out / "bad.png").exists()
+    before = (out / "good.png").read_bytes()
+    failures = enhance_files(enhancer, [good], out / "good.png", ratio=20, log=lambda s: None)
+    assert "already exists" in failures[0][1] and (out / "good.png").read_bytes() == before
+    assert not enhance_files(enhancer, [good], out / "good.png", ratio=20, overwrite=True, log=lambda s: None)
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_metrics_match_hand_computed_values():
+    ref = np.zeros((16, 16, 3), np.float32)
+    off_by_one = np.full((16, 16, 3), 1 / 255, np.float32)
+    assert psnr_8bit(ref, off_by_one) == pytest.approx(10 * np.log10(255**2 / 1.0))
+    half = ref.copy()
+    half[:8] = 2 / 255  # mse = (4 * 128 * 3) / 768 = 2
+    assert psnr_8bit(ref, half) == pytest.approx(10 * np.log10(255**2 / 2.0))
+    img = np.random.default_rng(0).uniform(0, 1, (32, 32, 3))
+    assert ssim_8bit(img, img) == pytest.approx(1.0)
+    assert ssim_8bit(img, np.clip(img + 0.2, 0, 1)) < 0.99
+    results = [PairResult("a", "b", 100.0, {"model": {"psnr": 30, "ssim": 0.8}, "scaled": {"psnr": 20, "ssim": 0.5}}),
+               PairResult("c", "b", 300.0, {"model": {"psnr": 26, "ssim": 0.7}, "scaled": {"psnr": 18, "ssim": 0.4}})]
+    summary = summarize(results)
+    assert summary["overall"]["model"]["psnr"] == 28 and summary["per_ratio"]["x300"]["scaled"]["psnr"] == 18
+    table = format_table(summary)
+    assert "+10.00 dB" in table and "+8.00 dB" in table
+
+
+def test_bad_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SidError, match="no such model"):
+        Enhancer(tmp_path / "missing.keras")
+    junk = tmp_path / "junk.keras"
+    junk.write_text("junk")
+    with pytest.raises(SidError, match="not a loadable"):
+        Enhancer(junk)
