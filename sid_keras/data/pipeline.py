@@ -65,17 +65,18 @@ def training_dataset(
         short, long = arrays[int(index)]
         x = short[top : top + patch_size, left : left + patch_size]
         y = long[top * scale : (top + patch_size) * scale, left * scale : (left + patch_size) * scale]
-        return x.astype(np.float32) / UINT16_SCALE, y.astype(np.float32) / UINT16_SCALE
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
     def sample(step, index):
         rng_seed = tf.stack([tf.cast(seed, tf.int64) * 1000 + replica, step])
         u = tf.random.stateless_uniform([2], rng_seed, dtype=tf.float32)
         top = tf.cast(u[0] * tf.cast(heights[index] - patch_size + 1, tf.float32), tf.int64)
         left = tf.cast(u[1] * tf.cast(widths[index] - patch_size + 1, tf.float32), tf.int64)
-        x, y = tf.numpy_function(crop, [index, top, left], [tf.float32, tf.float32], stateful=False)
+        x, y = tf.numpy_function(crop, [index, top, left], [tf.uint16, tf.uint16], stateful=False)
         x.set_shape([patch_size, patch_size, channels])
         y.set_shape([patch_size * scale, patch_size * scale, 3])
-        x = tf.minimum(x * ratios[index], 1.0)
+        x = tf.minimum(tf.cast(x, tf.float32) * (ratios[index] / UINT16_SCALE), 1.0)
+        y = tf.cast(y, tf.float32) / UINT16_SCALE
         if augment:
             flips = tf.random.stateless_uniform([3], rng_seed + 1) < 0.5
             x, y = _augment(x, y, flips)
