@@ -188,6 +188,24 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="SavedModel + TFLite fp32/fp16/int8 with a parity report")
+    p.add_argument("model", help=".keras model file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--profile", default=None, help="export profile TOML (e.g. export/default.toml)")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    _quiet_tensorflow()
+    from sid_keras.export import export_model, format_report, load_profile
+
+    report = export_model(args.model, args.out, load_profile(args.profile))
+    print(format_report(report))
+    print(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sid-keras",
@@ -195,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sid-keras {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_models):
+    for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_models, _add_export):
         add(sub)
     return parser
 

@@ -22,12 +22,18 @@ class PadToMultiple(layers.Layer):
         self.multiple = int(multiple)
 
     def call(self, x):
-        if self.multiple == 1:
-            return x
+        static = [x.shape[1], x.shape[2]]
+        if self.multiple == 1 or all(d is not None and d % self.multiple == 0 for d in static):
+            return x  # nothing to pad: keep the exported graph free of a no-op pad
+        import tensorflow as tf
+
         shape = ops.shape(x)
         pad_h = (-shape[1]) % self.multiple
         pad_w = (-shape[2]) % self.multiple
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="symmetric")
+        padded = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+        # Dynamic paddings lose the static channel count, which TFLite's CONV_2D needs: a
+        # reshape to a shape whose channel entry is a constant gives it back to the converter.
+        return tf.reshape(padded, tf.stack([-1, shape[1] + pad_h, shape[2] + pad_w, x.shape[-1]]))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], None, None, input_shape[3])
@@ -46,6 +52,10 @@ class CropLike(layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
+        if None not in (x.shape[1], reference.shape[1], x.shape[2], reference.shape[2]) and (
+            x.shape[1] == reference.shape[1] * self.scale and x.shape[2] == reference.shape[2] * self.scale
+        ):
+            return x  # static shapes that already match: no slice in the exported graph
         shape = ops.shape(reference)
         return x[:, : shape[1] * self.scale, : shape[2] * self.scale, :]
 

@@ -1,0 +1,270 @@
+"""Export a trained model for serving and phones: SavedModel + TFLite fp32 / fp16 / int8.
+
+- SavedModel with a ``serving_default`` signature, input ``packed`` of dynamic height and width;
+- ``model_fp32.tflite``: dynamic size, for CPU;
+- ``model_fp16_<tile>.tflite``: fp16 weights, fixed tile size, for the mobile GPU delegate (which
+  rejects dynamic tensors);
+- ``model_int8_<tile>.tflite``: full integer quantisation calibrated on packed crops of real
+  training data, for CPU / NPU.
+
+Conversion allows builtin ops only, so it fails loudly instead of pulling in Flex (TF Select) ops.
+Every export writes ``export_report.json`` (sizes, op lists, PSNR of each file against the Keras
+model on held-out crops, latency per megapixel) and ``model_info.json``, the sidecar an app needs
+to feed the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from sid_keras import __version__
+from sid_keras.errors import SidError
+from sid_keras.io import atomic_path
+
+# Ops the TFLite GPU delegate cannot run, or that signal a dynamic graph (delegate docs).
+GPU_FORBIDDEN_OPS = {"SHAPE", "FLEX", "CUSTOM", "WHILE", "RANGE", "DYNAMIC_UPDATE_SLICE"}
+
+
+@dataclasses.dataclass
+class ExportProfile:
+    """What to export; a TOML file in the top-level ``export/`` folder."""
+
+    fp32: bool = True
+    fp16: bool = True
+    int8: bool = True
+    tile: int = 256  # packed pixels of the fixed-size (GPU / int8) files
+    overlap: int = 32  # packed pixels an app should overlap tiles by
+    calibration_crops: int = 64  # representative packed crops for int8
+    check_crops: int = 8  # held-out crops for the PSNR check
+    calibration_list: str = ""  # SID list file of training data for int8 (else synthetic crops)
+    calibration_root: str = ""
+    seed: int = 0
+
+
+def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfile:
+    raw: dict = {}
+    if path:
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        try:
+            raw = tomllib.loads(pathlib.Path(path).read_text())
+        except FileNotFoundError:
+            raise SidError(f"{path}: no such export profile") from None
+    raw.update(overrides or {})
+    known = {f.name for f in dataclasses.fields(ExportProfile)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SidError(f"unknown export profile keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return ExportProfile(**raw)
+
+
+def _concrete(net, shape):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec(shape, tf.float32, name="packed")
+    return tf.function(lambda packed: {"rgb": net(packed, training=False)}).get_concrete_function(spec)
+
+
+def _convert(net, shape, *, fp16=False, representative=None) -> bytes:
+    import tensorflow as tf
+
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # Freeze the weights into constants: Keras 3 variables are not found through a trackable.
+    fn = convert_variables_to_constants_v2(_concrete(net, shape))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.allow_custom_ops = False
+    if fp16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    if representative is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([c[None]] for c in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32  # quantize/dequantize inside the graph
+        converter.inference_output_type = tf.float32
+    try:
+        return converter.convert()
+    except Exception as err:  # the converter raises ConverterError and friends
+        raise SidError(f"TFLite conversion failed with builtin ops only: {str(err).splitlines()[0]}") from None
+
+
+def op_names(tflite_path: str | os.PathLike) -> list[str]:
+    """Sorted unique op names of a TFLite file, read through the interpreter."""
+    from sid_keras.lite import interpreter_class
+
+    interpreter = interpreter_class()(model_path=str(tflite_path))
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def gpu_problems(ops: Sequence[str], input_signature: Sequence[int]) -> list[str]:
+    """Why the GPU delegate would reject a file: forbidden ops or a dynamic input."""
+    problems = [op for op in ops if op.upper() in GPU_FORBIDDEN_OPS or op.upper().startswith("FLEX")]
+    if any(int(d) < 0 for d in input_signature):
+        problems.append("dynamic input shape")
+    return problems
+
+
+def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int) -> list[np.ndarray]:
+    """Packed, amplified crops of real training data (a SID list), or synthetic ones from the demo photo."""
+    rng = np.random.default_rng(seed)
+    tile = profile.tile
+    crops: list[np.ndarray] = []
+    if profile.calibration_list:
+        from sid_keras import raw
+        from sid_keras.data import read_sid_list
+
+        pairs = read_sid_list(profile.calibration_list, profile.calibration_root or None)
+        order = rng.permutation(len(pairs))
+        for i in order:
+            pair = pairs[i]
+            frame = raw.read_raw(pair.short)
+            ratio = raw.exposure_ratio(str(pair.short), str(pair.long), short_exposure=frame.exposure_time)
+            packed = raw.amplify(raw.pack(frame), ratio)
+            if min(packed.shape[:2]) < tile:
+                continue
+            top = rng.integers(0, packed.shape[0] - tile + 1)
+            left = rng.integers(0, packed.shape[1] - tile + 1)
+            crops.append(packed[top : top + tile, left : left + tile])
+            if len(crops) == count:
+                return crops
+        if crops:
+            return crops
+        raise SidError(f"{profile.calibration_list}: no frame is larger than the tile {tile}")
+    # No list given: crops of the shipped demo photo turned into dark raws.
+    import tempfile
+
+    from sid_keras import raw
+    from sid_keras.demo import make_demo_raw
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(max(1, count // 4)):
+            dark, ref = make_demo_raw(pathlib.Path(tmp), int(rng.choice([100, 250, 300])), seed + i)
+            frame = raw.read_raw(dark)
+            ratio = raw.exposure_ratio(str(dark), str(ref), short_exposure=frame.exposure_time,
+                                       long_exposure=raw.read_raw(ref).exposure_time)
+            packed = raw.amplify(raw.pack(frame), ratio)
+            for _ in range(4):
+                side = min(tile, *packed.shape[:2])
+                top = rng.integers(0, packed.shape[0] - side + 1)
+                left = rng.integers(0, packed.shape[1] - side + 1)
+                crop = np.zeros((tile, tile, channels), np.float32)
+                crop[:side, :side] = packed[top : top + side, left : left + side]
+                crops.append(crop)
+    return crops[:count]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def _latency_per_mp(predict, crop: np.ndarray, scale: int, repeats: int = 3) -> float:
+    predict(crop[None])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(crop[None])
+        times.append(time.perf_counter() - start)
+    megapixels = crop.shape[0] * crop.shape[1] * scale * scale / 1e6
+    return float(np.median(times) / megapixels)
+
+
+def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, profile: ExportProfile,
+                 log=print) -> dict:
+    """Write the SavedModel, the TFLite files, the report and the sidecar; return the report."""
+    import tensorflow as tf
+
+    from sid_keras.inference import keras_predictor, load_model
+    from sid_keras.lite import tflite_predictor
+    from sid_keras.models import inference_model
+
+    model = load_model(model_path)
+    net = inference_model(model)
+    config = net.get_config()
+    channels, scale = net.inputs[0].shape[-1], config.get("scale", 2)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    saved = out / "saved_model"
+    module = tf.Module()
+    module.net = net
+    module.serve = tf.function(lambda packed: {"rgb": net(packed, training=False)},
+                               input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, "packed")])
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+
+    crops = calibration_crops(profile, channels, profile.calibration_crops + profile.check_crops, profile.seed)
+    held_out, calibration = crops[: profile.check_crops], crops[profile.check_crops :] or crops
+    keras_predict = keras_predictor(model)
+    reference = [keras_predict(c[None])[0] for c in held_out]
+    files: dict[str, dict] = {}
+    targets = []
+    if profile.fp32:
+        targets.append(("model_fp32.tflite", dict(shape=[1, None, None, channels]), "CPU, any size"))
+    if profile.fp16:
+        targets.append((f"model_fp16_{profile.tile}.tflite",
+                        dict(shape=[1, profile.tile, profile.tile, channels], fp16=True), "mobile GPU delegate"))
+    if profile.int8:
+        targets.append((f"model_int8_{profile.tile}.tflite",
+                        dict(shape=[1, profile.tile, profile.tile, channels], representative=calibration),
+                        "CPU / NPU, int8"))
+    for name, kwargs, use in targets:
+        path = out / name
+        with atomic_path(path) as tmp:
+            pathlib.Path(tmp).write_bytes(_convert(net, **kwargs))
+        predict = tflite_predictor(path)
+        outputs = [predict(c[None])[0] for c in held_out]
+        ops = op_names(path)
+        signature = [-1 if d is None else d for d in kwargs["shape"]]
+        files[name] = {
+            "use": use,
+            "bytes": path.stat().st_size,
+            "ops": ops,
+            "gpu_problems": gpu_problems(ops, signature),
+            "psnr_vs_keras": float(np.mean([_psnr(r, o) for r, o in zip(reference, outputs)])),
+            "seconds_per_mp": _latency_per_mp(predict, held_out[0], scale),
+        }
+        flex = [op for op in ops if op.upper().startswith("FLEX")]
+        if flex:
+            raise SidError(f"{name}: contains Flex ops {flex}; only builtin ops are allowed")
+        log(f"{name}: {files[name]['bytes'] / 1e6:.1f} MB, {files[name]['psnr_vs_keras']:.2f} dB vs Keras, "
+            f"{files[name]['seconds_per_mp']:.2f} s/MP")
+    keras_latency = _latency_per_mp(keras_predict, held_out[0], scale)
+    info = {
+        "model": type(net).__name__, "config": config, "sid_keras_version": __version__,
+        "input": {"name": "packed", "layout": "NHWC", "channels": channels,
+                  "channel_order": "R, G (red row), B, G (blue row)" if channels == 4 else "SID Fuji X-Trans 9",
+                  "normalisation": "(raw - black_level[channel]) / (white_level - black_level[channel]), "
+                                   "clipped to [0, 1], then x exposure ratio, clipped at 1",
+                  "cfa": "canonicalise to RGGB by cropping one row/column as needed before packing"},
+        "output": {"name": "rgb", "layout": "NHWC", "scale": scale, "range": "[0, 1] sRGB, clip before use"},
+        "tiling": {"tile": profile.tile, "overlap": profile.overlap, "blend": "linear ramps over the overlap"},
+    }
+    with atomic_path(out / "model_info.json") as tmp:
+        pathlib.Path(tmp).write_text(json.dumps(info, indent=2))
+    report = {"keras_seconds_per_mp": keras_latency, "files": files, "saved_model": str(saved),
+              "held_out_crops": len(held_out), "calibration_crops": len(calibration)}
+    with atomic_path(out / "export_report.json") as tmp:
+        pathlib.Path(tmp).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'file':<28}{'MB':>7}{'dB vs Keras':>13}{'s/MP':>8}{'vs Keras':>10}  GPU delegate"]
+    lines.append(f"{'keras (fp32)':<28}{'':>7}{'':>13}{report['keras_seconds_per_mp']:>8.2f}{'1.00x':>10}")
+    for name, f in report["files"].items():
+        gpu = "ok" if not f["gpu_problems"] else "no: " + ", ".join(f["gpu_problems"])
+        lines.append(f"{name:<28}{f['bytes'] / 1e6:>7.2f}{f['psnr_vs_keras']:>13.2f}{f['seconds_per_mp']:>8.2f}"
+                     f"{report['keras_seconds_per_mp'] / f['seconds_per_mp']:>9.2f}x  {gpu}")
+    return "\n".join(lines)

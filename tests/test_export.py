@@ -1,0 +1,95 @@
+"""Export: builtin-op TFLite files, parity with Keras, and a runner that needs no TensorFlow."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("ai_edge_litert")
+
+from sid_keras.cli import main
+from sid_keras.export import gpu_problems
+
+BLOCK_TF = """
+import sys
+class BlockTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):
+            raise ImportError('tensorflow is blocked in this test: ' + name)
+sys.meta_path.insert(0, BlockTensorFlow())
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(0)
+    folder = tmp_path_factory.mktemp("export")
+    model = UNet(width=4, depth=3)
+    model.save(folder / "tiny.keras")
+    profile = folder / "profile.toml"
+    profile.write_text("tile = 32\noverlap = 4\ncalibration_crops = 8\ncheck_crops = 2\n")
+    assert main(["export", str(folder / "tiny.keras"), "--out", str(folder / "out"), "--profile", str(profile)]) == 0
+    return folder
+
+
+def test_export_writes_every_file_with_builtin_ops_only(exported):
+    out = exported / "out"
+    report = json.loads((out / "export_report.json").read_text())
+    assert set(report["files"]) == {"model_fp32.tflite", "model_fp16_32.tflite", "model_int8_32.tflite"}
+    assert (out / "saved_model" / "saved_model.pb").exists()
+    for name, info in report["files"].items():
+        assert not [op for op in info["ops"] if op.upper().startswith("FLEX")], name
+        assert "CONV_2D" in info["ops"]
+    assert report["files"]["model_fp16_32.tflite"]["gpu_problems"] == []
+    assert report["files"]["model_fp32.tflite"]["psnr_vs_keras"] > 60
+    assert report["files"]["model_fp16_32.tflite"]["psnr_vs_keras"] > 45
+    assert report["files"]["model_int8_32.tflite"]["psnr_vs_keras"] > 25
+    info = json.loads((out / "model_info.json").read_text())
+    assert info["tiling"] == {"tile": 32, "overlap": 4, "blend": "linear ramps over the overlap"}
+    assert info["input"]["channels"] == 4 and info["output"]["scale"] == 2
+
+
+def test_saved_model_serves_any_size(exported):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(exported / "out" / "saved_model"))
+    out = loaded.signatures["serving_default"](packed=tf.zeros([1, 20, 36, 4]))["rgb"]
+    assert tuple(out.shape) == (1, 40, 72, 3)
+
+
+def test_gpu_check_flags_dynamic_shapes_and_forbidden_ops():
+    assert gpu_problems(["CONV_2D", "SHAPE"], [1, -1, -1, 4]) == ["SHAPE", "dynamic input shape"]
+    assert gpu_problems(["CONV_2D", "FlexConv2D"], [1, 8, 8, 4]) == ["FlexConv2D"]
+
+
+def test_tflite_runs_without_tensorflow_and_matches_keras(exported, write_dng, tmp_path):
+    from sid_keras.inference import Enhancer
+
+    dng, _ = write_dng(name="frame.dng", shape=(70, 90))
+    expected = Enhancer(exported / "tiny.keras", tile=24, overlap=4).enhance(dng, ratio=50)
+    result = tmp_path / "lite.npy"
+    code = BLOCK_TF + f"""
+import numpy as np
+from sid_keras.inference import Enhancer
+out = Enhancer({str(exported / 'out' / 'model_fp32.tflite')!r}, tile=24, overlap=4).enhance({str(dng)!r}, ratio=50)
+np.save({str(result)!r}, out)
+assert 'tensorflow' not in sys.modules
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    np.testing.assert_allclose(np.load(result), expected, atol=1e-4)
+
+
+def test_fixed_size_gpu_file_pads_small_tiles(exported, write_dng):
+    from sid_keras.inference import Enhancer
+
+    dng, _ = write_dng(name="small.dng", shape=(50, 70))
+    keras_out = Enhancer(exported / "tiny.keras", tile=32, overlap=4).enhance(dng, ratio=20)
+    fp16_out = Enhancer(exported / "out" / "model_fp16_32.tflite", tile=32, overlap=4).enhance(dng, ratio=20)
+    assert fp16_out.shape == keras_out.shape == (50, 70, 3)
+    assert np.abs(fp16_out - keras_out).max() < 0.02
