@@ -188,6 +188,24 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="hyperparameter search (keras-tuner) from a tuning/ job file")
+    p.add_argument("--job", required=True, help="search job TOML, e.g. tuning/synthetic_quick.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override job.*, space.* or training keys, e.g. --set data.root=/data/SID")
+    p.set_defaults(run=_run_tune)
+
+
+def _run_tune(args) -> int:
+    _quiet_tensorflow()
+    from sid_keras.tuning import load_job, run_search
+
+    result = run_search(load_job(args.job, args.overrides), verbose=1 if sys.stdout.isatty() else 2)
+    print(result["table"])
+    print(f"best configuration (a training config): {result['best_config']}")
+    return 0
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="SavedModel + TFLite fp32/fp16/int8 with a parity report")
     p.add_argument("model", help=".keras model file")
@@ -213,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sid-keras {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_models, _add_export):
+    for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_models, _add_tune, _add_export):
         add(sub)
     return parser
 

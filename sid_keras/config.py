@@ -71,6 +71,30 @@ class Config:
             pathlib.Path(tmp).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(raw: dict) -> str:
+    """A config dict (tables of plain values; dicts inside become inline tables) as TOML text."""
+    lines = []
+    for table, values in raw.items():
+        lines.append(f"[{table}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def _load_toml(path: pathlib.Path) -> dict:
     if sys.version_info >= (3, 11):
         import tomllib

@@ -1,0 +1,110 @@
+"""Search space defaults and overrides without a search, and real searches on tiny data."""
+
+import pathlib
+
+import pytest
+
+kt = pytest.importorskip("keras_tuner")
+
+from sid_keras.cli import main
+from sid_keras.config import load_config
+from sid_keras.errors import SidError
+from sid_keras.tuning import define_space, load_job, trial_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_shipped_jobs_load_and_their_spaces_have_sane_defaults():
+    for path in sorted((REPO / "tuning").glob("*.toml")):
+        job = load_job(path)
+        hp = kt.HyperParameters()
+        values = define_space(hp, job.space)
+        config = trial_config(job.base, values)  # the defaults build a valid training config
+        assert 1e-5 <= config.train.learning_rate <= 3e-3
+        assert "learning_rate" in hp.values
+    hp = kt.HyperParameters()
+    define_space(hp, load_job(REPO / "tuning" / "sid_sony_lr_depth.toml").space)
+    assert hp.values["depth"] == 4 and hp.values["width"] == 32
+    lr = hp._hps["learning_rate"][0]
+    assert lr.sampling == "log" and (lr.min_value, lr.max_value) == (1e-5, 1e-3)
+
+
+def test_fixed_overrides_and_gan_weight():
+    job = load_job(REPO / "tuning" / "synthetic_quick.toml", ["space.model='unet_gan'", "job.max_trials=2",
+                                                              "space.adversarial_weight={values=[0.01, 0.1]}"])
+    hp = kt.HyperParameters()
+    hp.Fixed("depth", 3)  # a fixed override wins over the job's choice, as in keras-tuner
+    values = define_space(hp, job.space)
+    assert values["depth"] == 3 and job.job.max_trials == 2
+    config = trial_config(job.base, values)
+    assert config.model.name == "unet_gan" and config.model.args["adversarial_weight"] == 0.01
+    with pytest.raises(SidError, match="not a searchable"):
+        trial_config(job.base, {"dropout": 0.1})
+    with pytest.raises(SidError, match="unknown keys in \\[job\\]"):
+        load_job(REPO / "tuning" / "synthetic_quick.toml", ["job.trials=3"])
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from conftest import shared_file
+
+    photos = shared_file("photos", "val")
+    root = tmp_path_factory.mktemp("tune")
+    main(["synth", "--photos", str(photos), "--out", str(root), "--split", "train", "--limit", "2", "--workers", "1"])
+    main(["synth", "--photos", str(photos), "--out", str(root), "--split", "val", "--limit", "1", "--workers", "1"])
+    return root
+
+
+def _args(root, directory, trials):
+    return ["tune", "--job", str(REPO / "tuning" / "synthetic_quick.toml"), "--set", f"data.root='{root}'",
+            "--set", f"job.directory='{directory}'", "--set", f"job.max_trials={trials}", "--set", "job.epochs=1",
+            "--set", "train.steps_per_epoch=2", "--set", "space.model='unet'", "--set", "space.depth=3",
+            "--set", "space.width=4", "--set", "data.patch_size=32"]
+
+
+def test_one_trial_search_end_to_end_resumes_without_repeating(tiny_root, tmp_path, capsys):
+    assert main(_args(tiny_root, tmp_path, 1)) == 0
+    out = capsys.readouterr().out
+    assert "val_psnr" in out and "best configuration" in out
+    project = tmp_path / "synthetic_quick"
+    best = project / "best_config.toml"
+    config = load_config(str(best))  # the winner is a config `sid-keras train` accepts
+    assert config.model.name == "unet" and config.model.args == {"width": 4, "depth": 3}
+    assert len((project / "trials.txt").read_text().strip().splitlines()) == 2
+    assert main(_args(tiny_root, tmp_path, 1)) == 0  # same budget: nothing new runs
+    assert len(list(project.glob("trial_*"))) == 1
+    assert main(_args(tiny_root, tmp_path, 2)) == 0  # raised budget: one new trial
+    assert len(list(project.glob("trial_*"))) == 2
+
+
+@pytest.mark.slow
+def test_distributed_search_chief_and_two_workers_on_loopback(tiny_root, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = _args(tiny_root, tmp_path, 2)
+    command = [sys.executable, "-m", "sid_keras.cli", *args]
+    base_env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
+                "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = {"chief": subprocess.Popen(command, env={**base_env, "KERASTUNER_TUNER_ID": "chief"},
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)}
+    for worker in ("tuner0", "tuner1"):
+        procs[worker] = subprocess.Popen(command, env={**base_env, "KERASTUNER_TUNER_ID": worker},
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = {}
+    try:
+        for name, proc in procs.items():
+            outputs[name] = proc.communicate(timeout=400)[0]
+    finally:
+        for proc in procs.values():
+            proc.kill()
+    for name, proc in procs.items():
+        assert proc.returncode == 0, f"{name}:\n{outputs.get(name, '')[-2000:]}"
+    assert "no trials left" in outputs["tuner0"] and "no trials left" in outputs["tuner1"]
+    trials = (tmp_path / "synthetic_quick" / "trials.txt").read_text().strip().splitlines()
+    assert len(trials) == 3  # header + the two trials the workers ran
