@@ -57,6 +57,15 @@ def _run_train(args) -> int:
     from sid_keras.training import summarize_history, train
 
     config = load_config(args.config, args.overrides)
+    from sid_keras.distributed import cluster_workers
+
+    if cluster_workers() > 1:  # TF_CONFIG names several workers: Keras fit cannot do it
+        from sid_keras.distributed import train_multi_worker
+
+        result = train_multi_worker(config)
+        print(f"loss per epoch: {', '.join(f'{v:.4f}' for v in result['loss'])}")
+        print(f"run folder: {config.train.out_dir}")
+        return 0
     tty = sys.stdout.isatty()
     history = train(config, verbose="auto" if tty else 2, progress=tty)
     for key, value in summarize_history(history).items():

@@ -166,3 +166,30 @@ def test_training_killed_mid_epoch_resumes_where_it_stopped(mini_dataset, tmp_pa
 
     final = keras.models.load_model(out / "final.keras")
     assert int(final.optimizer.iterations) == epochs * steps  # weights and optimizer state resumed
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_hold_the_same_weights(mini_dataset, tmp_path):
+    import pathlib
+    import socket
+
+    sockets = [socket.socket() for _ in range(2)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = ",".join(str(s.getsockname()[1]) for s in sockets)
+    for s in sockets:
+        s.close()
+    script = pathlib.Path(__file__).with_name("multiworker_job.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), ports, str(mini_dataset), str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-2000:]
+    a, b = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
+    assert a.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert (tmp_path / "final.keras").exists()  # written by the chief

@@ -1,0 +1,24 @@
+"""One worker of the two-worker test (run as a script): `python multiworker_job.py INDEX PORTS ROOT OUT`."""
+
+import json
+import os
+import sys
+
+
+def run(index: int, ports: list[str], root: str, out: str) -> None:
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                          "task": {"type": "worker", "index": index}})
+    import numpy as np
+
+    from sid_keras.config import load_config
+    from sid_keras.distributed import train_multi_worker
+
+    config = load_config("synthetic", [f"data.root='{root}'", f"train.out_dir='{out}'", "model.args={width=4, depth=3}",
+                                       "data.patch_size=32", "data.batch_size=4", "train.epochs=2",
+                                       "train.steps_per_epoch=3", "data.decode_workers=1"])
+    result = train_multi_worker(config)
+    np.savez(f"{out}/weights{index}.npz", *[np.asarray(w) for w in result["model"].get_weights()])
+
+
+if __name__ == "__main__":
+    run(int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4])
