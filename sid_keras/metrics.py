@@ -16,6 +16,7 @@ SSIM_SIGMA = 1.5
 
 def psnr(y_true, y_pred):
     """Per-image PSNR in dB for images in [0, 1]."""
+    y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")  # mixed precision
     y_pred = ops.clip(y_pred, 0.0, 1.0)
     mse = ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3))
     return 10.0 * ops.log10(1.0 / ops.maximum(mse, 1e-10))
@@ -25,6 +26,7 @@ def ssim(y_true, y_pred):
     """Per-image SSIM (Gaussian 11x11, sigma 1.5) for images in [0, 1]."""
     import tensorflow as tf
 
+    y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")  # mixed precision
     y_pred = ops.clip(y_pred, 0.0, 1.0)
     return tf.image.ssim(y_true, y_pred, max_val=1.0, filter_size=SSIM_WINDOW, filter_sigma=SSIM_SIGMA)
 

@@ -193,3 +193,15 @@ def test_two_workers_on_loopback_hold_the_same_weights(mini_dataset, tmp_path):
     a, b = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
     assert a.files and all(np.array_equal(a[k], b[k]) for k in a.files)
     assert (tmp_path / "final.keras").exists()  # written by the chief
+
+
+def test_mixed_precision_training_runs(mini_dataset, tmp_path):
+    """In a subprocess: the mixed_float16 policy is global to a process."""
+    out = tmp_path / "mixed"
+    args = _train_args(mini_dataset, out, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3",
+                       "--set", "train.mixed_precision=true")
+    run = subprocess.run([sys.executable, "-m", "sid_keras.cli", *args], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["mixed_precision"] is True and (out / "final.keras").exists()
