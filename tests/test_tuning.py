@@ -108,3 +108,11 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tiny_root, tmp_pat
     assert "no trials left" in outputs["tuner0"] and "no trials left" in outputs["tuner1"]
     trials = (tmp_path / "synthetic_quick" / "trials.txt").read_text().strip().splitlines()
     assert len(trials) == 3  # header + the two trials the workers ran
+
+
+def test_gan_search_with_adversarial_weight(tiny_root, tmp_path):
+    args = _args(tiny_root, tmp_path, 1) + ["--set", "space.model='unet_gan'",
+                                            "--set", "space.adversarial_weight={values=[0.01, 0.1]}"]
+    assert main(args) == 0
+    config = load_config(str(tmp_path / "synthetic_quick" / "best_config.toml"))
+    assert config.model.name == "unet_gan" and config.model.args["adversarial_weight"] in (0.01, 0.1)

@@ -138,6 +138,9 @@ class UNetGAN(keras.Model):
         if d_optimizer is None:
             d_optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(self.optimizer))
         self.d_optimizer = keras.optimizers.get(d_optimizer)
+        # Build both now (inside any distribution scope), not lazily inside a replica step.
+        self.optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
         self._gan_compile_config = {
             "optimizer": keras.optimizers.serialize(self.optimizer),
             "d_optimizer": keras.optimizers.serialize(self.d_optimizer),
@@ -153,8 +156,6 @@ class UNetGAN(keras.Model):
             d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
             metrics=[keras.saving.deserialize_keras_object(m) for m in config.get("metrics", [])],
         )
-        self.optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
 
     def get_config(self):
         return {
