@@ -135,7 +135,7 @@ def _run_enhance(args) -> int:
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
     failures = enhance_files(enhancer, inputs, out, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
                              progress=sys.stderr.isatty())
-    for source, message in failures:
+    for _, message in failures:
         print(f"sid-keras enhance: failed: {message}", file=sys.stderr)
     if failures:
         print(f"sid-keras enhance: {len(failures)} of {len(inputs)} files failed", file=sys.stderr)

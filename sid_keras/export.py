@@ -77,7 +77,6 @@ def _concrete(net, shape):
 
 def _convert(net, shape, *, fp16=False, representative=None) -> bytes:
     import tensorflow as tf
-
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # Freeze the weights into constants: Keras 3 variables are not found through a trackable.

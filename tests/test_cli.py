@@ -7,10 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import shared_file
 
 from sid_keras.cli import main
-
-from conftest import shared_file
 
 HEAVY_MODULES = ("rawpy", "keras_tuner", "matplotlib", "ai_edge_litert", "tensorflow", "keras")
 

@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
+from conftest import BAYER_PHASES
 
 from sid_keras import raw
 from sid_keras.errors import SidError
-from sid_keras.evaluation import format_table, psnr_8bit, ssim_8bit, summarize, PairResult
+from sid_keras.evaluation import PairResult, format_table, psnr_8bit, ssim_8bit, summarize
 from sid_keras.inference import Enhancer, auto_ratio, enhance_files, expand_inputs, run_tiled
-
-from conftest import BAYER_PHASES
 
 keras = pytest.importorskip("keras")
 

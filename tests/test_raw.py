@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
+from conftest import BAYER_PHASES, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sid_keras import raw
 from sid_keras.errors import SidError
-
-from conftest import BAYER_PHASES, shared_file
 
 
 @pytest.mark.parametrize("phase", sorted(BAYER_PHASES))

@@ -12,7 +12,7 @@ import keras
 from keras import layers
 
 from sid_keras.models.layers import SpaceToDepth
-from sid_keras.models.unet import check_model_kwargs, SidModel, _wrap, rgb_head, unet_body
+from sid_keras.models.unet import SidModel, _wrap, check_model_kwargs, rgb_head, unet_body
 
 FIRST_PREFIX = "first_"
 SECOND_PREFIX = "second_"

@@ -14,7 +14,7 @@ import keras
 from keras import layers, ops
 
 from sid_keras.models.layers import LEAKY_SLOPE, CropLike, PadToMultiple
-from sid_keras.models.unet import check_model_kwargs, SidModel
+from sid_keras.models.unet import SidModel, check_model_kwargs
 
 # CutMix box side as a fraction of the image side, drawn uniformly (Schönfeld et al. 2020).
 CUTMIX_MIN_SIDE, CUTMIX_MAX_SIDE = 0.25, 0.75

@@ -9,8 +9,16 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from sid_keras.models.layers import (CropLike, DepthToSpace, PadToMultiple, SpaceToDepth, attention_gate,
-                                     double_conv, residual_block, upsample)
+from sid_keras.models.layers import (
+    CropLike,
+    DepthToSpace,
+    PadToMultiple,
+    SpaceToDepth,
+    attention_gate,
+    double_conv,
+    residual_block,
+    upsample,
+)
 
 RGB = 3
 

@@ -14,7 +14,7 @@ import keras
 from keras import layers, ops
 
 from sid_keras.models.layers import LEAKY_SLOPE, upsample
-from sid_keras.models.unet import check_model_kwargs, RGB, SidModel, _wrap, rgb_head, unet_body
+from sid_keras.models.unet import RGB, SidModel, _wrap, check_model_kwargs, rgb_head, unet_body
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")
