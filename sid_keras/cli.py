@@ -157,6 +157,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels")
+    p.add_argument("--overlap", type=int, default=64, help="tile context in packed pixels")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -170,7 +171,7 @@ def _run_evaluate(args) -> int:
 
     pairs = read_sid_list(args.list, args.data, first_burst_only=args.first_burst_only,
                           exclude_scenes=MISALIGNED_SCENES if args.exclude_misaligned else ())
-    enhancer = Enhancer(args.model, tile=args.tile)
+    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
     summary = evaluate(enhancer, pairs[: args.limit], args.out, denoiser=not args.no_denoiser,
                        figures=not args.no_figures, progress=sys.stderr.isatty())
     print(format_table(summary))
