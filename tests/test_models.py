@@ -163,3 +163,20 @@ def test_gan_trains_under_mirrored_strategy():
     run = subprocess.run([sys.executable, "-c", MIRRORED_GAN], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-3000:]
+
+
+def test_gan_resume_restores_both_optimizers(tmp_path):
+    """The training recipe resumes with BackupAndRestore: the GAN's two optimizers come back."""
+
+    def make():
+        gan = build_model("unet_gan", **TINY["unet_gan"])
+        gan.compile(optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3))
+        return gan
+
+    x, y = _data()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False)
+    make().fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[backup])
+    resumed = make()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False)
+    resumed.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[backup])  # runs epoch 3 only
+    assert int(resumed.optimizer.iterations.numpy()) == int(resumed.d_optimizer.iterations.numpy()) == 6
