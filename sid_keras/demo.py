@@ -38,7 +38,7 @@ def make_demo_raw(out: pathlib.Path, ratio: int, seed: int) -> tuple[pathlib.Pat
 def run_demo(out_dir: str | os.PathLike, *, ratio: int = 250, model=None, seed: int = 0,
              log=print) -> dict:
     """Make, enhance and score the demo frame; write the images; return the scores."""
-    from sid_keras.inference import Enhancer, run_tiled
+    from sid_keras.inference import Enhancer
     from sid_keras.render import packed_preview
 
     out = pathlib.Path(out_dir)
@@ -53,7 +53,7 @@ def run_demo(out_dir: str | os.PathLike, *, ratio: int = 250, model=None, seed: 
     images = {
         "input": packed_preview(packed, frame.cfa.scale),
         "classical": nlm_denoise(scaled_reference(dark, frame, truth)),
-        "output": np.clip(run_tiled(enhancer.predict, packed, frame.cfa.scale), 0, 1),
+        "output": enhancer.run(packed, frame.cfa.scale),
         "truth": truth,
     }
     for name, image in images.items():

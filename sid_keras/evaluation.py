@@ -96,7 +96,6 @@ def side_by_side(images: Sequence[np.ndarray], max_width: int = 2400) -> np.ndar
 def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = True, figures: bool = True,
              ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, progress: bool = False) -> dict:
     """Score the model and the classical pipelines on full frames; write metrics and figures."""
-    from sid_keras.inference import run_tiled
     from sid_keras.io import write_image
     from sid_keras.render import packed_preview
 
@@ -119,8 +118,7 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
             truths = {key: raw.crop_reference(raw.render_reference(pair.long), long_frame).astype(np.float32) / 65535.0}
         truth = truths[key]
         packed = raw.amplify(raw.pack(frame), ratio)
-        outputs = {"model": np.clip(run_tiled(enhancer.predict, packed, frame.cfa.scale,
-                                              tile=enhancer.tile, overlap=enhancer.overlap), 0, 1)}
+        outputs = {"model": enhancer.run(packed, frame.cfa.scale)}
         outputs["scaled"] = scaled_reference(pair.short, frame, truth)
         if denoiser:
             outputs["scaled_nlm"] = nlm_denoise(outputs["scaled"])
@@ -134,7 +132,7 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
             panels = [preview] + [outputs[m] for m in METHODS if m in outputs] + [truth]
             write_image(out / "figures" / f"{pathlib.Path(pair.short).stem}.png", side_by_side(panels))
     summary = summarize(results)
-    write_reports(out, summary, results, figures)
+    write_reports(out, summary, results)
     return summary
 
 
@@ -175,7 +173,7 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_reports(out: pathlib.Path, summary: dict, results: Sequence[PairResult], figures: bool) -> None:
+def write_reports(out: pathlib.Path, summary: dict, results: Sequence[PairResult]) -> None:
     from sid_keras.io import atomic_path
 
     with atomic_path(out / "metrics.json") as tmp:

@@ -175,14 +175,17 @@ class Enhancer:
             raise SidError(f"cannot enhance with {model!r}: give a Keras model or a model file")
         self.tile, self.overlap, self.auto_target = tile, overlap, auto_target
 
+    def run(self, packed: np.ndarray, scale: int) -> np.ndarray:
+        """Amplified packed (h, w, c) -> RGB (h*scale, w*scale, 3) in [0, 1], tiled."""
+        rgb = run_tiled(self.predict, packed, scale, tile=self.tile, overlap=self.overlap)
+        return np.clip(rgb, 0.0, 1.0)
+
     def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto") -> Enhanced:
         if ratio is None or ratio == "auto":
             value, source = auto_ratio(frame, self.auto_target), "auto"
         else:
             value, source = raw.check_ratio(ratio), "given"
-        packed = raw.amplify(raw.pack(frame), value)
-        rgb = run_tiled(self.predict, packed, frame.cfa.scale, tile=self.tile, overlap=self.overlap)
-        rgb = np.clip(rgb, 0.0, 1.0)
+        rgb = self.run(raw.amplify(raw.pack(frame), value), frame.cfa.scale)
         return Enhanced(restore_frame_geometry(rgb, frame), value, source)
 
     def enhance(self, source: str | os.PathLike | raw.RawFrame, ratio: float | str | None = "auto") -> np.ndarray:
