@@ -39,7 +39,7 @@ def train_multi_worker(config: Config, *, log=print) -> dict:
 
     from sid_keras.data import distributed_dataset_fn
     from sid_keras.io import save_model_atomic
-    from sid_keras.training import _cached_entries, build_and_compile, learning_rate_at
+    from sid_keras.training import _cached_entries, build_and_compile, learning_rate_at, steps_per_epoch
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     entries = _cached_entries(config, config.data.train_list, first_burst_only=config.data.first_burst_only,
@@ -70,7 +70,7 @@ def train_multi_worker(config: Config, *, log=print) -> dict:
         losses = strategy.run(replica_step, args=(x, y))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
-    steps = config.train.steps_per_epoch or max(1, len(entries) // global_batch)
+    steps = steps_per_epoch(config, len(entries))
     iterator = iter(dataset)
     history = []
     for epoch in range(config.train.epochs):

@@ -68,20 +68,12 @@ def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfi
     return ExportProfile(**raw)
 
 
-def _concrete(net, shape):
-    import tensorflow as tf
-
-    spec = tf.TensorSpec(shape, tf.float32, name="packed")
-    return tf.function(lambda packed: {"rgb": net(packed, training=False)}).get_concrete_function(spec)
-
-
 def _convert(net, shape, *, fp16=False, representative=None) -> bytes:
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    # Freeze the weights into constants: Keras 3 variables are not found through a trackable.
-    fn = convert_variables_to_constants_v2(_concrete(net, shape))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    from sid_keras.models import frozen_forward
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen_forward(net, shape)])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.allow_custom_ops = False
     if fp16:

@@ -61,21 +61,25 @@ def _cached_entries(config: Config, list_name: str, *, first_burst_only: bool, p
                        workers=config.data.decode_workers, progress=progress)
 
 
-def load_datasets(config: Config, *, global_batch_size: int | None = None,
-                  progress: bool = False) -> Datasets:
+def load_datasets(config: Config, *, progress: bool = False) -> Datasets:
     """Decode (once, cached) and build the training and validation datasets of a config."""
     from sid_keras.data import frame_dataset, training_dataset
 
     train_entries = _cached_entries(config, config.data.train_list,
                                     first_burst_only=config.data.first_burst_only, progress=progress)
     val_entries = _cached_entries(config, config.data.val_list, first_burst_only=True, progress=progress)
-    batch = global_batch_size or config.data.batch_size
+    batch = config.data.batch_size
     train = training_dataset(train_entries, patch_size=config.data.patch_size, batch_size=batch,
                              seed=config.train.seed)
     val = frame_dataset(val_entries, max_side=config.data.val_max_side)
-    steps = config.train.steps_per_epoch or max(1, math.ceil(len(train_entries) / batch))
+    steps = steps_per_epoch(config, len(train_entries))
     return Datasets(train, val, steps, train_entries[0].channels, train_entries[0].scale,
                     len(train_entries), len(val_entries))
+
+
+def steps_per_epoch(config: Config, pairs: int) -> int:
+    """Configured steps, or SID's epoch: one crop of every training pair."""
+    return config.train.steps_per_epoch or max(1, math.ceil(pairs / config.data.batch_size))
 
 
 def build_and_compile(config: Config, channels: int = 4, scale: int = 2):

@@ -101,6 +101,20 @@ def inference_model(model: keras.Model) -> keras.Model:
     return model.generator if isinstance(model, UNetGAN) else model
 
 
+def frozen_forward(net: keras.Model, shape):
+    """The inference forward pass as a TF concrete function with the weights frozen to constants.
+
+    Input ``packed`` of ``shape`` (None for dynamic dims), output ``{"rgb": ...}``; shared by the
+    MAC count and the TFLite export (Keras 3 variables are not found through a trackable).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec(shape, tf.float32, name="packed")
+    forward = tf.function(lambda packed: {"rgb": net(packed, training=False)})
+    return convert_variables_to_constants_v2(forward.get_concrete_function(spec))
+
+
 def count_macs(model: keras.Model, packed_size: tuple[int, int] = (256, 256)) -> int:
     """Multiply-accumulates of one forward pass, counted from the TF graph by the profiler.
 
@@ -108,13 +122,10 @@ def count_macs(model: keras.Model, packed_size: tuple[int, int] = (256, 256)) ->
     MACs per output megapixel.
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     net = inference_model(model)
     channels = net.inputs[0].shape[-1]
-    spec = tf.TensorSpec((1, *packed_size, channels), tf.float32)
-    concrete = tf.function(lambda x: net(x, training=False)).get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(concrete)
+    frozen = frozen_forward(net, (1, *packed_size, channels))
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
@@ -154,6 +165,7 @@ __all__ = [
     "VAEUNet",
     "build_model",
     "count_macs",
+    "frozen_forward",
     "describe_models",
     "inference_model",
 ]
