@@ -17,7 +17,9 @@ def run(index: int, ports: list[str], root: str, out: str) -> None:
                                        "data.patch_size=32", "data.batch_size=4", "train.epochs=2",
                                        "train.steps_per_epoch=3", "data.decode_workers=1"])
     result = train_multi_worker(config)
-    np.savez(f"{out}/weights{index}.npz", *[np.asarray(w) for w in result["model"].get_weights()])
+    model = result["model"]
+    np.savez(f"{out}/weights{index}.npz", *[np.asarray(w) for w in model.get_weights()])
+    np.save(f"{out}/steps{index}.npy", np.asarray(model.optimizer.iterations.numpy()))
 
 
 if __name__ == "__main__":

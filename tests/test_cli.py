@@ -191,6 +191,7 @@ def test_two_workers_on_loopback_hold_the_same_weights(mini_dataset, tmp_path):
         assert p.returncode == 0, out[-2000:]
     a, b = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
     assert a.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert int(np.load(tmp_path / "steps0.npy")) == int(np.load(tmp_path / "steps1.npy")) == 2 * 3  # trained
     assert (tmp_path / "final.keras").exists()  # written by the chief
 
 
