@@ -12,6 +12,7 @@ import sys
 
 from sid_keras import __version__
 from sid_keras.errors import SidError
+from sid_keras.io import OUTPUT_FORMATS
 
 EXIT_USER_ERROR = 1
 
@@ -29,6 +30,9 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="use only the first N photos")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--stress", action="store_true",
+                   help="write the stress validation instead: ISO bands x ratios x illuminants with "
+                        "cameras training does not use (list: Stress_<split>_list.txt)")
     p.set_defaults(run=_run_synth)
 
 
@@ -36,7 +40,8 @@ def _run_synth(args) -> int:
     from sid_keras.synthetic import synthesize
 
     path = synthesize(args.photos, args.out, split=args.split, seed=args.seed, ratios=args.ratios,
-                      limit=args.limit, workers=args.workers, progress=sys.stderr.isatty())
+                      limit=args.limit, workers=args.workers, stress=args.stress,
+                      camera_dir="Stress" if args.stress else "Sony", progress=sys.stderr.isatty())
     lines = sum(1 for _ in open(path))
     print(f"wrote {lines} pairs; list: {path}")
     return 0
@@ -111,8 +116,9 @@ def _add_enhance(sub) -> None:
     p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
     p.add_argument("--ratio", type=_ratio_arg, default="auto",
                    help="amplification, e.g. 100, or 'auto' to estimate it from the frame (default)")
-    p.add_argument("--format", dest="fmt", choices=["png", "png16", "tiff16"], default=None,
-                   help="output format (default: from the output extension, else png)")
+    p.add_argument("--format", dest="fmt", choices=list(OUTPUT_FORMATS), default=None,
+                   help="output format (default: from the output extension, else png); dng: the "
+                        "enhanced linear camera RGB as a DNG a raw developer opens")
     p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels (memory bound)")
     p.add_argument("--overlap", type=int, default=64, help="tile context in packed pixels")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -128,9 +134,11 @@ def _run_enhance(args) -> int:
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise SidError(f"no raw files found in {' '.join(args.inputs)}")
+    from sid_keras.io import EXTENSION_FORMATS, format_for
+
     out = pathlib.Path(args.out)
-    fmt = args.fmt or ("tiff16" if out.suffix.lower() in (".tif", ".tiff") else "png")
-    if len(inputs) > 1 and out.suffix.lower() in (".png", ".tif", ".tiff"):
+    fmt = format_for(out, args.fmt)
+    if len(inputs) > 1 and out.suffix.lower() in EXTENSION_FORMATS:
         raise SidError(f"{out}: {len(inputs)} inputs need an output folder, not a file name")
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
     failures = enhance_files(enhancer, inputs, out, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
@@ -153,6 +161,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--exclude-misaligned", action="store_true",
                    help="drop SID's misaligned scenes 10034, 10045, 10172")
     p.add_argument("--no-denoiser", action="store_true", help="skip the scaled + NLM baseline")
+    p.add_argument("--bm3d", action="store_true",
+                   help="also score scaled + BM3D (slow: ~9 s per 0.15 MP image; needs the bm3d package)")
     p.add_argument("--no-figures", action="store_true", help="skip the side-by-side figures")
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
@@ -172,12 +182,17 @@ def _run_evaluate(args) -> int:
     pairs = read_sid_list(args.list, args.data, first_burst_only=args.first_burst_only,
                           exclude_scenes=MISALIGNED_SCENES if args.exclude_misaligned else ())
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
-    summary = evaluate(enhancer, pairs[: args.limit], args.out, denoiser=not args.no_denoiser,
-                       figures=not args.no_figures, progress=sys.stderr.isatty())
+    summary = evaluate(enhancer, pairs[: args.limit], args.out, denoiser=not args.no_denoiser, bm3d=args.bm3d,
+                       figures=not args.no_figures, progress=sys.stderr.isatty(),
+                       log=lambda line: print(f"sid-keras evaluate: {line}", file=sys.stderr))
     print(format_table(summary))
     if args.report:
         print(f"report: {write_html_report(pathlib.Path(args.out), summary)}")
     print(f"metrics: {pathlib.Path(args.out) / 'metrics.json'}")
+    if summary["failures"]:
+        print(f"sid-keras evaluate: {len(summary['failures'])} of {len(pairs[: args.limit])} pairs failed",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 

@@ -21,9 +21,14 @@ EXPERIMENTS_DIR = pathlib.Path(__file__).parent / "experiments"
 @dataclasses.dataclass
 class DataConfig:
     root: str = ""  # dataset root holding the list files and ./Sony/... (or ./Fuji/...)
-    train_list: str = "Sony_train_list.txt"
+    train_list: str = "Sony_train_list.txt"  # real (or `sid-keras synth`) pairs; "" for none
     val_list: str = "Sony_val_list.txt"
-    cache_dir: str = ""  # default: <root>/.sid_cache
+    # Clean photo folders for pairs synthesised on the fly (sid_keras.data.synthetic_dataset).
+    photos: list = dataclasses.field(default_factory=list)
+    noise_profile: str = "virtual"  # "virtual", a calibrated camera, or a `sid-keras calibrate` TOML
+    ratio_range: list = dataclasses.field(default_factory=lambda: [1.0, 300.0])  # synthetic, log-uniform
+    synthetic_share: float = 0.5  # share of synthetic samples when both pairs and photos are given
+    cache_dir: str = ""  # default: sid_keras.data.cache.default_cache_dir()
     patch_size: int = 512  # packed pixels (SID: 512, i.e. 1024 output pixels)
     batch_size: int = 1  # global batch (SID: 1)
     first_burst_only: bool = True  # SID trains on the _00 shorts only
@@ -35,6 +40,9 @@ class DataConfig:
 @dataclasses.dataclass
 class ModelConfig:
     name: str = "unet"
+    # "linear": white-balanced input, camera RGB out, colour from the file's metadata (default);
+    # "srgb": SID's original end-to-end sRGB, to reproduce the paper on real SID pairs.
+    output: str = "linear"
     args: dict = dataclasses.field(default_factory=dict)
 
 
@@ -95,13 +103,27 @@ def to_toml(raw: dict) -> str:
     return "\n".join(lines)
 
 
-def _load_toml(path: pathlib.Path) -> dict:
+def read_toml(path: str | pathlib.Path, what: str = "file") -> dict:
+    """A TOML file as a dict; a missing, unreadable or invalid file is one clear :class:`SidError`.
+
+    The one TOML reader of the package: training configs, search jobs, export profiles and
+    noise profiles all come through here.
+    """
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    path = pathlib.Path(path)
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SidError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise SidError(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError:
+        raise SidError(f"{path}: not a UTF-8 text file; save the {what} as UTF-8 TOML") from None
+    except OSError as err:
+        raise SidError(f"{path}: cannot read the {what} ({err.strerror})") from None
     except tomllib.TOMLDecodeError as err:
         raise SidError(f"{path}: not valid TOML ({err})") from None
 
@@ -144,7 +166,10 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = _parse_value(value.strip())
 
 
-def _build(cls, values: dict, where: str):
+def _build(cls, values, where: str):
+    """A config dataclass from a table, checking names and the type of every value."""
+    if not isinstance(values, dict):
+        raise SidError(f"[{where}] must be a table of keys, not {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -152,16 +177,29 @@ def _build(cls, values: dict, where: str):
                        f"(known: {', '.join(fields)})")
     kwargs = {}
     for name, value in values.items():
-        default = fields[name].default
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise SidError(f"[{where}] {name} = {value!r}: expected true or false")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
+        field = fields[name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise SidError(f"[{where}] {name} = {value!r}: expected true or false")
+        elif isinstance(default, (int, float)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SidError(f"[{where}] {name} = {value!r}: expected a number")
             if isinstance(default, float):
                 value = float(value)
+            elif value != int(value):
+                raise SidError(f"[{where}] {name} = {value!r}: expected a whole number")
+            else:
+                value = int(value)
+        else:
+            kind = type(default)
+            if not isinstance(value, kind):
+                raise SidError(f"[{where}] {name} = {value!r}: expected a {_TYPE_NAMES[kind]}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+_TYPE_NAMES = {str: "string", list: "list", dict: "table"}
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -178,7 +216,7 @@ def config_from_dict(raw: dict) -> Config:
 
 
 def load_config(name_or_path: str | None = None, overrides: list[str] = ()) -> Config:
-    raw = _load_toml(resolve_config_path(name_or_path)) if name_or_path else {}
+    raw = read_toml(resolve_config_path(name_or_path), 'config file') if name_or_path else {}
     for assignment in overrides:
         apply_override(raw, assignment)
     return config_from_dict(raw)
@@ -189,9 +227,28 @@ def validate(config: Config) -> None:
     d, t = config.data, config.train
     for where, name, value in [("data", "patch_size", d.patch_size), ("data", "batch_size", d.batch_size),
                                ("train", "epochs", t.epochs), ("train", "val_every", t.val_every),
-                               ("train", "step_epochs", t.step_epochs)]:
+                               ("train", "step_epochs", t.step_epochs), ("data", "val_max_side", d.val_max_side),
+                               ("data", "decode_workers", d.decode_workers)]:
         if not isinstance(value, int) or value <= 0:
             raise SidError(f"[{where}] {name} = {value!r}: must be a positive integer")
+    if t.steps_per_epoch < 0:
+        raise SidError(f"[train] steps_per_epoch = {t.steps_per_epoch}: must be >= 0 (0: one crop per pair)")
+    if not d.ratio_cap > 0:
+        raise SidError(f"[data] ratio_cap = {d.ratio_cap}: must be > 0 (SID: 300)")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.ratio_range):
+        raise SidError(f"[data] ratio_range = {d.ratio_range}: give two numbers, e.g. [1, 300]")
+    if config.model.output not in ("linear", "srgb"):
+        raise SidError(f"[model] output = {config.model.output!r}: use 'linear' (colour from the file's "
+                       "metadata) or 'srgb' (SID's learned colour)")
+    if len(d.ratio_range) != 2 or not 1 <= d.ratio_range[0] <= d.ratio_range[1]:
+        raise SidError(f"[data] ratio_range = {d.ratio_range}: give [low, high] with 1 <= low <= high")
+    if not 0 <= d.synthetic_share <= 1:
+        raise SidError(f"[data] synthetic_share = {d.synthetic_share}: must be between 0 and 1")
+    if not d.train_list and not d.photos:
+        raise SidError("[data] has neither train_list (pairs) nor photos (synthetic pairs): give one")
+    if d.photos and config.model.output != "linear":
+        raise SidError("[data] photos: pairs synthesised on the fly train 'linear' models; "
+                       "the 'srgb' output reproduces SID on real pairs (train_list)")
     if t.schedule not in ("step", "sid"):
         raise SidError(f"[train] schedule = {t.schedule!r}: use 'step' (the paper's) or 'sid'")
     if not t.learning_rate > 0 or not 0 < t.gamma <= 1:

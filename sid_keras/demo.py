@@ -11,10 +11,8 @@ import os
 import pathlib
 import shutil
 
-import numpy as np
-
-from sid_keras import raw
-from sid_keras.evaluation import nlm_denoise, psnr_8bit, scaled_reference, side_by_side, ssim_8bit
+from sid_keras.data.lists import SidPair
+from sid_keras.evaluation import load_pair, nlm_denoise, psnr_8bit, scaled_reference, side_by_side, ssim_8bit
 from sid_keras.io import write_image
 
 DEMO_PHOTO = pathlib.Path(__file__).parent / "assets" / "astronaut.jpg"
@@ -25,8 +23,8 @@ def make_demo_raw(out: pathlib.Path, ratio: int, seed: int) -> tuple[pathlib.Pat
     from sid_keras.synthetic import make_scene, plan_scenes
 
     work = out / ".demo_scene"
-    plan = plan_scenes([str(DEMO_PHOTO)], seed, first_id=0)[0]
-    line = make_scene(plan, work, "raw", [ratio])[0]
+    plan = plan_scenes([str(DEMO_PHOTO)], seed, first_id=0, ratios=[ratio])[0]
+    line = make_scene(plan, work, "raw")[0]
     short, long = (work / p for p in line.split()[:2])
     dark, reference = out / "dark.dng", out / "reference.dng"
     os.replace(short, dark)
@@ -44,16 +42,13 @@ def run_demo(out_dir: str | os.PathLike, *, ratio: int = 250, model=None, seed: 
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dark, reference = make_demo_raw(out, ratio, seed)
-    frame, long_frame = raw.read_raw(dark), raw.read_raw(reference)
-    used = raw.exposure_ratio(str(dark), str(reference), short_exposure=frame.exposure_time,
-                              long_exposure=long_frame.exposure_time)
-    truth = raw.crop_reference(raw.render_reference(reference), long_frame).astype(np.float32) / 65535.0
+    frame, used, truth = load_pair(SidPair(dark, reference))
     enhancer = Enhancer(model)
-    packed = raw.amplify(raw.pack(frame), used)
+    packed = enhancer.network_input(frame, used)
     images = {
         "input": packed_preview(packed, frame.cfa.scale),
         "classical": nlm_denoise(scaled_reference(dark, frame, truth)),
-        "output": enhancer.run(packed, frame.cfa.scale),
+        "output": enhancer.to_srgb(enhancer.run(packed, frame.cfa.scale), frame),
         "truth": truth,
     }
     for name, image in images.items():

@@ -1,8 +1,12 @@
-"""A minimal CFA DNG writer (tifffile) that rawpy / LibRaw reads back exactly.
+"""Minimal DNG writers (tifffile) that rawpy / LibRaw read back exactly.
 
-Used for test fixtures and by :mod:`sid_keras.synthetic` to write SID-layout datasets: the mosaic,
-CFA pattern, black and white levels, colour matrix, as-shot white balance, exposure time and ISO
-are all stored as DNG tags, so the rest of the package reads synthetic files like camera files.
+- :func:`write_cfa_dng`: a CFA mosaic, for test fixtures and :mod:`sid_keras.synthetic`'s
+  SID-layout datasets: mosaic, CFA pattern, black and white levels, colour matrix, as-shot white
+  balance, exposure time and ISO are DNG tags, so synthetic files read like camera files.
+- :func:`write_linear_dng`: an enhanced result (`sid-keras enhance --format dng`), demosaiced
+  linear camera RGB (LinearRaw) with the source's colour matrix, white balance and orientation,
+  so raw developers (darktable, RawTherapee, Lightroom, LibRaw) develop it like a clean long
+  exposure.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ TAG_COLOR_MATRIX_1 = 50721
 TAG_AS_SHOT_NEUTRAL = 50728
 TAG_CALIBRATION_ILLUMINANT_1 = 50778
 
+TAG_ORIENTATION = 274
+
 PHOTOMETRIC_CFA = 32803
+PHOTOMETRIC_LINEAR_RAW = 34892
+# LibRaw's flip code -> TIFF/DNG Orientation (1 normal, 3 180°, 6 90° CW, 8 90° CCW).
+FLIP_TO_TIFF_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
+LINEAR_DNG_WHITE = 65535
 ILLUMINANT_D65 = 21
 # TIFF field types.
 BYTE, ASCII, SHORT, LONG, RATIONAL, SRATIONAL = 1, 2, 3, 4, 5, 10
@@ -69,7 +79,8 @@ def write_cfa_dng(
         mosaic: (H, W) uint16 sensor values.
         cfa_pattern: 2x2 or 6x6 colour indices (0 R, 1 G, 2 B; 3 is written as G).
         black_level: one value, or four for a 2x2 Bayer tile in raster order.
-        color_matrix: 3x3 XYZ(D65) -> camera matrix (DNG ColorMatrix1); identity if None.
+        color_matrix: 3x3 XYZ(D65) -> camera matrix (DNG ColorMatrix1); None writes a file
+            without one (LibRaw then shows camera RGB as it is).
         as_shot_neutral: camera-space RGB of a neutral grey (reciprocal of the WB multipliers).
     """
     import tifffile
@@ -78,7 +89,6 @@ def write_cfa_dng(
     pattern = np.asarray(cfa_pattern, np.uint8).copy()
     pattern[pattern == 3] = 1
     blacks = np.atleast_1d(np.asarray(black_level, np.float64))
-    matrix = np.eye(3) if color_matrix is None else np.asarray(color_matrix, np.float64)
     tags = [
         (TAG_MAKE, ASCII, 0, make, True),
         (TAG_MODEL, ASCII, 0, model, True),
@@ -90,10 +100,12 @@ def write_cfa_dng(
         (TAG_CFA_PLANE_COLOR, BYTE, 3, (0, 1, 2), True),
         (TAG_CFA_LAYOUT, SHORT, 1, 1, True),
         (TAG_WHITE_LEVEL, LONG, 1, int(white_level), True),
-        (TAG_COLOR_MATRIX_1, SRATIONAL, 9, _rationals(matrix.ravel()), True),
-        (TAG_CALIBRATION_ILLUMINANT_1, SHORT, 1, ILLUMINANT_D65, True),
         (TAG_AS_SHOT_NEUTRAL, RATIONAL, 3, _rationals(as_shot_neutral), True),
     ]
+    if color_matrix is not None:
+        matrix = np.asarray(color_matrix, np.float64).ravel()
+        tags += [(TAG_COLOR_MATRIX_1, SRATIONAL, 9, _rationals(matrix), True),
+                 (TAG_CALIBRATION_ILLUMINANT_1, SHORT, 1, ILLUMINANT_D65, True)]
     if blacks.size == 4:
         tags.append((TAG_BLACK_LEVEL_REPEAT_DIM, SHORT, 2, (2, 2), True))
     tags.append((TAG_BLACK_LEVEL, RATIONAL, blacks.size, _rationals(blacks), True))
@@ -110,3 +122,59 @@ def write_cfa_dng(
             extratags=tags,
             metadata=None,
         )
+
+
+def xyz_to_camera(camera_to_srgb: np.ndarray) -> np.ndarray:
+    """The DNG ColorMatrix (XYZ D65 -> camera) that makes LibRaw compute ``camera_to_srgb``.
+
+    LibRaw inverts ``ColorMatrix @ sRGB_to_XYZ`` after normalising its rows to 1; this undoes it.
+    """
+    from sid_keras.synthetic import SRGB_TO_XYZ
+
+    camera_from_srgb = np.linalg.inv(np.asarray(camera_to_srgb, np.float64)[:3, :3])
+    return camera_from_srgb @ np.linalg.inv(SRGB_TO_XYZ)
+
+
+def write_linear_dng(
+    path: str | os.PathLike,
+    camera_rgb: np.ndarray,
+    *,
+    white_balance: Sequence[float],
+    color_matrix: np.ndarray | None,
+    orientation: int = 0,
+    overwrite: bool = True,
+    make: str = "sid_keras",
+    model: str = "enhanced",
+) -> None:
+    """Write white-balanced linear camera RGB (H, W, 3) in [0, 1] as a LinearRaw DNG.
+
+    The pixels are stored before white balance (divided by the gains, which are >= 1, so
+    nothing clips) with AsShotNeutral = 1 / gains: a developer applying the as-shot white
+    balance gets the model's output back, then applies the colour matrix (rawpy's
+    ``color_matrix`` of the source, camera -> sRGB; none if the source had none) and its curve.
+    ``orientation`` is LibRaw's flip code of the source; the pixels are in sensor orientation.
+    """
+    import tifffile
+
+    from sid_keras.render import has_color_matrix
+
+    gains = np.asarray(white_balance, np.float64)[:3]
+    stored = np.clip(np.asarray(camera_rgb, np.float32) / gains.astype(np.float32), 0.0, 1.0)
+    pixels = np.rint(stored * LINEAR_DNG_WHITE).astype(np.uint16)
+    tags = [
+        (TAG_MAKE, ASCII, 0, make, True),
+        (TAG_MODEL, ASCII, 0, model, True),
+        (TAG_UNIQUE_CAMERA_MODEL, ASCII, 0, f"{make} {model}", True),
+        (TAG_DNG_VERSION, BYTE, 4, (1, 4, 0, 0), True),
+        (TAG_DNG_BACKWARD_VERSION, BYTE, 4, (1, 1, 0, 0), True),
+        (TAG_ORIENTATION, SHORT, 1, FLIP_TO_TIFF_ORIENTATION.get(int(orientation), 1), True),
+        (TAG_BLACK_LEVEL, LONG, 1, 0, True),
+        (TAG_WHITE_LEVEL, LONG, 1, LINEAR_DNG_WHITE, True),
+        (TAG_AS_SHOT_NEUTRAL, RATIONAL, 3, _rationals(1.0 / gains), True),
+    ]
+    if has_color_matrix(color_matrix):
+        tags += [(TAG_COLOR_MATRIX_1, SRATIONAL, 9, _rationals(xyz_to_camera(color_matrix).ravel()), True),
+                 (TAG_CALIBRATION_ILLUMINANT_1, SHORT, 1, ILLUMINANT_D65, True)]
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tifffile.imwrite(tmp, pixels, photometric=PHOTOMETRIC_LINEAR_RAW, planarconfig="contig",
+                         subfiletype=0, extratags=tags, metadata=None)

@@ -23,6 +23,7 @@ from sid_keras import raw
 from sid_keras.errors import SidError
 
 PEAK_8BIT = 255.0
+UINT16_MAX = 65535.0
 SSIM_SIGMA = 1.5  # Gaussian window sigma; the window is 11x11 (truncate 3.5 sigma)
 # Non-local means (Buades et al. 2005, scikit-image), filter strength h = NLM_STRENGTH x the
 # Immerkaer noise estimate. The estimate sees demosaiced, spatially correlated noise and comes out
@@ -30,7 +31,7 @@ SSIM_SIGMA = 1.5  # Gaussian window sigma; the window is 11x11 (truncate 3.5 sig
 # within 0.05 dB; mean PSNR 13.3 dB undenoised, 19.2 dB at 4).
 NLM_STRENGTH = 4.0
 NLM_PATCH, NLM_DISTANCE = 5, 6
-METHODS = ("model", "scaled", "scaled_nlm")
+METHODS = ("model", "scaled", "scaled_nlm", "scaled_bm3d")
 
 
 def quantize(rgb: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def ssim_8bit(reference: np.ndarray, test: np.ndarray) -> float:
 
 def scaled_reference(short_path: str | os.PathLike, frame: raw.RawFrame, truth: np.ndarray) -> np.ndarray:
     """SID's 'scaled' baseline: the short exposure rendered by rawpy, scaled to the truth's mean."""
-    rendered = raw.crop_reference(raw.render_reference(short_path), frame).astype(np.float32) / 65535.0
+    rendered = raw.crop_reference(raw.render_reference(short_path), frame).astype(np.float32) / UINT16_MAX
     return np.clip(rendered * (truth.mean() / max(float(rendered.mean()), 1e-8)), 0.0, 1.0)
 
 
@@ -78,12 +79,24 @@ def nlm_denoise(rgb: np.ndarray) -> np.ndarray:
                             patch_size=NLM_PATCH, patch_distance=NLM_DISTANCE, channel_axis=-1)
 
 
+def bm3d_denoise(rgb: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """BM3D (Dabov et al. 2007; the ``bm3d`` package) at the noise level measured against the
+    truth: an oracle, so this classical pipeline is scored at its best."""
+    try:
+        import bm3d
+    except ImportError:
+        raise SidError("the BM3D baseline needs the bm3d package: pip install 'sid-keras[baselines]'") from None
+    sigma = float(np.std(rgb - truth))
+    return np.clip(bm3d.bm3d_rgb(rgb, sigma), 0.0, 1.0).astype(np.float32)
+
+
 @dataclasses.dataclass
 class PairResult:
     short: str
     long: str
     ratio: float
     scores: dict  # method -> {"psnr": .., "ssim": ..}
+    iso: int | None = None
 
 
 def side_by_side(images: Sequence[np.ndarray], max_width: int = 2400) -> np.ndarray:
@@ -93,15 +106,19 @@ def side_by_side(images: Sequence[np.ndarray], max_width: int = 2400) -> np.ndar
     return strip[::step, ::step]
 
 
-def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = True, figures: bool = True,
-             ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, progress: bool = False) -> dict:
-    """Score the model and the classical pipelines on full frames; write metrics and figures."""
+def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = True, bm3d: bool = False,
+             figures: bool = True, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, progress: bool = False,
+             log=print) -> dict:
+    """Score the model and the classical pipelines on full frames; write metrics and figures.
+
+    A pair that cannot be read is reported (``summary["failures"]``) and the others still count.
+    """
     from sid_keras.io import write_image
-    from sid_keras.render import packed_preview
 
     out = pathlib.Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     results: list[PairResult] = []
+    failures: list[tuple[str, str]] = []
     truths: dict[str, np.ndarray] = {}
     iterator = pairs
     if progress:
@@ -109,31 +126,60 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
 
         iterator = tqdm(pairs, desc="evaluate", unit="pair")
     for pair in iterator:
-        frame = raw.read_raw(pair.short)
-        long_frame = raw.read_raw(pair.long)
-        ratio = raw.exposure_ratio(str(pair.short), str(pair.long), short_exposure=frame.exposure_time,
-                                   long_exposure=long_frame.exposure_time, cap=ratio_cap)
-        key = str(pair.long)
-        if key not in truths:
-            truths = {key: raw.crop_reference(raw.render_reference(pair.long), long_frame).astype(np.float32) / 65535.0}
-        truth = truths[key]
-        packed = raw.amplify(raw.pack(frame), ratio)
-        outputs = {"model": enhancer.run(packed, frame.cfa.scale)}
-        outputs["scaled"] = scaled_reference(pair.short, frame, truth)
-        if denoiser:
-            outputs["scaled_nlm"] = nlm_denoise(outputs["scaled"])
-        if outputs["model"].shape != truth.shape:
-            raise SidError(f"{pair.short}: output {outputs['model'].shape} and ground truth {truth.shape} "
-                           "differ; are short and long from the same camera?")
-        scores = {m: {"psnr": psnr_8bit(truth, o), "ssim": ssim_8bit(truth, o)} for m, o in outputs.items()}
-        results.append(PairResult(str(pair.short), str(pair.long), ratio, scores))
+        try:
+            result, panels = _evaluate_pair(enhancer, pair, truths, denoiser, bm3d, ratio_cap)
+        except SidError as err:
+            failures.append((str(pair.short), str(err)))
+            log(f"skipped: {err}")
+            continue
+        results.append(result)
         if figures:
-            preview = packed_preview(packed, frame.cfa.scale)
-            panels = [preview] + [outputs[m] for m in METHODS if m in outputs] + [truth]
             write_image(out / "figures" / f"{pathlib.Path(pair.short).stem}.png", side_by_side(panels))
     summary = summarize(results)
+    summary["failures"] = [{"short": f, "error": e} for f, e in failures]
     write_reports(out, summary, results)
     return summary
+
+
+def load_pair(pair, *, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, truths: dict | None = None):
+    """(short frame, ratio, SID's ground truth in sRGB [0, 1]) of a list pair.
+
+    The truth is LibRaw's rendering of the long exposure (SID's protocol), cropped to the packed
+    window so it aligns with the model's output. ``truths`` keeps the last one, as consecutive
+    shorts of a list share their long exposure.
+    """
+    frame = raw.read_raw(pair.short)
+    long_frame = raw.read_raw(pair.long)
+    ratio = raw.exposure_ratio(str(pair.short), str(pair.long), short_exposure=frame.exposure_time,
+                               long_exposure=long_frame.exposure_time, cap=ratio_cap)
+    key = str(pair.long)
+    truth = truths.get(key) if truths is not None else None
+    if truth is None:
+        truth = raw.crop_reference(raw.render_reference(pair.long), long_frame).astype(np.float32) / UINT16_MAX
+        if truths is not None:
+            truths.clear()
+            truths[key] = truth
+    return frame, ratio, truth
+
+
+def _evaluate_pair(enhancer, pair, truths: dict, denoiser: bool, bm3d: bool, ratio_cap):
+    from sid_keras.render import packed_preview
+
+    frame, ratio, truth = load_pair(pair, ratio_cap=ratio_cap, truths=truths)
+    packed = enhancer.network_input(frame, ratio)
+    outputs = {"model": enhancer.to_srgb(enhancer.run(packed, frame.cfa.scale), frame)}
+    if outputs["model"].shape != truth.shape:
+        raise SidError(f"{pair.short}: output {outputs['model'].shape} and ground truth {truth.shape} "
+                       "differ; are short and long from the same camera?")
+    outputs["scaled"] = scaled_reference(pair.short, frame, truth)
+    if denoiser:
+        outputs["scaled_nlm"] = nlm_denoise(outputs["scaled"])
+    if bm3d:
+        outputs["scaled_bm3d"] = bm3d_denoise(outputs["scaled"], truth)
+    scores = {m: {"psnr": psnr_8bit(truth, o), "ssim": ssim_8bit(truth, o)} for m, o in outputs.items()}
+    iso = frame.iso or getattr(pair, "iso", None)
+    panels = [packed_preview(packed, frame.cfa.scale)] + [outputs[m] for m in METHODS if m in outputs] + [truth]
+    return PairResult(str(pair.short), str(pair.long), ratio, scores, int(iso) if iso else None), panels
 
 
 def _mean_scores(results: Sequence[PairResult]) -> dict:
@@ -143,14 +189,22 @@ def _mean_scores(results: Sequence[PairResult]) -> dict:
 
 
 def summarize(results: Sequence[PairResult]) -> dict:
+    from sid_keras.synthetic import stress_cell
+
     if not results:
         raise SidError("no pairs were evaluated")
     by_ratio: dict[str, list[PairResult]] = {}
+    by_cell: dict[str, list[PairResult]] = {}
     for r in results:
         by_ratio.setdefault(f"x{round(r.ratio)}", []).append(r)
+        band = stress_cell(r.iso)
+        if band:
+            by_cell.setdefault(f"{band} x{round(r.ratio)}", []).append(r)
     return {
         "overall": _mean_scores(results),
-        "per_ratio": {k: {"count": len(v), **_mean_scores(v)} for k, v in sorted(by_ratio.items())},
+        "per_ratio": {k: {"count": len(v), **_mean_scores(v)}
+                      for k, v in sorted(by_ratio.items(), key=lambda kv: float(kv[0][1:]))},
+        "per_cell": {k: {"count": len(v), **_mean_scores(v)} for k, v in by_cell.items()},
         "count": len(results),
         "images": [dataclasses.asdict(r) for r in results],
         "protocol": "full frames; 8-bit quantised; PSNR range 255; SSIM Gaussian 11x11 sigma 1.5 on RGB",
@@ -158,17 +212,22 @@ def summarize(results: Sequence[PairResult]) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    """Per-ratio PSNR/SSIM of each method and the model's margin over each baseline."""
+    """Per-ratio (and, for stress sets, per ISO band x ratio) PSNR/SSIM of each method and the
+    model's margin over each baseline."""
     methods = [m for m in METHODS if m in summary["overall"]]
-    head = f"{'ratio':<8}{'n':>4}" + "".join(f"{m + ' PSNR/SSIM':>26}" for m in methods)
     margins = [m for m in methods if m != "model"]
-    head += "".join(f"{'margin vs ' + m:>22}" for m in margins)
+    rows = list(summary["per_ratio"].items())
+    if summary.get("per_cell"):
+        rows += list(summary["per_cell"].items())
+    rows.append(("all", {"count": summary["count"], **summary["overall"]}))
+    width = max(8, *(len(name) + 2 for name, _ in rows))
+    head = f"{'pairs':<{width}}{'n':>4}" + "".join(f"{m + ' PSNR/SSIM':>26}" for m in methods)
+    head += "".join(f"{'vs ' + m:>16}" for m in margins)
     lines = [head]
-    rows = list(summary["per_ratio"].items()) + [("all", {"count": summary["count"], **summary["overall"]})]
     for name, row in rows:
-        line = f"{name:<8}{row['count']:>4}"
+        line = f"{name:<{width}}{row['count']:>4}"
         line += "".join(f"{row[m]['psnr']:>17.2f} / {row[m]['ssim']:.3f}" for m in methods)
-        line += "".join(f"{row['model']['psnr'] - row[m]['psnr']:>+19.2f} dB" for m in margins)
+        line += "".join(f"{row['model']['psnr'] - row[m]['psnr']:>+13.2f} dB" for m in margins)
         lines.append(line)
     return "\n".join(lines)
 

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import sys
 import time
 from typing import Sequence
 
@@ -28,6 +27,7 @@ import numpy as np
 from sid_keras import __version__
 from sid_keras.errors import SidError
 from sid_keras.io import atomic_path
+from sid_keras.render import CURVE_BREAK, LINEAR
 
 # Ops the TFLite GPU delegate cannot run, or that signal a dynamic graph (delegate docs).
 GPU_FORBIDDEN_OPS = {"SHAPE", "FLEX", "CUSTOM", "WHILE", "RANGE", "DYNAMIC_UPDATE_SLICE"}
@@ -50,16 +50,9 @@ class ExportProfile:
 
 
 def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfile:
-    raw: dict = {}
-    if path:
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-        try:
-            raw = tomllib.loads(pathlib.Path(path).read_text())
-        except FileNotFoundError:
-            raise SidError(f"{path}: no such export profile") from None
+    from sid_keras.config import read_toml
+
+    raw: dict = read_toml(path, "export profile") if path else {}
     raw.update(overrides or {})
     known = {f.name for f in dataclasses.fields(ExportProfile)}
     unknown = sorted(set(raw) - known)
@@ -107,8 +100,10 @@ def gpu_problems(ops: Sequence[str], input_signature: Sequence[int]) -> list[str
     return problems
 
 
-def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int) -> list[np.ndarray]:
-    """Packed, amplified crops of real training data (a SID list), or synthetic ones from the demo photo."""
+def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int, *,
+                      white_balance: bool) -> list[np.ndarray]:
+    """Network inputs (packed, amplified, white-balanced for linear models) cropped from real
+    training data (a SID list), or from synthetic frames of the demo photo."""
     rng = np.random.default_rng(seed)
     tile = profile.tile
     crops: list[np.ndarray] = []
@@ -122,7 +117,7 @@ def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: i
             pair = pairs[i]
             frame = raw.read_raw(pair.short)
             ratio = raw.exposure_ratio(str(pair.short), str(pair.long), short_exposure=frame.exposure_time)
-            packed = raw.amplify(raw.pack(frame), ratio)
+            packed = raw.network_input(frame, ratio, white_balance=white_balance)
             if min(packed.shape[:2]) < tile:
                 continue
             top = rng.integers(0, packed.shape[0] - tile + 1)
@@ -145,7 +140,7 @@ def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: i
             frame = raw.read_raw(dark)
             ratio = raw.exposure_ratio(str(dark), str(ref), short_exposure=frame.exposure_time,
                                        long_exposure=raw.read_raw(ref).exposure_time)
-            packed = raw.amplify(raw.pack(frame), ratio)
+            packed = raw.network_input(frame, ratio, white_balance=white_balance)
             for _ in range(4):
                 side = min(tile, *packed.shape[:2])
                 top = rng.integers(0, packed.shape[0] - side + 1)
@@ -179,7 +174,7 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
 
     from sid_keras.inference import keras_predictor, load_model
     from sid_keras.lite import tflite_predictor
-    from sid_keras.models import inference_model
+    from sid_keras.models import inference_model, input_name, output_kind
 
     model = load_model(model_path)
     net = inference_model(model)
@@ -188,14 +183,16 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    kind = output_kind(net)
     saved = out / "saved_model"
     module = tf.Module()
     module.net = net
-    module.serve = tf.function(lambda packed: {"rgb": net(packed, training=False)},
-                               input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, "packed")])
+    spec = tf.TensorSpec([None, None, None, channels], tf.float32, input_name(kind))
+    module.serve = tf.function(lambda x: {"rgb": net(x, training=False)}, input_signature=[spec])
     tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
 
-    crops = calibration_crops(profile, channels, profile.calibration_crops + profile.check_crops, profile.seed)
+    crops = calibration_crops(profile, channels, profile.calibration_crops + profile.check_crops, profile.seed,
+                              white_balance=kind == LINEAR)
     held_out, calibration = crops[: profile.check_crops], crops[profile.check_crops :] or crops
     keras_predict = keras_predictor(model)
     reference = [keras_predict(c[None])[0] for c in held_out]
@@ -232,16 +229,7 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
         log(f"{name}: {files[name]['bytes'] / 1e6:.1f} MB, {files[name]['psnr_vs_keras']:.2f} dB vs Keras, "
             f"{files[name]['seconds_per_mp']:.2f} s/MP")
     keras_latency = _latency_per_mp(keras_predict, held_out[0], scale)
-    info = {
-        "model": type(net).__name__, "config": config, "sid_keras_version": __version__,
-        "input": {"name": "packed", "layout": "NHWC", "channels": channels,
-                  "channel_order": "R, G (red row), B, G (blue row)" if channels == 4 else "SID Fuji X-Trans 9",
-                  "normalisation": "(raw - black_level[channel]) / (white_level - black_level[channel]), "
-                                   "clipped to [0, 1], then x exposure ratio, clipped at 1",
-                  "cfa": "canonicalise to RGGB by cropping one row/column as needed before packing"},
-        "output": {"name": "rgb", "layout": "NHWC", "scale": scale, "range": "[0, 1] sRGB, clip before use"},
-        "tiling": {"tile": profile.tile, "overlap": profile.overlap, "blend": "linear ramps over the overlap"},
-    }
+    info = model_info(net, profile)
     with atomic_path(out / "model_info.json") as tmp:
         pathlib.Path(tmp).write_text(json.dumps(info, indent=2))
     report = {"keras_seconds_per_mp": keras_latency, "files": files, "saved_model": str(saved),
@@ -249,6 +237,38 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
     with atomic_path(out / "export_report.json") as tmp:
         pathlib.Path(tmp).write_text(json.dumps(report, indent=2))
     return report
+
+
+def model_info(net, profile: ExportProfile) -> dict:
+    """``model_info.json``: what an app must do before and after the network."""
+    from sid_keras.models import input_name, output_kind
+
+    config = net.get_config()
+    channels, scale, kind = net.inputs[0].shape[-1], config.get("scale", 2), output_kind(net)
+    pre = ("(raw - black_level[channel]) / (white_level - black_level[channel]), clipped to [0, 1], "
+           "x exposure ratio")
+    if kind == LINEAR:
+        pre += (" x the as-shot white-balance gain of the channel's colour (gains scaled so the smallest of "
+                "R, G, B is 1; Camera2: 1 / SENSOR_NEUTRAL_COLOR_POINT), then clipped at 1")
+        output = {"name": "rgb", "layout": "NHWC", "scale": scale, "space": "linear camera RGB, white-balanced",
+                  "post": "clip to [0, 1]; rgb = camera_rgb @ M.T with M the camera -> linear sRGB matrix "
+                          "(rawpy color_matrix[:, :3]; Camera2: from SENSOR_COLOR_TRANSFORM1 / "
+                          "SENSOR_FORWARD_MATRIX1), clip to [0, 1], then LibRaw's curve: 4.5 x below "
+                          f"{CURVE_BREAK:.6f}, else 1.099297 x^0.45 - 0.099297"}
+    else:
+        pre += ", clipped at 1"
+        output = {"name": "rgb", "layout": "NHWC", "scale": scale, "space": "sRGB (colour learned by the model)",
+                  "post": "clip to [0, 1]"}
+    return {
+        "model": type(net).__name__, "config": config, "sid_keras_version": __version__,
+        "output_kind": kind,
+        "input": {"name": input_name(kind), "layout": "NHWC", "channels": channels,
+                  "channel_order": "R, G (red row), B, G (blue row)" if channels == 4 else "SID Fuji X-Trans 9",
+                  "normalisation": pre,
+                  "cfa": "canonicalise to RGGB by cropping one row/column as needed before packing"},
+        "output": output,
+        "tiling": {"tile": profile.tile, "overlap": profile.overlap, "blend": "linear ramps over the overlap"},
+    }
 
 
 def format_report(report: dict) -> str:

@@ -20,10 +20,12 @@ import numpy as np
 
 from sid_keras import raw
 from sid_keras.errors import SidError
+from sid_keras.render import LINEAR, OUTPUT_KINDS, render
 
-# --ratio auto: amplify so the packed frame's mean lands at the median mean of the long
-# exposures the shipped model was trained on (sid-keras synth from BSDS photos: 0.129).
-AUTO_TARGET_MEAN = 0.13
+# --ratio auto: amplify so the frame's mean (white-balanced for linear models) lands at the median
+# mean input of the training data: 0.13 for the sRGB model trained on `sid-keras synth` data,
+# 0.16 for linear models trained on pairs synthesised from the BSDS, Urban100 and Sun-Hays photos.
+AUTO_TARGET_MEAN = {"srgb": 0.13, "linear": 0.16}
 AUTO_RATIO_RANGE = (1.0, 1000.0)
 # Defaults in packed pixels: 512 (1024 output pixels) tiles with 64 packed pixels of context.
 DEFAULT_TILE = 512
@@ -33,15 +35,21 @@ RAW_SUFFIXES = (".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", 
                 ".3fr", ".erf", ".mef", ".mos", ".nrw", ".rwl", ".iiq", ".x3f", ".srf", ".sr2", ".kdc", ".dcr")
 
 
-def auto_ratio(frame: raw.RawFrame, target_mean: float = AUTO_TARGET_MEAN) -> float:
+def auto_ratio(frame: raw.RawFrame, target_mean: float, *, white_balance: bool = False) -> float:
     """Amplification that brings the frame's mean linear signal to ``target_mean``.
 
     The mean is taken before clipping at the black level, so read noise averages out instead of
-    biasing dark frames upwards; the result is kept in :data:`AUTO_RATIO_RANGE`.
+    biasing dark frames upwards, and from strided views, so no full-frame copy is made. With
+    ``white_balance`` each colour counts with its white-balance gain, as the input of a linear
+    model does. The result is kept in :data:`AUTO_RATIO_RANGE`.
     """
-    black = frame.black_map
-    signal = (frame.mosaic.astype(np.float32) - black) / (np.float32(frame.white_level) - black)
-    mean = float(np.mean(signal, dtype=np.float64))
+    pattern = np.asarray(frame.cfa_pattern)
+    means = raw.tile_means(frame.mosaic, pattern, frame.black_level)
+    blacks = np.asarray(frame.black_level, np.float64)[pattern]
+    signal = means / (float(frame.white_level) - blacks)
+    if white_balance:
+        signal = signal * np.asarray(frame.white_balance, np.float64)[pattern]
+    mean = float(signal.mean())
     low, high = AUTO_RATIO_RANGE
     if not mean > 0:
         return high
@@ -100,11 +108,19 @@ def run_tiled(predict: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, s
 
 
 def restore_frame_geometry(rgb: np.ndarray, frame: raw.RawFrame) -> np.ndarray:
-    """Pad the output (of the packed window) back to the full visible size, then orient it."""
+    """Pad the output (of the packed window) back to the full visible size, in sensor orientation."""
     top, left, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
     full_h, full_w = frame.mosaic.shape
-    rgb = np.pad(rgb, ((top, full_h - top - h), (left, full_w - left - w), (0, 0)), mode="edge")
-    turns = {3: 2, 5: 1, 6: -1}.get(frame.orientation, 0)
+    return np.pad(rgb, ((top, full_h - top - h), (left, full_w - left - w), (0, 0)), mode="edge")
+
+
+# LibRaw's flip code -> quarter turns of np.rot90 that show the image upright.
+FLIP_TURNS = {3: 2, 5: 1, 6: -1}
+
+
+def orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a sensor-oriented image upright by the file's orientation (LibRaw flip code)."""
+    turns = FLIP_TURNS.get(orientation, 0)
     return np.rot90(rgb, turns) if turns else rgb
 
 
@@ -138,19 +154,33 @@ def load_model(path: str | os.PathLike | None = None):
 class Enhanced:
     """The result of enhancing one frame."""
 
-    image: np.ndarray  # float32 (H, W, 3) in [0, 1], full visible size, oriented
+    output: np.ndarray  # the network's output, full visible size, sensor orientation, in [0, 1]
+    kind: str  # "linear": white-balanced linear camera RGB; "srgb": sRGB
+    frame: raw.RawFrame
     ratio: float
     ratio_source: str  # "given", "auto"
+
+    @property
+    def image(self) -> np.ndarray:
+        """The sRGB image a user sees, float32 (H, W, 3) in [0, 1], upright."""
+        rgb = render(self.output, self.frame.color_matrix) if self.kind == LINEAR else self.output
+        return orient(rgb, self.frame.orientation)
 
 
 class Enhancer:
     """Enhance raw frames with a model, tiled so memory stays bounded.
 
+    What the model predicts comes from the model itself (its config, or the input name of a
+    TFLite file): a ``linear`` model gets the file's white balance multiplied into its input
+    and its output is rendered with the file's colour matrix and LibRaw's curve; an ``srgb``
+    model (SID's original) is fed and shown as SID did.
+
     Args:
-        model: a Keras model, a path to a ``.keras`` or ``.tflite`` file, or None for the
-            model that ships with the package.
+        model: a Keras model, a path to a ``.keras`` or ``.tflite`` file, None for the model
+            that ships with the package, or a callable on packed tiles (then give ``output``).
         tile, overlap: in packed pixels.
-        auto_target: linear mean that ``ratio="auto"`` aims for.
+        auto_target: linear mean that ``ratio="auto"`` aims for (default per output kind).
+        output: ``"linear"`` or ``"srgb"``, only for a plain callable.
 
     Example:
         >>> enhancer = Enhancer()  # the shipped model
@@ -158,40 +188,65 @@ class Enhancer:
     """
 
     def __init__(self, model=None, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                 auto_target: float = AUTO_TARGET_MEAN):
+                 auto_target: float | None = None, output: str | None = None):
         if model is None or isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model) if model else DEFAULT_MODEL_FILE
             if path.suffix.lower() == ".tflite":
                 from sid_keras.lite import tflite_predictor
 
                 self.predict = tflite_predictor(path)
+                kind = self.predict.output_kind
             else:
-                self.predict = keras_predictor(load_model(path))
+                self.predict, kind = _keras_predictor_and_kind(load_model(path))
         elif callable(getattr(model, "predict", None)) and hasattr(model, "layers"):
-            self.predict = keras_predictor(model)
+            self.predict, kind = _keras_predictor_and_kind(model)
         elif callable(model):
-            self.predict = model
+            if output not in OUTPUT_KINDS:
+                raise SidError(f"a model callable needs output='linear' or 'srgb', not {output!r}")
+            self.predict, kind = model, output
         else:
             raise SidError(f"cannot enhance with {model!r}: give a Keras model or a model file")
-        self.tile, self.overlap, self.auto_target = tile, overlap, auto_target
+        self.output = kind
+        self.tile, self.overlap = tile, overlap
+        self.auto_target = AUTO_TARGET_MEAN[kind] if auto_target is None else auto_target
+
+    @property
+    def white_balance(self) -> bool:
+        return self.output == LINEAR
+
+    def network_input(self, frame: raw.RawFrame, ratio: float) -> np.ndarray:
+        """The packed, amplified (and for linear models white-balanced) input of ``frame``."""
+        return raw.network_input(frame, ratio, white_balance=self.white_balance)
 
     def run(self, packed: np.ndarray, scale: int) -> np.ndarray:
-        """Amplified packed (h, w, c) -> RGB (h*scale, w*scale, 3) in [0, 1], tiled."""
+        """Network input (h, w, c) -> its output (h*scale, w*scale, 3) in [0, 1], tiled."""
         rgb = run_tiled(self.predict, packed, scale, tile=self.tile, overlap=self.overlap)
         return np.clip(rgb, 0.0, 1.0)
 
-    def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto") -> Enhanced:
+    def to_srgb(self, output: np.ndarray, frame: raw.RawFrame) -> np.ndarray:
+        """The network's output as sRGB (rendered with the file's colour for linear models)."""
+        return render(output, frame.color_matrix) if self.output == LINEAR else output
+
+    def resolve_ratio(self, frame: raw.RawFrame, ratio: float | str | None) -> tuple[float, str]:
         if ratio is None or ratio == "auto":
-            value, source = auto_ratio(frame, self.auto_target), "auto"
-        else:
-            value, source = raw.check_ratio(ratio), "given"
-        rgb = self.run(raw.amplify(raw.pack(frame), value), frame.cfa.scale)
-        return Enhanced(restore_frame_geometry(rgb, frame), value, source)
+            return auto_ratio(frame, self.auto_target, white_balance=self.white_balance), "auto"
+        return raw.check_ratio(ratio), "given"
+
+    def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto") -> Enhanced:
+        value, source = self.resolve_ratio(frame, ratio)
+        output = self.run(self.network_input(frame, value), frame.cfa.scale)
+        return Enhanced(restore_frame_geometry(output, frame), self.output, frame, value, source)
 
     def enhance(self, source: str | os.PathLike | raw.RawFrame, ratio: float | str | None = "auto") -> np.ndarray:
-        """Enhance a raw file or :class:`~sid_keras.raw.RawFrame`; float32 RGB (H, W, 3) in [0, 1]."""
+        """Enhance a raw file or :class:`~sid_keras.raw.RawFrame`; float32 sRGB (H, W, 3) in [0, 1]."""
         frame = source if isinstance(source, raw.RawFrame) else raw.read_raw(source)
         return self.enhance_frame(frame, ratio).image
+
+
+def _keras_predictor_and_kind(model):
+    from sid_keras.models import output_kind
+
+    return keras_predictor(model), output_kind(model)
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
@@ -216,18 +271,34 @@ def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
 
 
 def output_path(source: pathlib.Path, out: pathlib.Path, fmt: str, single: bool) -> pathlib.Path:
-    ext = ".tif" if fmt == "tiff16" else ".png"
-    if single and out.suffix.lower() in (".png", ".tif", ".tiff"):
+    from sid_keras.io import EXTENSION_FORMATS, OUTPUT_FORMATS
+
+    if single and out.suffix.lower() in EXTENSION_FORMATS:
         return out
-    return out / f"{source.stem}{ext}"
+    return out / f"{source.stem}{OUTPUT_FORMATS[fmt]}"
+
+
+def write_result(target: pathlib.Path, result: Enhanced, fmt: str, *, overwrite: bool = False) -> None:
+    """Write an enhanced frame: an sRGB image, or (``dng``) the linear camera RGB as a DNG."""
+    from sid_keras.io import write_image
+
+    if fmt != "dng":
+        write_image(target, result.image, fmt=fmt, overwrite=overwrite)
+        return
+    if result.kind != LINEAR:
+        raise SidError(f"{target}: DNG output needs a 'linear' model (camera RGB out); this model "
+                       "predicts sRGB: write png, png16 or tiff16")
+    from sid_keras.dng import write_linear_dng
+
+    frame = result.frame
+    write_linear_dng(target, result.output, white_balance=frame.white_balance, color_matrix=frame.color_matrix,
+                     orientation=frame.orientation, overwrite=overwrite)
 
 
 def enhance_files(enhancer: Enhancer, inputs: Iterable[pathlib.Path], out: pathlib.Path, *,
                   ratio: float | str | None = "auto", fmt: str = "png", overwrite: bool = False,
                   progress: bool = False, log: Callable[[str], None] = print) -> list[tuple[str, str]]:
     """Enhance many files, keep going past bad ones; returns [(file, error)] for the failures."""
-    from sid_keras.io import write_image
-
     inputs = list(inputs)
     single = len(inputs) == 1
     failures: list[tuple[str, str]] = []
@@ -241,8 +312,11 @@ def enhance_files(enhancer: Enhancer, inputs: Iterable[pathlib.Path], out: pathl
         try:
             if target.exists() and not overwrite:
                 raise SidError(f"{target}: already exists; pass --overwrite to replace it")
-            result = enhancer.enhance_frame(raw.read_raw(source), ratio)
-            write_image(target, result.image, fmt=fmt, overwrite=overwrite)
+            frame = raw.read_raw(source)
+            for notice in frame.notices:
+                log(notice)
+            result = enhancer.enhance_frame(frame, ratio)
+            write_result(target, result, fmt, overwrite=overwrite)
             log(f"{source} -> {target} (ratio x{result.ratio:.1f} {result.ratio_source})")
         except SidError as err:
             failures.append((str(source), str(err)))

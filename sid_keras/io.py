@@ -64,6 +64,22 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(f, array)
 
 
+# Output formats and the file extension each writes; the extension of an output name picks its
+# format when none is given. ``dng`` is the linear DNG of sid_keras.dng.write_linear_dng.
+OUTPUT_FORMATS = {"png": ".png", "png16": ".png", "tiff16": ".tif", "dng": ".dng"}
+EXTENSION_FORMATS = {".png": "png", ".tif": "tiff16", ".tiff": "tiff16", ".dng": "dng"}
+IMAGE_FORMATS = ("png", "png16", "tiff16")
+
+
+def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The output format: ``fmt`` if given, else from the extension of ``path`` (default png)."""
+    if fmt is None:
+        return EXTENSION_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower(), "png")
+    if fmt not in OUTPUT_FORMATS:
+        raise SidError(f"unknown output format {fmt!r}: use one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, fmt: str | None = None,
                 overwrite: bool = True) -> str:
     """Write float RGB in [0, 1] as PNG (8/16 bit) or 16-bit TIFF, atomically.
@@ -71,10 +87,9 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, fmt: str | None = N
     ``fmt`` is ``png``, ``png16`` or ``tiff16``; by default it follows the file extension.
     """
     path = os.fspath(path)
-    ext = os.path.splitext(path)[1].lower()
-    fmt = fmt or {".tif": "tiff16", ".tiff": "tiff16"}.get(ext, "png")
+    fmt = format_for(path, fmt)
     if fmt not in IMAGE_FORMATS:
-        raise SidError(f"unknown output format {fmt!r}: use one of {', '.join(IMAGE_FORMATS)}")
+        raise SidError(f"{path}: {fmt!r} is not an image format ({', '.join(IMAGE_FORMATS)})")
     rgb = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if fmt == "tiff16":
@@ -89,8 +104,6 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, fmt: str | None = N
             Image.fromarray(np.rint(rgb * 255).astype(np.uint8)).save(tmp, format="PNG")
     return path
 
-
-IMAGE_FORMATS = ("png", "png16", "tiff16")
 
 
 def _write_png16(path: str, rgb16: np.ndarray) -> None:

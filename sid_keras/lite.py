@@ -1,7 +1,9 @@
 """Run ``.tflite`` models without TensorFlow: LiteRT, then tflite_runtime, then tf.lite.
 
 This module imports only numpy and the interpreter, so a phone-side or server-side pipeline
-can enhance raw files with ``Enhancer("model.tflite")`` in an environment without TensorFlow.
+can enhance raw files with ``Enhancer("model.tflite")`` in an environment without TensorFlow;
+the file's input name says what it predicts, and :mod:`sid_keras.render` (numpy) turns linear
+camera RGB into sRGB with the raw file's own colour matrix.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from sid_keras.errors import SidError
+from sid_keras.render import LINEAR, SRGB
 
 
 def interpreter_class():
@@ -51,8 +54,13 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
         interpreter = interpreter_class()(model_path=path, num_threads=num_threads or os.cpu_count())
     except (ValueError, RuntimeError) as err:
         raise SidError(f"{path}: not a loadable TFLite model ({err})") from None
-    interpreter.allocate_tensors()
+    try:
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise SidError(f"{path}: cannot run with builtin TFLite ops ({str(err).splitlines()[0]}); "
+                       "export it again with `sid-keras export`") from None
     inp = interpreter.get_input_details()[0]
+    kind = output_kind_of_input(inp["name"], path)
     out = interpreter.get_output_details()[0]
     signature = inp.get("shape_signature", inp["shape"])
     fixed = all(int(d) > 0 for d in signature[1:3])
@@ -83,4 +91,16 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
         scale_factor = y.shape[1] // x.shape[1]
         return y[:, : h * scale_factor, : w * scale_factor].astype(np.float32)
 
+    predict.output_kind = kind
     return predict
+
+
+def output_kind_of_input(name: str, path: str = "<model>") -> str:
+    """What a TFLite file predicts, from its input's name (``sid_keras.models.input_name``):
+    ``packed_wb`` (white-balanced input) -> linear camera RGB; ``packed`` -> sRGB."""
+    if "packed_wb" in name:
+        return LINEAR
+    if "packed" in name:
+        return SRGB
+    raise SidError(f"{path}: input {name!r} is not a sid-keras export (expected 'packed_wb' or 'packed'); "
+                   "export the model with `sid-keras export`")

@@ -1,7 +1,9 @@
 """PSNR and SSIM as Keras metrics (training/validation, float images clipped to [0, 1]).
 
 The published SID protocol (8-bit quantisation, data range 255) lives in
-:mod:`sid_keras.evaluation`; these are the in-graph versions `fit` reports.
+:mod:`sid_keras.evaluation`; these are the in-graph versions `fit` reports. For ``linear``
+models (``display=True``) both images go through LibRaw's output curve first, so the numbers
+describe the image a user sees, as for ``srgb`` models.
 """
 
 from __future__ import annotations
@@ -9,25 +11,32 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from sid_keras.losses import display_curve
+
 # SSIM as Wang et al. 2004 and SID's evaluation: Gaussian window 11x11, sigma 1.5.
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 
 
-def psnr(y_true, y_pred):
-    """Per-image PSNR in dB for images in [0, 1]."""
+def _prepare(y_true, y_pred, display: bool):
     y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")  # mixed precision
-    y_pred = ops.clip(y_pred, 0.0, 1.0)
+    if display:
+        y_true, y_pred = display_curve(y_true), display_curve(y_pred)
+    return ops.clip(y_true, 0.0, 1.0), ops.clip(y_pred, 0.0, 1.0)
+
+
+def psnr(y_true, y_pred, display: bool = False):
+    """Per-image PSNR in dB for images in [0, 1]."""
+    y_true, y_pred = _prepare(y_true, y_pred, display)
     mse = ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3))
     return 10.0 * ops.log10(1.0 / ops.maximum(mse, 1e-10))
 
 
-def ssim(y_true, y_pred):
+def ssim(y_true, y_pred, display: bool = False):
     """Per-image SSIM (Gaussian 11x11, sigma 1.5) for images in [0, 1]."""
     import tensorflow as tf
 
-    y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")  # mixed precision
-    y_pred = ops.clip(y_pred, 0.0, 1.0)
+    y_true, y_pred = _prepare(y_true, y_pred, display)
     return tf.image.ssim(y_true, y_pred, max_val=1.0, filter_size=SSIM_WINDOW, filter_sigma=SSIM_SIGMA)
 
 
@@ -35,19 +44,21 @@ def ssim(y_true, y_pred):
 class PSNR(keras.metrics.MeanMetricWrapper):
     """Mean PSNR (dB) over images; logged as ``psnr`` / ``val_psnr``."""
 
-    def __init__(self, name="psnr", dtype=None):
-        super().__init__(psnr, name=name, dtype=dtype)
+    def __init__(self, name="psnr", dtype=None, display: bool = False):
+        super().__init__(psnr, name=name, dtype=dtype, display=display)
+        self.display = display
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
+        return {"name": self.name, "dtype": self.dtype, "display": self.display}
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")
 class SSIM(keras.metrics.MeanMetricWrapper):
     """Mean SSIM over images; logged as ``ssim`` / ``val_ssim``."""
 
-    def __init__(self, name="ssim", dtype=None):
-        super().__init__(ssim, name=name, dtype=dtype)
+    def __init__(self, name="ssim", dtype=None, display: bool = False):
+        super().__init__(ssim, name=name, dtype=dtype, display=display)
+        self.display = display
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
+        return {"name": self.name, "dtype": self.dtype, "display": self.display}

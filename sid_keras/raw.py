@@ -63,6 +63,9 @@ XTRANS_LAYOUT = np.array(
     ]
 )
 
+# Grey-world gains beyond this are a colourful scene, not an illuminant: cap them.
+GREY_WORLD_MAX_GAIN = 8.0
+
 # Smallest frame worth enhancing: a few CFA periods so every model can pad and pool.
 MIN_FRAME_SIDE = 16
 
@@ -114,12 +117,15 @@ class RawFrame:
             0 = R, 1 = G, 2 = B, 3 = second G.
         black_level: per colour index (4 values), in sensor units.
         white_level: saturation value in sensor units.
-        white_balance: camera (as-shot) multipliers per colour index, normalised to G = 1.
+        white_balance: as-shot multipliers per colour index, normalised as LibRaw does (the
+            smallest of R, G, B is 1), so white-balanced values clip where LibRaw's do.
         color_matrix: 3x4 camera-RGB to sRGB matrix as rawpy reports it (zeros if unknown).
         exposure_time: seconds, or None when the file does not say.
         iso: ISO speed, or None when the file does not say.
         orientation: LibRaw's flip code (0 none, 3 180°, 5 90° CCW, 6 90° CW).
         path: the file the frame came from, for messages.
+        notices: one-line remarks for the user (a white balance or colour matrix that had to be
+            replaced because the file lacks it).
     """
 
     mosaic: np.ndarray
@@ -132,6 +138,7 @@ class RawFrame:
     iso: float | None = None
     orientation: int = 0
     path: str = "<array>"
+    notices: tuple[str, ...] = ()
 
     @property
     def cfa(self) -> CfaLayout:
@@ -232,12 +239,20 @@ def unpack_mosaic(packed: np.ndarray, layout: CfaLayout) -> np.ndarray:
 
 def channel_levels(frame: RawFrame) -> tuple[np.ndarray, float]:
     """Per packed channel black level (from the canonical tile) and the white level."""
-    layout = frame.cfa
+    return _per_channel(frame, frame.black_level), float(frame.white_level)
+
+
+def _per_channel(frame: RawFrame, per_colour: Sequence[float]) -> np.ndarray:
+    """A per-colour-index quantity (4 values) mapped onto the packed channels."""
     dy, dx = canonical_offset(frame.cfa_pattern, frame.path)
     tile = np.roll(np.asarray(frame.cfa_pattern), (-dy, -dx), axis=(0, 1))
-    blacks = np.asarray(frame.black_level, np.float32)
-    per_channel = np.array([blacks[tile[tuple(g[0][0])]] for g in layout.layout], np.float32)
-    return per_channel, float(frame.white_level)
+    values = np.asarray(per_colour, np.float32)
+    return np.array([values[tile[tuple(g[0][0])]] for g in frame.cfa.layout], np.float32)
+
+
+def channel_gains(frame: RawFrame) -> np.ndarray:
+    """The file's white-balance gain of each packed channel."""
+    return _per_channel(frame, frame.white_balance)
 
 
 def pack(frame: RawFrame) -> np.ndarray:
@@ -265,10 +280,22 @@ def denormalize(packed: np.ndarray, black: np.ndarray, white: float) -> np.ndarr
     return np.rint(values).astype(np.uint16)
 
 
-def amplify(packed: np.ndarray, ratio: float) -> np.ndarray:
-    """Multiply by the exposure ratio and clip at 1, as SID feeds its network."""
-    check_ratio(ratio)
-    return np.minimum(packed * np.float32(ratio), 1.0)
+def amplify(packed: np.ndarray, ratio: float, gains: np.ndarray | None = None) -> np.ndarray:
+    """Multiply by the exposure ratio (and per-channel white-balance gains), clip at 1.
+
+    SID feeds its network ``min(packed * ratio, 1)``. A ``linear`` model also gets the file's
+    white balance; one clip after both equals LibRaw's (a sensor clip, then a clip after white
+    balance with gains >= 1), so the input saturates where the ground truth does.
+    """
+    factor = np.float32(check_ratio(ratio))
+    if gains is not None:
+        factor = factor * np.asarray(gains, np.float32)
+    return np.minimum(packed * factor, np.float32(1.0))
+
+
+def network_input(frame: RawFrame, ratio: float, *, white_balance: bool) -> np.ndarray:
+    """The packed, amplified (and, for ``linear`` models, white-balanced) input of a frame."""
+    return amplify(pack(frame), ratio, channel_gains(frame) if white_balance else None)
 
 
 def check_ratio(ratio: float, what: str = "exposure ratio") -> float:
@@ -362,40 +389,88 @@ def read_raw(
         white = float(white_level)
     if not white > blacks.max():
         raise SidError(f"{path}: white level {white} is not above the black level {blacks.max()}")
-    if wb[GREEN] > 0:
-        wb = wb / wb[GREEN]
+    canonical_window(mosaic.shape, pattern, path)
+    notices: list[str] = []
     if wb[GREEN2] == 0:
         wb[GREEN2] = wb[GREEN]
+    if not (np.all(np.isfinite(wb)) and np.all(wb > 0)):
+        wb = grey_world_balance(mosaic, pattern, blacks)
+        notices.append(f"{path}: the file has no as-shot white balance; using a grey-world estimate "
+                       f"(R x{wb[RED] / wb[GREEN]:.2f}, B x{wb[BLUE] / wb[GREEN]:.2f})")
+    from sid_keras.render import has_color_matrix
+
+    if not has_color_matrix(color_matrix):
+        notices.append(f"{path}: the file has no colour matrix; showing camera RGB as it is, as LibRaw does")
     frame = RawFrame(
         mosaic=mosaic,
         cfa_pattern=pattern,
         black_level=blacks,
         white_level=white,
-        white_balance=wb,
+        white_balance=libraw_normalised(wb),
         color_matrix=color_matrix,
         exposure_time=float(other.shutter_speed) or None,
         iso=float(other.iso_speed) or None,
         orientation=flip,
         path=path,
+        notices=tuple(notices),
     )
-    canonical_window(mosaic.shape, pattern, path)
     return frame
 
 
-def render_reference(path: str | os.PathLike) -> np.ndarray:
-    """The long exposure as SID's ground truth: rawpy's rendering, uint16 (H, W, 3).
+def libraw_normalised(white_balance: Sequence[float]) -> np.ndarray:
+    """White-balance multipliers scaled so the smallest of R, G, B is 1, as LibRaw scales them.
+
+    With gains >= 1 every channel clips at the sensor's white level after balancing, which is
+    how LibRaw's default development (highlight mode 0) turns blown highlights white.
+    """
+    wb = np.asarray(white_balance, np.float32).copy()
+    return wb / wb[:3].min()
+
+
+def tile_means(mosaic: np.ndarray, pattern: np.ndarray, black_level: Sequence[float]) -> np.ndarray:
+    """Mean black-subtracted value (not clipped) at each position of the CFA tile.
+
+    Strided views only, so no full-frame float copy; not clipping at black keeps read noise from
+    biasing the means of dark frames upwards.
+    """
+    pattern = np.asarray(pattern)
+    blacks = np.asarray(black_level, np.float64)
+    p = pattern.shape[0]
+    means = np.empty(pattern.shape, np.float64)
+    for r in range(p):
+        for c in range(p):
+            means[r, c] = np.mean(mosaic[r::p, c::p], dtype=np.float64) - blacks[pattern[r, c]]
+    return means
+
+
+def grey_world_balance(mosaic: np.ndarray, pattern: np.ndarray, black_level: Sequence[float]) -> np.ndarray:
+    """White-balance multipliers per colour index that make the frame's mean grey."""
+    means = tile_means(mosaic, pattern, black_level)
+    pattern = np.asarray(pattern)
+    colour = np.array([means[np.isin(pattern, [c, GREEN2] if c == GREEN else [c])].mean()
+                       for c in (RED, GREEN, BLUE)])
+    if not np.all(colour > 0):  # a black frame carries no colour: leave it unbalanced
+        return np.ones(4, np.float32)
+    gains = np.clip(colour[GREEN] / colour, 1 / GREY_WORLD_MAX_GAIN, GREY_WORLD_MAX_GAIN)
+    return np.array([gains[RED], gains[GREEN], gains[BLUE], gains[GREEN]], np.float32)
+
+
+def render_reference(path: str | os.PathLike, *, linear: bool = False) -> np.ndarray:
+    """The long exposure as ground truth: LibRaw's development, uint16 (H, W, 3).
 
     SID's settings (``use_camera_wb``, full size, no auto-brightening, 16 bit) in sensor
-    orientation, so it stays aligned with the packed mosaic.
+    orientation, so it stays aligned with the packed mosaic. ``linear=True`` gives the same
+    development in white-balanced linear camera RGB (no colour matrix, no curve): the target of
+    ``linear`` models, which :func:`sid_keras.render.render` turns into the sRGB one.
     """
     import rawpy
 
     path = os.fspath(path)
+    colour = dict(output_color=rawpy.ColorSpace.raw, gamma=(1, 1)) if linear else {}
     try:
         with rawpy.imread(path) as raw:
-            return raw.postprocess(
-                use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16, user_flip=0
-            )
+            return raw.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16,
+                                   user_flip=0, **colour)
     except rawpy.LibRawError as err:
         raise SidError(f"{path}: cannot render the reference image ({err})") from None
 

@@ -1,12 +1,19 @@
-"""Synthetic SID-layout datasets from clean sRGB photos.
+"""Synthetic raw data from clean sRGB photos: unprocessing, virtual cameras, SID-layout datasets.
 
-Each photo is "unprocessed" to a linear camera-space Bayer mosaic (Brooks et al., "Unprocessing
-Images for Learned Raw Denoising", CVPR 2019): inverse tone curve, inverse sRGB gamma, inverse
-colour matrix of a real camera, inverse white balance, RGGB mosaic. The mosaic is written as the
-long exposure, and short exposures at x100 / x250 / x300 get a calibrated sensor noise model
-(shot noise with system gain K, Tukey-lambda read noise, row noise, quantisation; Wei et al.,
-"A Physics-based Noise Formation Model for Extreme Low-light Raw Denoising", CVPR 2020), all
-as DNGs with SID-style names and list files, so the SID loader reads the result unchanged.
+Each photo is "unprocessed" to linear light (Brooks et al., "Unprocessing Images for Learned Raw
+Denoising", CVPR 2019): inverse tone curve, inverse sRGB gamma. A camera then sees it through its
+colour response (a real camera's matrix) and an illuminant (white-balance gains), and the short
+exposure gets the calibrated noise of :mod:`sid_keras.noise`.
+
+Two uses:
+
+- on the fly, in :func:`sid_keras.data.pipeline.synthetic_dataset` (training): the photos are
+  linearised once (:func:`linear_photo`, cached) and every step draws a new camera, illuminant,
+  exposure, ratio and noise;
+- as files, by :func:`synthesize` (`sid-keras synth`): DNG pairs with SID-style names and list
+  files that the SID loader reads unchanged, including the stress validation
+  (:func:`synthesize_stress`, `sid-keras synth --stress`) on a grid of ISO bands x ratios with
+  cameras and illuminants that training does not use.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from sid_keras import noise
 from sid_keras.errors import SidError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -27,92 +35,56 @@ LONG_EXPOSURE_S = 10.0
 SHORT_EXPOSURE_S = {100: 0.1, 250: 0.04, 300: 0.033}
 # Sony A7S II: 14-bit, black 512, white 16383 (the levels SID hard-codes).
 SONY_BLACK, SONY_WHITE = 512, 16383
-# XYZ(D65) -> camera matrix of the Sony ILCE-7SM2 (Adobe DNG Converter / LibRaw colour data).
-SONY_A7S2_XYZ_TO_CAM = np.array(
-    [[5838, -1430, -246], [-3497, 11477, 2297], [-748, 1885, 5778]], np.float64
-) / 10000.0
 # Linear sRGB -> XYZ (D65), IEC 61966-2-1.
 SRGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
      [0.0193339, 0.1191920, 0.9503041]]
 )
-# Camera white-balance gains seen on real cameras (Brooks et al. 2019 sample these ranges).
-RED_GAIN_RANGE = (1.9, 2.4)
-BLUE_GAIN_RANGE = (1.5, 1.9)
-# ISO range of the synthetic scenes: SID's Sony pairs span ISO 50-25600, mostly 100-3200.
+
+
+def _xyz_to_cam(*values: int) -> np.ndarray:
+    return np.array(values, np.float64).reshape(3, 3) / 10000.0
+
+
+# XYZ(D65) -> camera matrices of real cameras, from dcraw / LibRaw's adobe_coeff table.
+SONY_A7S2_XYZ_TO_CAM = _xyz_to_cam(5838, -1430, -246, -3497, 11477, 2297, -748, 1885, 5778)
+# The colour responses training draws from: Sony bodies of several generations, and a camera
+# without a matrix (LibRaw then shows camera RGB as it is, so its "response" is sRGB itself).
+TRAINING_CAMERAS = {
+    "Sony ILCE-7SM2": SONY_A7S2_XYZ_TO_CAM,
+    "Sony ILCE-7RM2": _xyz_to_cam(6629, -1900, -483, -4618, 12349, 2550, -622, 1381, 6514),
+    "Sony ILCE-7M2": _xyz_to_cam(5271, -712, -347, -6153, 13653, 2763, -1601, 2366, 7242),
+    "Sony ILCA-77M2": _xyz_to_cam(5991, -1732, -443, -4100, 11989, 2381, -704, 1467, 5992),
+    "Sony DSLR-A900": _xyz_to_cam(5209, -1072, -397, -8845, 16120, 2919, -1618, 1803, 8654),
+    "no matrix": None,
+}
+# Held out for the stress validation: other makers' colour responses (as used in public
+# raw-processing code for a Nikon body, a Canon body and the Fujifilm X-T2).
+STRESS_CAMERAS = {
+    "Nikon": _xyz_to_cam(9020, -2890, -715, -4535, 12436, 2348, -934, 1919, 7086),
+    "Canon": _xyz_to_cam(6970, -512, -968, -4425, 12161, 2553, -739, 1982, 5601),
+    "Fujifilm X-T2": _xyz_to_cam(11434, -4948, -1210, -3746, 12042, 1903, -666, 1479, 5235),
+}
+
+# Illuminants as white-balance gains (R, B with G = 1) that real cameras report.
+ILLUMINANTS = {
+    "daylight": ((1.9, 2.9), (1.25, 1.7)),
+    "tungsten": ((1.15, 1.6), (2.2, 3.3)),
+    "fluorescent": ((1.5, 2.0), (1.7, 2.4)),
+}
+# Training covers all of them and beyond: gains drawn log-uniformly in these ranges.
+RED_GAIN_RANGE = (1.0, 3.2)
+BLUE_GAIN_RANGE = (1.0, 3.5)
+# ISO range of `sid-keras synth` scenes (SID's Sony pairs span ISO 50-25600, mostly 100-3200).
 ISO_RANGE = (100.0, 3200.0)
 # Long exposures are scaled so the photo's white lands this far below saturation, with jitter.
 EXPOSURE_SCALE_RANGE = (0.7, 1.0)
 LIST_EXTRA = "F8"  # SID lists carry the aperture; ours is nominal
 
-
-@dataclasses.dataclass(frozen=True)
-class NoiseProfile:
-    """ELD-style noise calibration: log-linear in the system gain K (DN per electron).
-
-    ``K = k_per_iso * ISO + k_offset``; ``log(sigma) = slope * log(K) + bias (+ N(0, spread))``
-    for the Tukey-lambda read noise (shape ``tl_lambda``) and the row noise.
-    """
-
-    name: str
-    iso_range: tuple[float, float]
-    k_per_iso: float
-    k_offset: float
-    tl_lambda: float
-    tl_slope: float
-    tl_bias: float
-    tl_spread: float
-    row_slope: float
-    row_bias: float
-    row_spread: float
-
-
-# Sony A7S II calibration (Wei et al. 2020's method; values as published with the PMN / LRD
-# noise-synthesis code for SonyA7S2 low and high ISO).
-SONY_A7S2_PROFILES = (
-    NoiseProfile("SonyA7S2_lowISO", (50, 1600), 0.0009546, -0.00193, -0.026,
-                 0.74043, 0.86182, 0.00712, 0.78782, -0.34227, 0.02832),
-    NoiseProfile("SonyA7S2_highISO", (1600, 25600), 0.0009546, -0.00193, -0.025,
-                 0.74901, -0.12348, 0.00638, 0.62945, -1.51040, 0.02609),
-)
-
-
-def profile_for_iso(iso: float, profiles: Sequence[NoiseProfile] = SONY_A7S2_PROFILES) -> NoiseProfile:
-    for profile in profiles:
-        if profile.iso_range[0] <= iso <= profile.iso_range[1]:
-            return profile
-    raise SidError(f"ISO {iso} is outside the calibrated range of the noise model")
-
-
-def system_gain(iso: float, profile: NoiseProfile) -> float:
-    """DN per photo-electron at this ISO (the ELD fit is ``K = a * ISO - b``)."""
-    return profile.k_per_iso * iso - profile.k_offset
-
-
-def tukey_lambda(rng: np.random.Generator, lam: float, size) -> np.ndarray:
-    """Tukey-lambda samples through the quantile function ``(u^l - (1-u)^l) / l``."""
-    u = rng.uniform(1e-12, 1 - 1e-12, size)
-    if abs(lam) < 1e-8:
-        return np.log(u / (1 - u))
-    return (u**lam - (1 - u) ** lam) / lam
-
-
-def add_sensor_noise(signal_dn: np.ndarray, iso: float, rng: np.random.Generator,
-                     profiles: Sequence[NoiseProfile] = SONY_A7S2_PROFILES) -> np.ndarray:
-    """Noisy sensor values (DN above black, float) for a clean mosaic ``signal_dn``.
-
-    Shot noise ``Poisson(signal / K) * K``, Tukey-lambda read noise, one Gaussian offset per row;
-    quantisation happens when the caller rounds to integers.
-    """
-    profile = profile_for_iso(iso, profiles)
-    k = system_gain(iso, profile)
-    log_k = np.log(k)
-    sigma_tl = np.exp(rng.normal(profile.tl_slope * log_k + profile.tl_bias, profile.tl_spread))
-    sigma_row = np.exp(rng.normal(profile.row_slope * log_k + profile.row_bias, profile.row_spread))
-    shot = rng.poisson(np.maximum(signal_dn, 0) / k) * k
-    read = tukey_lambda(rng, profile.tl_lambda, signal_dn.shape) * sigma_tl
-    rows = rng.normal(0.0, sigma_row, (signal_dn.shape[0], 1))
-    return shot + read + rows
+# The stress validation grid: ISO bands (on the Sony A7S II gain scale, noise.iso_to_gain) x ratios.
+STRESS_ISO_BANDS = ((400, 800), (1600, 3200), (6400, 12800), (25600, 51200))
+STRESS_RATIOS = (30, 100, 300)
+STRESS_CELLS_PER_PHOTO = 3
 
 
 def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
@@ -126,29 +98,20 @@ def inverse_smoothstep(y: np.ndarray) -> np.ndarray:
     return 0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)
 
 
-def rgb_to_camera_matrix(xyz_to_cam: np.ndarray = SONY_A7S2_XYZ_TO_CAM) -> np.ndarray:
-    """Linear sRGB -> camera RGB, rows normalised so white stays white (as dcraw/LibRaw do)."""
+def rgb_to_camera_matrix(xyz_to_cam: np.ndarray | None = SONY_A7S2_XYZ_TO_CAM) -> np.ndarray:
+    """Linear sRGB -> white-balanced camera RGB, rows normalised so white stays white (as LibRaw).
+
+    ``None`` (a camera without a matrix) is the identity.
+    """
+    if xyz_to_cam is None:
+        return np.eye(3)
     m = xyz_to_cam @ SRGB_TO_XYZ
     return m / m.sum(axis=1, keepdims=True)
 
 
-def unprocess(srgb: np.ndarray, red_gain: float, blue_gain: float,
-              xyz_to_cam: np.ndarray = SONY_A7S2_XYZ_TO_CAM) -> np.ndarray:
-    """sRGB in [0, 1] (H, W, 3) -> linear camera RGB before white balance, in [0, 1]."""
-    linear = srgb_to_linear(inverse_smoothstep(srgb))
-    camera = np.einsum("ij,hwj->hwi", rgb_to_camera_matrix(xyz_to_cam), linear)
-    camera = camera / np.array([red_gain, 1.0, blue_gain])
-    return np.clip(camera, 0.0, 1.0)
-
-
-def mosaic_rggb(rgb: np.ndarray) -> np.ndarray:
-    """RGGB Bayer mosaic of an (H, W, 3) image with even H and W."""
-    out = np.empty(rgb.shape[:2], rgb.dtype)
-    out[0::2, 0::2] = rgb[0::2, 0::2, 0]
-    out[0::2, 1::2] = rgb[0::2, 1::2, 1]
-    out[1::2, 0::2] = rgb[1::2, 0::2, 1]
-    out[1::2, 1::2] = rgb[1::2, 1::2, 2]
-    return out
+def camera_to_srgb_matrix(xyz_to_cam: np.ndarray | None) -> np.ndarray:
+    """What LibRaw reports as ``color_matrix`` for a camera (3x3): the inverse of the above."""
+    return np.linalg.inv(rgb_to_camera_matrix(xyz_to_cam))
 
 
 def load_photo(path: str | os.PathLike) -> np.ndarray:
@@ -164,6 +127,11 @@ def load_photo(path: str | os.PathLike) -> np.ndarray:
     return rgb[:h, :w]
 
 
+def linear_photo(path: str | os.PathLike) -> np.ndarray:
+    """A photo in linear light (linear sRGB primaries), float64 (H, W, 3), even H and W."""
+    return srgb_to_linear(inverse_smoothstep(load_photo(path)))
+
+
 @dataclasses.dataclass(frozen=True)
 class ScenePlan:
     """Everything random about one synthetic scene, drawn up front from the seed."""
@@ -175,9 +143,14 @@ class ScenePlan:
     blue_gain: float
     exposure_scale: float
     seed: int
+    ratios: tuple[int, ...] = SID_RATIOS
+    noise_profile: str = noise.SONY_A7S2.name
+    camera: str = "Sony ILCE-7SM2"
+    noisy_long: bool = True  # SID's long exposures carry (little) noise; the stress set's do not
 
 
-def plan_scenes(photos: Sequence[str], seed: int, first_id: int) -> list[ScenePlan]:
+def plan_scenes(photos: Sequence[str], seed: int, first_id: int, ratios: Sequence[int] = SID_RATIOS) -> list[ScenePlan]:
+    """`sid-keras synth` scenes: the Sony A7S II at ISO 100-3200 under random illuminants."""
     rng = np.random.default_rng(seed)
     plans = []
     for i, photo in enumerate(photos):
@@ -186,61 +159,124 @@ def plan_scenes(photos: Sequence[str], seed: int, first_id: int) -> list[ScenePl
             scene_id=first_id + i + 1,
             photo=str(photo),
             iso=round(iso / 100) * 100.0,
-            red_gain=float(rng.uniform(*RED_GAIN_RANGE)),
-            blue_gain=float(rng.uniform(*BLUE_GAIN_RANGE)),
+            red_gain=float(rng.uniform(1.9, 2.4)),
+            blue_gain=float(rng.uniform(1.5, 1.9)),
             exposure_scale=float(rng.uniform(*EXPOSURE_SCALE_RANGE)),
             seed=int(rng.integers(2**31)),
+            ratios=tuple(int(r) for r in ratios),
         ))
     return plans
+
+
+def plan_stress_scenes(photos: Sequence[str], seed: int, first_id: int,
+                       cells_per_photo: int = STRESS_CELLS_PER_PHOTO) -> list[ScenePlan]:
+    """The stress grid: every (ISO band x ratio) cell gets the same number of photos, each scene
+    a held-out camera (colour response and calibrated noise) under one of three illuminants."""
+    rng = np.random.default_rng(seed)
+    cells = [(band, ratio) for band in STRESS_ISO_BANDS for ratio in STRESS_RATIOS]
+    cameras, profiles, lights = list(STRESS_CAMERAS), list(noise.CALIBRATED), list(ILLUMINANTS)
+    plans = []
+    for i, photo in enumerate(photos):
+        for j in range(cells_per_photo):
+            n = i * cells_per_photo + j
+            (low, high), ratio = cells[n % len(cells)]
+            red_range, blue_range = ILLUMINANTS[lights[n % len(lights)]]
+            plans.append(ScenePlan(
+                scene_id=first_id + n + 1,
+                photo=str(photo),
+                iso=float(round(np.exp(rng.uniform(np.log(low), np.log(high))) / 100) * 100),
+                red_gain=float(rng.uniform(*red_range)),
+                blue_gain=float(rng.uniform(*blue_range)),
+                exposure_scale=float(rng.uniform(*EXPOSURE_SCALE_RANGE)),
+                seed=int(rng.integers(2**31)),
+                ratios=(ratio,),
+                noise_profile=profiles[n % len(profiles)],
+                camera=cameras[(n // len(profiles)) % len(cameras)],
+                noisy_long=False,
+            ))
+    return plans
+
+
+def stress_cell(iso: float | None) -> str | None:
+    """The ISO band label of the stress grid an ISO falls in (None outside it)."""
+    for low, high in STRESS_ISO_BANDS:
+        if iso is not None and low <= iso <= high:
+            return f"ISO {low}-{high}"
+    return None
 
 
 def sid_name(scene_id: int, exposure: float, suffix: str = ".dng", burst: int = 0) -> str:
     return f"{scene_id:05d}_{burst:02d}_{exposure:g}s{suffix}"
 
 
-def make_scene(plan: ScenePlan, out_dir: pathlib.Path, camera_dir: str,
-               ratios: Sequence[int]) -> list[str]:
+def make_scene(plan: ScenePlan, out_dir: pathlib.Path, camera_dir: str) -> list[str]:
     """Write one scene's long and short DNGs; return its SID list lines."""
     from sid_keras.dng import write_cfa_dng
 
-    rng = np.random.default_rng(plan.seed)
-    camera = unprocess(load_photo(plan.photo), plan.red_gain, plan.blue_gain)
-    signal = mosaic_rggb(camera) * (SONY_WHITE - SONY_BLACK) * plan.exposure_scale
+    xyz_to_cam = {**TRAINING_CAMERAS, **STRESS_CAMERAS}[plan.camera]
+    profile = noise.load_profile(plan.noise_profile)
+    gain = noise.iso_to_gain(plan.iso)
+    camera = {k: float(v) for k, v in _sample_camera(profile, gain, plan.seed).items()}
+    linear = np.clip(linear_photo(plan.photo) @ rgb_to_camera_matrix(xyz_to_cam).T, 0.0, None)
+    scene = linear * plan.exposure_scale
+    raw_long = scene / np.array([plan.red_gain, 1.0, plan.blue_gain])
+    packed_long = _pack_rgb(raw_long)
     common = dict(
         cfa_pattern=np.array([[0, 1], [1, 2]]),
         black_level=SONY_BLACK,
         white_level=SONY_WHITE,
-        color_matrix=SONY_A7S2_XYZ_TO_CAM,
+        color_matrix=xyz_to_cam,
         as_shot_neutral=(1.0 / plan.red_gain, 1.0, 1.0 / plan.blue_gain),
         iso=plan.iso,
-        make="Sony",
-        model="ILCE-7SM2 (synthetic)",
+        make="sid_keras",
+        model=f"virtual {plan.camera}",
     )
 
-    def to_sensor(dn: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(dn + SONY_BLACK), 0, SONY_WHITE).astype(np.uint16)
+    def to_sensor(normalised: np.ndarray) -> np.ndarray:
+        dn = np.rint(_unpack_rggb(normalised) * (SONY_WHITE - SONY_BLACK) + SONY_BLACK)
+        return np.clip(dn, 0, SONY_WHITE).astype(np.uint16)
 
     long_name = sid_name(plan.scene_id, LONG_EXPOSURE_S)
-    long_dn = add_sensor_noise(signal, plan.iso, rng)
-    write_cfa_dng(out_dir / camera_dir / "long" / long_name, to_sensor(long_dn),
+    long_values = (noise.numpy_noisy_short_exposure(packed_long, 1.0, camera, (plan.seed, 0)) if plan.noisy_long
+                   else np.clip(packed_long, 0.0, 1.0))
+    write_cfa_dng(out_dir / camera_dir / "long" / long_name, to_sensor(long_values),
                   exposure_time=LONG_EXPOSURE_S, **common)
     lines = []
-    for ratio in ratios:
+    for i, ratio in enumerate(plan.ratios, 1):
         short_exposure = SHORT_EXPOSURE_S.get(ratio, LONG_EXPOSURE_S / ratio)
-        short_dn = add_sensor_noise(signal * short_exposure / LONG_EXPOSURE_S, plan.iso, rng)
+        short = noise.numpy_noisy_short_exposure(packed_long, LONG_EXPOSURE_S / short_exposure, camera,
+                                                 (plan.seed, i))
         short_name = sid_name(plan.scene_id, short_exposure)
-        write_cfa_dng(out_dir / camera_dir / "short" / short_name, to_sensor(short_dn),
+        write_cfa_dng(out_dir / camera_dir / "short" / short_name, to_sensor(short),
                       exposure_time=short_exposure, **common)
         lines.append(f"./{camera_dir}/short/{short_name} ./{camera_dir}/long/{long_name} "
                      f"ISO{int(plan.iso)} {LIST_EXTRA}")
     return lines
 
 
+def _sample_camera(profile: noise.NoiseProfile, gain: float, seed: int) -> dict:
+    import tensorflow as tf
+
+    return noise.sample_camera(profile, tf.constant([seed, 7], tf.int64), gain=(gain, gain))
+
+
+def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """The RGGB mosaic of an RGB image, packed in SID's order (h/2, w/2, 4)."""
+    return np.stack([rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1], rgb[1::2, 1::2, 2], rgb[1::2, 0::2, 1]], axis=-1)
+
+
+def _unpack_rggb(packed: np.ndarray) -> np.ndarray:
+    from sid_keras.raw import BAYER, unpack_mosaic
+
+    return unpack_mosaic(packed, BAYER)
+
+
 def find_photos(folder: str | os.PathLike) -> list[str]:
+    """The photos in a folder and its subfolders, sorted."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise SidError(f"{folder}: no such folder of photos")
-    photos = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    photos = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
     if not photos:
         raise SidError(f"{folder}: holds no photos ({', '.join(PHOTO_SUFFIXES)})")
     return photos
@@ -249,11 +285,12 @@ def find_photos(folder: str | os.PathLike) -> list[str]:
 def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, split: str = "train",
                seed: int = 0, ratios: Iterable[int] = SID_RATIOS, limit: int | None = None,
                camera_dir: str = "Sony", first_id: int | None = None, workers: int = 1,
-               progress: bool = False) -> pathlib.Path:
+               stress: bool = False, progress: bool = False) -> pathlib.Path:
     """Build a SID-layout dataset from a folder of photos; return the list file written.
 
     Same photos, seed and arguments give the same files. Scene ids start after ``first_id``
     (by default 0 for train, 10000 for test, 20000 for val, as SID numbers its splits).
+    ``stress=True`` writes the stress validation grid instead (``ratios`` unused).
     """
     photos = find_photos(photos_dir)[:limit]
     ratios = [int(r) for r in ratios]
@@ -262,8 +299,8 @@ def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, spl
     if first_id is None:
         first_id = {"train": 0, "test": 10000, "val": 20000}.get(split, 30000)
     out = pathlib.Path(out_dir)
-    plans = plan_scenes(photos, seed, first_id)
-    args = [(plan, out, camera_dir, ratios) for plan in plans]
+    plans = plan_stress_scenes(photos, seed, first_id) if stress else plan_scenes(photos, seed, first_id, ratios)
+    args = [(plan, out, camera_dir) for plan in plans]
     if workers > 1:
         import multiprocessing
 
@@ -285,4 +322,4 @@ def _progress(items, enabled: bool, desc: str):
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="photo")
+    return tqdm(items, desc=desc, unit="scene")

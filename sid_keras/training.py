@@ -26,6 +26,7 @@ import numpy as np
 from sid_keras.config import Config, TrainConfig
 from sid_keras.errors import SidError
 from sid_keras.io import save_model_atomic
+from sid_keras.render import LINEAR
 
 SID_DECAY_FACTOR = 0.1  # SID: 1e-4, then 1e-5 after half the epochs
 
@@ -44,8 +45,14 @@ class Datasets:
     steps_per_epoch: int
     channels: int
     scale: int
-    train_pairs: int
+    train_pairs: int  # real pairs, plus photos for synthetic pairs
     val_pairs: int
+
+
+def _cache_dir(config: Config) -> pathlib.Path:
+    from sid_keras.data.cache import default_cache_dir
+
+    return pathlib.Path(config.data.cache_dir) if config.data.cache_dir else default_cache_dir()
 
 
 def _cached_entries(config: Config, list_name: str, *, first_burst_only: bool, progress: bool):
@@ -56,25 +63,52 @@ def _cached_entries(config: Config, list_name: str, *, first_burst_only: bool, p
         raise SidError(f"[data] root = {config.data.root!r}: no such dataset folder "
                        "(a SID download, or `sid-keras synth --out DIR`)")
     pairs = read_sid_list(list_name, root, first_burst_only=first_burst_only)
-    cache = config.data.cache_dir or str(root / ".sid_cache")
-    return build_cache(pairs, cache, ratio_cap=config.data.ratio_cap,
-                       workers=config.data.decode_workers, progress=progress)
+    return build_cache(pairs, _cache_dir(config), ratio_cap=config.data.ratio_cap,
+                       linear=config.model.output == LINEAR, workers=config.data.decode_workers,
+                       progress=progress)
+
+
+def _cached_photos(config: Config, progress: bool) -> list[str]:
+    from sid_keras.data.cache import cache_photos
+    from sid_keras.synthetic import find_photos
+
+    photos = [p for folder in config.data.photos for p in find_photos(folder)]
+    return cache_photos(photos, _cache_dir(config), workers=config.data.decode_workers, progress=progress)
 
 
 def load_datasets(config: Config, *, progress: bool = False) -> Datasets:
-    """Decode (once, cached) and build the training and validation datasets of a config."""
-    from sid_keras.data import frame_dataset, training_dataset
+    """Decode (once, cached) and build the training and validation datasets of a config.
 
-    train_entries = _cached_entries(config, config.data.train_list,
-                                    first_burst_only=config.data.first_burst_only, progress=progress)
-    val_entries = _cached_entries(config, config.data.val_list, first_burst_only=True, progress=progress)
-    batch = config.data.batch_size
-    train = training_dataset(train_entries, patch_size=config.data.patch_size, batch_size=batch,
-                             seed=config.train.seed)
-    val = frame_dataset(val_entries, max_side=config.data.val_max_side)
-    steps = steps_per_epoch(config, len(train_entries))
-    return Datasets(train, val, steps, train_entries[0].channels, train_entries[0].scale,
-                    len(train_entries), len(val_entries))
+    Training draws from real pairs (``data.train_list``), from pairs synthesised on the fly
+    from clean photos (``data.photos``), or from both in the ratio ``data.synthetic_share``.
+    """
+    import tensorflow as tf
+
+    from sid_keras.data import frame_dataset, synthetic_dataset, training_dataset
+    from sid_keras.noise import load_profile
+
+    d = config.data
+    sources, weights, count = [], [], 0
+    channels, scale = 4, 2
+    if d.train_list:
+        entries = _cached_entries(config, d.train_list, first_burst_only=d.first_burst_only, progress=progress)
+        sources.append(training_dataset(entries, patch_size=d.patch_size, batch_size=None, seed=config.train.seed))
+        weights.append(1 - d.synthetic_share)
+        channels, scale, count = entries[0].channels, entries[0].scale, count + len(entries)
+    if d.photos:
+        if channels != 4:
+            raise SidError("[data] photos synthesise Bayer pairs; they cannot be mixed with X-Trans pairs")
+        photos = _cached_photos(config, progress)
+        sources.append(synthetic_dataset(photos, patch_size=d.patch_size, batch_size=None, seed=config.train.seed,
+                                         profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range)))
+        weights.append(d.synthetic_share if d.train_list else 1.0)
+        count += len(photos)
+    train = sources[0] if len(sources) == 1 else tf.data.Dataset.sample_from_datasets(
+        sources, weights=weights, seed=config.train.seed)
+    train = train.batch(d.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    val_entries = _cached_entries(config, d.val_list, first_burst_only=True, progress=progress)
+    val = frame_dataset(val_entries, max_side=d.val_max_side)
+    return Datasets(train, val, steps_per_epoch(config, count), channels, scale, count, len(val_entries))
 
 
 def steps_per_epoch(config: Config, pairs: int) -> int:
@@ -86,18 +120,21 @@ def build_and_compile(config: Config, channels: int = 4, scale: int = 2):
     """The configured model, compiled with Adam, L1 and PSNR/SSIM (two optimizers for GANs)."""
     import keras
 
+    from sid_keras.losses import loss_for
     from sid_keras.metrics import PSNR, SSIM
     from sid_keras.models import build_model
 
-    args = {"in_channels": channels, "scale": scale, **config.model.args}
+    output = config.model.output
+    args = {"in_channels": channels, "scale": scale, "output": output, **config.model.args}
     model = build_model(config.model.name, **args)
-    metrics = [PSNR(), SSIM()]
+    display = output == LINEAR  # score linear predictions as they will be seen
+    metrics = [PSNR(display=display), SSIM(display=display)]
     optimizer = keras.optimizers.Adam(config.train.learning_rate)
     if hasattr(model, "d_optimizer"):
         model.compile(optimizer=optimizer, d_optimizer=keras.optimizers.Adam(config.train.d_learning_rate),
                       metrics=metrics)
     else:
-        model.compile(optimizer=optimizer, loss="mae", metrics=metrics)
+        model.compile(optimizer=optimizer, loss=loss_for(output), metrics=metrics)
     return model
 
 

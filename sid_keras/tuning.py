@@ -19,7 +19,6 @@ import copy
 import dataclasses
 import os
 import pathlib
-import sys
 
 from sid_keras.config import Config, apply_override, config_from_dict, to_toml
 from sid_keras.errors import SidError
@@ -48,26 +47,12 @@ class SearchJob:
     base: dict  # raw training config (data/model/train tables)
 
 
-def _load_toml(path: pathlib.Path) -> dict:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SidError(f"{path}: no such search job") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SidError(f"{path}: not valid TOML ({err})") from None
-
-
 def load_job(path: str | os.PathLike, overrides: list[str] = ()) -> SearchJob:
     """Read a job file; ``--set`` keys are ``job.*``, ``space.*`` or training keys (``data.root``)."""
-    from sid_keras.config import _load_toml as load_config_toml
-    from sid_keras.config import resolve_config_path
+    from sid_keras.config import read_toml, resolve_config_path
 
     path = pathlib.Path(path)
-    raw = _load_toml(path)
+    raw = read_toml(path, "search job")
     unknown = sorted(set(raw) - {"job", "space", "base"})
     if unknown:
         raise SidError(f"{path}: unknown sections {', '.join(unknown)} (known: job, space, base)")
@@ -76,7 +61,7 @@ def load_job(path: str | os.PathLike, overrides: list[str] = ()) -> SearchJob:
     if "config" in base_section:
         name = base_section.pop("config")
         candidate = path.parent / name
-        base = load_config_toml(candidate if candidate.is_file() else resolve_config_path(name))
+        base = read_toml(candidate if candidate.is_file() else resolve_config_path(name), "config file")
     for table in ("data", "model", "train"):
         base.setdefault(table, {}).update(base_section.pop(table, {}))
     if base_section:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Decode caches of the tests stay out of the user's cache folder.
+os.environ.setdefault("SID_KERAS_CACHE", tempfile.mkdtemp(prefix="sid_keras_test_cache_"))
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -10,6 +10,7 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
 
+from sid_keras import raw
 from sid_keras.cli import main
 from sid_keras.export import gpu_problems
 
@@ -52,13 +53,16 @@ def test_export_writes_every_file_with_builtin_ops_only(exported):
     info = json.loads((out / "model_info.json").read_text())
     assert info["tiling"] == {"tile": 32, "overlap": 4, "blend": "linear ramps over the overlap"}
     assert info["input"]["channels"] == 4 and info["output"]["scale"] == 2
+    assert info["output_kind"] == "linear" and info["input"]["name"] == "packed_wb"
+    assert "white-balance gain" in info["input"]["normalisation"] and "LibRaw's curve" in info["output"]["post"]
 
 
 def test_saved_model_serves_any_size(exported):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(exported / "out" / "saved_model"))
-    out = loaded.signatures["serving_default"](packed=tf.zeros([1, 20, 36, 4]))["rgb"]
+    # a linear model: its input is the white-balanced packed frame, and its name says so
+    out = loaded.signatures["serving_default"](packed_wb=tf.zeros([1, 20, 36, 4]))["rgb"]
     assert tuple(out.shape) == (1, 40, 72, 3)
 
 
@@ -89,7 +93,10 @@ def test_fixed_size_gpu_file_pads_small_tiles(exported, write_dng):
     from sid_keras.inference import Enhancer
 
     dng, _ = write_dng(name="small.dng", shape=(50, 70))
-    keras_out = Enhancer(exported / "tiny.keras", tile=32, overlap=4).enhance(dng, ratio=20)
-    fp16_out = Enhancer(exported / "out" / "model_fp16_32.tflite", tile=32, overlap=4).enhance(dng, ratio=20)
+    frame = raw.read_raw(dng)
+    keras_out = Enhancer(exported / "tiny.keras", tile=32, overlap=4).enhance_frame(frame, ratio=20).output
+    fp16 = Enhancer(exported / "out" / "model_fp16_32.tflite", tile=32, overlap=4)
+    assert fp16.output == "linear"  # read from the file's input name
+    fp16_out = fp16.enhance_frame(frame, ratio=20).output
     assert fp16_out.shape == keras_out.shape == (50, 70, 3)
     assert np.abs(fp16_out - keras_out).max() < 0.02

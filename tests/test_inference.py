@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import BAYER_PHASES
@@ -56,9 +58,13 @@ def test_auto_ratio_brings_a_dark_frame_to_a_sensible_brightness():
     ratio = auto_ratio(frame, target_mean=float(scene.mean()))
     assert ratio == pytest.approx(200, rel=0.05)
     assert raw.amplify(raw.pack(frame), ratio).mean() == pytest.approx(scene.mean(), rel=0.1)
+    # a linear model's input is white-balanced: the ratio aims the balanced mean at the target
+    tinted = dataclasses.replace(frame, white_balance=np.array([2.0, 1.0, 3.0, 1.0], np.float32))
+    balanced = auto_ratio(tinted, target_mean=float(scene.mean()), white_balance=True)
+    assert balanced == pytest.approx(200 / 1.75, rel=0.05)  # mean gain of R, G, B, G
     bright = raw.RawFrame(mosaic=np.full((32, 32), 16000, np.uint16), cfa_pattern=np.array([[0, 1], [3, 2]]),
                           black_level=np.zeros(4), white_level=16383)
-    assert auto_ratio(bright) == 1.0  # never darkens
+    assert auto_ratio(bright, 0.13) == 1.0  # never darkens
 
 
 def test_batch_keeps_going_past_bad_files_and_never_overwrites(tmp_path, write_dng, tiny_model):

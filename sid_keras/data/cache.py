@@ -6,8 +6,10 @@ source gets a new key and is decoded again. Arrays are written to a temporary na
 so two processes filling the same cache never leave a torn file.
 
 - short exposures: packed, black-subtracted, normalised, stored as uint16 (x 65535);
-- long exposures: rawpy's rendering (SID's ground truth settings), uint16 (H, W, 3), cropped to
-  the window the packing uses so input and target stay aligned.
+- long exposures: LibRaw's rendering (SID's ground truth settings; in linear camera RGB for
+  ``linear`` models), uint16 (H, W, 3), cropped to the window the packing uses so input and
+  target stay aligned;
+- clean photos for on-the-fly pairs: linearised once, uint16 (H, W, 3).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sid_keras.data.lists import SidPair
 from sid_keras.errors import SidError
 from sid_keras.io import atomic_path, save_npy_atomic
 
-CACHE_VERSION = 1  # bump when the stored layout changes
+CACHE_VERSION = 2  # bump when the stored layout changes (2: white-balance gains in the metadata)
 UINT16_SCALE = 65535.0
 
 
@@ -40,6 +42,7 @@ class CachedPair:
     channels: int
     scale: int
     source: str = ""
+    gains: tuple[float, ...] | None = None  # white balance per packed channel, for linear models
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Memory-mapped (packed uint16, reference uint16)."""
@@ -58,14 +61,22 @@ class PackedCache:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = pathlib.Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SidError(f"{self.folder}: cannot create the decode cache there ({err.strerror}); "
+                           "set data.cache_dir (or SID_KERAS_CACHE) to a writable folder") from None
 
     def _paths(self, source, kind: str) -> tuple[pathlib.Path, pathlib.Path]:
         key = source_key(source, kind)
         return self.folder / f"{key}.{kind}.npy", self.folder / f"{key}.{kind}.json"
 
     def short(self, source: str | os.PathLike) -> tuple[pathlib.Path, dict]:
-        """Cached packed short exposure; decodes it on the first call."""
+        """Cached packed short exposure; decodes it on the first call.
+
+        Its metadata keeps the file's white-balance gain per packed channel, which ``linear``
+        models get multiplied into their input.
+        """
         array_path, meta_path = self._paths(source, "short")
         if not (array_path.exists() and meta_path.exists()):
             frame = raw.read_raw(source)
@@ -73,32 +84,36 @@ class PackedCache:
             save_npy_atomic(array_path, np.rint(packed * UINT16_SCALE).astype(np.uint16))
             meta = {"source": str(source), "exposure_time": frame.exposure_time,
                     "channels": frame.cfa.channels, "scale": frame.cfa.scale,
-                    "shape": list(frame.mosaic.shape)}
+                    "shape": list(frame.mosaic.shape), "gains": raw.channel_gains(frame).tolist()}
             _write_json(meta_path, meta)
         return array_path, json.loads(meta_path.read_text())
 
-    def long(self, source: str | os.PathLike) -> tuple[pathlib.Path, dict]:
-        """Cached ground-truth rendering of a long exposure; renders it on the first call."""
-        array_path, meta_path = self._paths(source, "long")
+    def long(self, source: str | os.PathLike, *, linear: bool = False) -> tuple[pathlib.Path, dict]:
+        """Cached ground truth of a long exposure (:func:`sid_keras.raw.render_reference`, sRGB,
+        or linear camera RGB for ``linear`` models); rendered on the first call."""
+        kind = "long_linear" if linear else "long"
+        array_path, meta_path = self._paths(source, kind)
         if not (array_path.exists() and meta_path.exists()):
             frame = raw.read_raw(source)
-            reference = raw.crop_reference(raw.render_reference(source), frame)
+            reference = raw.crop_reference(raw.render_reference(source, linear=linear), frame)
             save_npy_atomic(array_path, np.ascontiguousarray(reference))
             _write_json(meta_path, {"source": str(source), "exposure_time": frame.exposure_time,
                                     "shape": list(frame.mosaic.shape)})
         return array_path, json.loads(meta_path.read_text())
 
-    def pair(self, pair: SidPair, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP) -> CachedPair:
+    def pair(self, pair: SidPair, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, *,
+             linear: bool = False) -> CachedPair:
         short_path, short_meta = self.short(pair.short)
-        long_path, long_meta = self.long(pair.long)
+        long_path, long_meta = self.long(pair.long, linear=linear)
         if short_meta["shape"] != long_meta["shape"]:
             raise SidError(f"{pair.short} and {pair.long} have different sizes "
                            f"({short_meta['shape']} vs {long_meta['shape']}); not a pair")
         ratio = raw.exposure_ratio(str(pair.short), str(pair.long),
                                    short_exposure=short_meta["exposure_time"],
                                    long_exposure=long_meta["exposure_time"], cap=ratio_cap)
+        gains = tuple(short_meta["gains"]) if linear else None
         return CachedPair(str(short_path), str(long_path), ratio, short_meta["channels"],
-                          short_meta["scale"], str(pair.short))
+                          short_meta["scale"], str(pair.short), gains)
 
 
 def _write_json(path: pathlib.Path, data: dict) -> None:
@@ -106,15 +121,19 @@ def _write_json(path: pathlib.Path, data: dict) -> None:
         pathlib.Path(tmp).write_text(json.dumps(data))
 
 
-def _cache_one(folder: str, pair: SidPair, ratio_cap) -> CachedPair:
-    return PackedCache(folder).pair(pair, ratio_cap)
+def _cache_one(folder: str, pair: SidPair, ratio_cap, linear: bool) -> CachedPair:
+    return PackedCache(folder).pair(pair, ratio_cap, linear=linear)
 
 
 def build_cache(pairs: Sequence[SidPair], folder: str | os.PathLike, *,
-                ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, workers: int = 1,
+                ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, linear: bool = False, workers: int = 1,
                 progress: bool = False) -> list[CachedPair]:
-    """Decode every pair once (in ``workers`` processes) and return the cached entries."""
-    args = [(str(folder), pair, ratio_cap) for pair in pairs]
+    """Decode every pair once (in ``workers`` processes) and return the cached entries.
+
+    ``linear``: targets in linear camera RGB and the white-balance gains kept, for ``linear``
+    models; else SID's sRGB targets.
+    """
+    args = [(str(folder), pair, ratio_cap, linear) for pair in pairs]
     if workers > 1 and len(pairs) > 1:
         import multiprocessing
 
@@ -125,3 +144,43 @@ def build_cache(pairs: Sequence[SidPair], folder: str | os.PathLike, *,
 
         args = tqdm(args, desc="decode", unit="pair")
     return [_cache_one(*a) for a in args]
+
+
+def default_cache_dir() -> pathlib.Path:
+    """Where decoded data is cached unless ``data.cache_dir`` says otherwise.
+
+    ``$SID_KERAS_CACHE``, else ``$XDG_CACHE_HOME/sid_keras``, else ``~/.cache/sid_keras``: a
+    folder the user can write, so read-only datasets (a shared mount) need no setting. Keys hold
+    each source's absolute path, size and mtime, so one cache serves every dataset.
+    """
+    if os.environ.get("SID_KERAS_CACHE"):
+        return pathlib.Path(os.environ["SID_KERAS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "sid_keras"
+
+
+def _linear_photo(folder: str, photo: str) -> str:
+    from sid_keras.synthetic import linear_photo
+
+    path = pathlib.Path(folder) / f"{source_key(photo, 'linear_photo')}.linear_photo.npy"
+    if not path.exists():
+        save_npy_atomic(path, np.rint(linear_photo(photo) * UINT16_SCALE).astype(np.uint16))
+    return str(path)
+
+
+def cache_photos(photos: Sequence[str], folder: str | os.PathLike, *, workers: int = 1,
+                 progress: bool = False) -> list[str]:
+    """Linearise each clean photo once (:func:`sid_keras.synthetic.linear_photo`) into a
+    memory-mapped uint16 ``.npy``; returns their paths, in order."""
+    PackedCache(folder)  # creates the folder, with the same error as the pair cache
+    args = [(str(folder), str(photo)) for photo in photos]
+    if workers > 1 and len(args) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            return pool.starmap(_linear_photo, args, chunksize=8)
+    if progress:
+        from tqdm import tqdm
+
+        args = tqdm(args, desc="linearise photos", unit="photo")
+    return [_linear_photo(*a) for a in args]

@@ -1,10 +1,11 @@
-"""tf.data pipelines over the packed cache.
+"""tf.data pipelines: real pairs from the packed cache, and pairs synthesised on the fly.
 
-Training: one random aligned crop per pair per epoch (SID's recipe), the same random flips and
+Real pairs: one random aligned crop per pair per epoch (SID's recipe), the same random flips and
 transpose on input and target, amplified by the pair's exposure ratio and clipped at 1, shuffled,
 batched and prefetched. Every random choice comes from stateless ops seeded by ``(seed, element,
 replica)``, so the same seed gives the same batches. :func:`distributed_dataset_fn` gives the
-per-replica function ``strategy.distribute_datasets_from_function`` calls.
+per-replica function ``strategy.distribute_datasets_from_function`` calls. Synthetic pairs
+(:func:`synthetic_dataset`) come from clean photos with a new camera and noise at every step.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def training_dataset(
     entries: Sequence[CachedPair],
     *,
     patch_size: int,
-    batch_size: int,
+    batch_size: int | None,
     seed: int = 0,
     augment: bool = True,
     repeat: bool = True,
@@ -45,7 +46,7 @@ def training_dataset(
 
     Args:
         patch_size: side of the packed input crop; the target is ``patch_size * scale``.
-        batch_size: per-replica batch size.
+        batch_size: per-replica batch size (None: unbatched elements).
         input_context: a ``tf.distribute.InputContext`` to shard by input pipeline.
     """
     import tensorflow as tf
@@ -57,7 +58,7 @@ def training_dataset(
         raise SidError(f"patch size {patch_size} is larger than {len(too_small)} packed frames "
                        f"(e.g. {too_small[0]}, {tuple(shapes[0])}); use a smaller --patch-size")
     channels, scale = entries[0].channels, entries[0].scale
-    ratios = tf.constant([e.ratio for e in entries], tf.float32)
+    factors = tf.constant(_input_factors(entries), tf.float32)
     heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
     replica = input_context.input_pipeline_id if input_context else 0
 
@@ -75,7 +76,7 @@ def training_dataset(
         x, y = tf.numpy_function(crop, [index, top, left], [tf.uint16, tf.uint16], stateful=False)
         x.set_shape([patch_size, patch_size, channels])
         y.set_shape([patch_size * scale, patch_size * scale, 3])
-        x = tf.minimum(tf.cast(x, tf.float32) * (ratios[index] / UINT16_SCALE), 1.0)
+        x = tf.minimum(tf.cast(x, tf.float32) * (factors[index] / UINT16_SCALE), 1.0)
         y = tf.cast(y, tf.float32) / UINT16_SCALE
         if augment:
             flips = tf.random.stateless_uniform([3], rng_seed + 1) < 0.5
@@ -89,7 +90,23 @@ def training_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _batched(ds, batch_size, repeat)
+
+
+def _batched(ds, batch_size: int | None, repeat: bool):
+    """Batched and prefetched; ``batch_size=None`` leaves single elements, for mixing sources."""
+    import tensorflow as tf
+
+    if batch_size is None:
+        return ds
     return ds.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+
+
+def _input_factors(entries: Sequence[CachedPair]) -> np.ndarray:
+    """Per pair and packed channel, what the packed short is multiplied by before the clip at 1:
+    the exposure ratio, times the white-balance gains for ``linear`` targets (raw.amplify)."""
+    return np.array([e.ratio * np.asarray(e.gains if e.gains is not None else [1.0] * e.channels)
+                     for e in entries], np.float32)
 
 
 def _augment(x, y, flips):
@@ -117,15 +134,17 @@ def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side:
     arrays, shapes = _load(entries)
     channels, scale = entries[0].channels, entries[0].scale
 
+    factors = _input_factors(entries)
+
     def frames():
-        for (short, long), entry in zip(arrays, entries):
+        for (short, long), factor in zip(arrays, factors):
             h, w = short.shape[:2]
             ch = min(h, max_side or h) // multiple * multiple
             cw = min(w, max_side or w) // multiple * multiple
             top, left = (h - ch) // 2, (w - cw) // 2
             x = short[top : top + ch, left : left + cw].astype(np.float32) / UINT16_SCALE
             y = long[top * scale : (top + ch) * scale, left * scale : (left + cw) * scale]
-            yield np.minimum(x * entry.ratio, 1.0), y.astype(np.float32) / UINT16_SCALE
+            yield np.minimum(x * factor, 1.0), y.astype(np.float32) / UINT16_SCALE
 
     spec = (tf.TensorSpec([None, None, channels], tf.float32), tf.TensorSpec([None, None, 3], tf.float32))
     ds = tf.data.Dataset.from_generator(frames, output_signature=spec)
@@ -147,3 +166,95 @@ def distributed_dataset_fn(entries: Sequence[CachedPair], *, patch_size: int, gl
                                 input_context=input_context)
 
     return dataset_fn
+
+
+# Scene brightness of synthetic long exposures, relative to the linearised photo: log-uniform, so
+# some long exposures are dim and some clip their highlights as a sensor does.
+EXPOSURE_RANGE = (0.4, 1.6)
+DEFAULT_RATIO_RANGE = (1.0, 300.0)
+
+
+def synthetic_dataset(
+    photos: Sequence[str],
+    *,
+    patch_size: int,
+    batch_size: int | None,
+    seed: int = 0,
+    profile=None,
+    ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE,
+    repeat: bool = True,
+    input_context=None,
+):
+    """Training pairs made on the fly from clean photos: new camera, light and noise every step.
+
+    Each element crops a ``2 * patch_size`` square of a linearised photo
+    (:func:`sid_keras.data.cache.cache_photos`), flips it, and draws: a colour response
+    (:data:`sid_keras.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
+    gains), an exposure ratio (log-uniform in ``ratio_range``) and a virtual camera of ``profile``
+    (:mod:`sid_keras.noise`, default the virtual family). The target is the clean scene in
+    white-balanced camera RGB, clipped at white as LibRaw clips it (before any mosaicking, so it
+    carries no demosaicking error); the input is the noisy short exposure, packed, amplified,
+    white-balanced and clipped, as :func:`sid_keras.raw.network_input` makes it from a file.
+
+    Returns batches of (input (p, p, 4), target (2p, 2p, 3)), float32.
+    """
+    import tensorflow as tf
+
+    from sid_keras import noise, synthetic
+
+    profile = profile or noise.VIRTUAL
+    if not photos:
+        raise SidError("no photos to synthesise training pairs from (data.photos)")
+    arrays = [np.load(p, mmap_mode="r") for p in photos]
+    side = 2 * patch_size
+    shapes = np.array([a.shape[:2] for a in arrays], np.int64)
+    small = [p for p, s in zip(photos, shapes) if min(s) < side]
+    if small:
+        raise SidError(f"data.patch_size = {patch_size} needs photos of at least {side} pixels a side; "
+                       f"{len(small)} are smaller (e.g. {small[0]}): lower data.patch_size")
+    matrices = tf.constant(np.stack([synthetic.rgb_to_camera_matrix(m) for m in synthetic.TRAINING_CAMERAS.values()]),
+                           tf.float32)
+    heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
+    replica = input_context.input_pipeline_id if input_context else 0
+    log_ratio = (float(np.log(ratio_range[0])), float(np.log(ratio_range[1])))
+
+    def crop(index, top, left):
+        return np.ascontiguousarray(arrays[int(index)][top : top + side, left : left + side])
+
+    def log_uniform(seed_, bounds):
+        return tf.exp(tf.random.stateless_uniform([], seed_, float(np.log(bounds[0])), float(np.log(bounds[1]))))
+
+    def sample(step, index):
+        seeds = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64) * 1000 + replica, step]), 9)
+        u = tf.random.stateless_uniform([2], seeds[0])
+        top = tf.cast(u[0] * tf.cast(heights[index] - side + 1, tf.float32), tf.int64)
+        left = tf.cast(u[1] * tf.cast(widths[index] - side + 1, tf.float32), tf.int64)
+        rgb = tf.numpy_function(crop, [index, top, left], tf.uint16, stateful=False)
+        rgb = tf.reshape(tf.cast(rgb, tf.float32) / UINT16_SCALE, [side, side, 3])
+        flips = tf.random.stateless_uniform([3], seeds[1]) < 0.5
+        rgb, _ = _augment(rgb, rgb, flips)
+        which = tf.random.stateless_uniform([], seeds[2], 0, len(synthetic.TRAINING_CAMERAS), dtype=tf.int32)
+        scene = tf.maximum(tf.linalg.matvec(matrices[which], rgb), 0.0) * log_uniform(seeds[3], EXPOSURE_RANGE)
+        gains = tf.stack([log_uniform(seeds[4], synthetic.RED_GAIN_RANGE), 1.0,
+                          log_uniform(seeds[5], synthetic.BLUE_GAIN_RANGE), 1.0])
+        ratio = tf.exp(tf.random.stateless_uniform([], seeds[6], *log_ratio))
+        camera = noise.sample_camera(profile, seeds[7])
+        packed = tf.gather(tf.nn.space_to_depth(scene[None], 2)[0], BAYER_FROM_RGB_BLOCKS, axis=-1)
+        short = noise.noisy_short_exposure(packed / gains, ratio, camera, seeds[8])
+        x = tf.minimum(short * ratio * gains, 1.0)
+        x.set_shape([patch_size, patch_size, 4])
+        return x, tf.minimum(scene, 1.0)
+
+    ds = tf.data.Dataset.range(len(photos))
+    if input_context is not None:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.shuffle(len(photos), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _batched(ds, batch_size, repeat)
+
+
+# space_to_depth(2) of an RGB image orders each 2x2 block as (row, col, colour); SID's packed
+# Bayer channels R(0,0), G(0,1), B(1,1), G(1,0) sit at these indices.
+BAYER_FROM_RGB_BLOCKS = [0, 4, 11, 7]

@@ -19,6 +19,7 @@ from sid_keras.models.gan import UNetDiscriminator, UNetGAN
 from sid_keras.models.layers import CropLike, DepthToSpace, PadToMultiple, SpaceToDepth
 from sid_keras.models.unet import FastUNet, UNet
 from sid_keras.models.vae import LatentSample, VAEUNet
+from sid_keras.render import LINEAR, SRGB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,16 +102,31 @@ def inference_model(model: keras.Model) -> keras.Model:
     return model.generator if isinstance(model, UNetGAN) else model
 
 
+def output_kind(model: keras.Model) -> str:
+    """``"linear"`` or ``"srgb"``: what the model predicts, from its own config."""
+    return inference_model(model).get_config().get("output", SRGB)
+
+
+def input_name(kind: str) -> str:
+    """Name of the exported input tensor; it tells an app (and :mod:`sid_keras.lite`) what to feed.
+
+    ``packed_wb``: packed, amplified and white-balanced (``linear`` models, whose output is
+    linear camera RGB); ``packed``: packed and amplified (``srgb`` models, output sRGB).
+    """
+    return "packed_wb" if kind == LINEAR else "packed"
+
+
 def frozen_forward(net: keras.Model, shape):
     """The inference forward pass as a TF concrete function with the weights frozen to constants.
 
-    Input ``packed`` of ``shape`` (None for dynamic dims), output ``{"rgb": ...}``; shared by the
+    Input named by :func:`input_name`, of ``shape`` (None for dynamic dims), output
+    ``{"rgb": ...}``; shared by the
     MAC count and the TFLite export (Keras 3 variables are not found through a trackable).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec(shape, tf.float32, name="packed")
+    spec = tf.TensorSpec(shape, tf.float32, name=input_name(output_kind(net)))
     forward = tf.function(lambda packed: {"rgb": net(packed, training=False)})
     return convert_variables_to_constants_v2(forward.get_concrete_function(spec))
 
@@ -168,4 +184,6 @@ __all__ = [
     "frozen_forward",
     "describe_models",
     "inference_model",
+    "input_name",
+    "output_kind",
 ]

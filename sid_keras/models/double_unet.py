@@ -13,6 +13,7 @@ from keras import layers
 
 from sid_keras.models.layers import SpaceToDepth
 from sid_keras.models.unet import SidModel, _wrap, check_model_kwargs, rgb_head, unet_body
+from sid_keras.render import LINEAR
 
 FIRST_PREFIX = "first_"
 SECOND_PREFIX = "second_"
@@ -26,6 +27,7 @@ class DoubleUNet(SidModel):
         in_channels, scale, width, depth: as :class:`~sid_keras.models.unet.UNet`, for both nets.
         freeze_first: keep the first network's weights fixed (train only the second).
         residual_output: the second network predicts a correction added to the first's output.
+        output: as :class:`~sid_keras.models.unet.UNet`.
 
     Example:
         >>> first = UNet(width=8, depth=3)  # ...trained...
@@ -38,8 +40,9 @@ class DoubleUNet(SidModel):
     """
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
-                 freeze_first: bool = False, residual_output: bool = True, **kwargs):
-        check_model_kwargs(type(self), kwargs)
+                 freeze_first: bool = False, residual_output: bool = True, output: str = LINEAR,
+                 **kwargs):
+        check_model_kwargs(type(self), kwargs, output)
         inputs = keras.Input((None, None, in_channels), name="packed")
 
         def body(x):
@@ -58,7 +61,7 @@ class DoubleUNet(SidModel):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
-                          freeze_first=freeze_first, residual_output=residual_output))
+                          freeze_first=freeze_first, residual_output=residual_output, output=output))
         if freeze_first:
             self.set_first_trainable(False)
 

@@ -2,7 +2,8 @@
 
 The discriminator (Schönfeld et al., "A U-Net Based Discriminator for Generative Adversarial
 Networks", CVPR 2020) has an encoder ending in a global real/fake logit and a decoder giving a
-per-pixel logit, all spectrally normalised. The generator's loss is L1 plus a weighted
+per-pixel logit, all spectrally normalised. The generator's loss is L1 (after the display curve
+for a ``linear`` generator, as :mod:`sid_keras.losses` explains) plus a weighted
 adversarial term; the discriminator's is binary cross-entropy on both outputs, with optional
 CutMix consistency. ``call()`` runs the generator only, so predict, evaluation and export see a
 plain generator.
@@ -13,8 +14,10 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from sid_keras.losses import display_curve
 from sid_keras.models.layers import LEAKY_SLOPE, CropLike, PadToMultiple
 from sid_keras.models.unet import SidModel, check_model_kwargs
+from sid_keras.render import LINEAR
 
 # CutMix box side as a fraction of the image side, drawn uniformly (Schönfeld et al. 2020).
 CUTMIX_MIN_SIDE, CUTMIX_MAX_SIDE = 0.25, 0.75
@@ -172,15 +175,22 @@ class UNetGAN(keras.Model):
         return cls(**config)
 
     # -- training ------------------------------------------------------------------------------
+    def _as_seen(self, image):
+        """A linear generator's images are judged and compared as they will be seen."""
+        if self.generator.get_config().get("output") == LINEAR:
+            return display_curve(image)
+        return image
+
     def _compute_gan_losses(self, x, y, training=True):
         fake = self.generator(x, training=training)
-        real_global, real_pixel = self.discriminator(y, training=training)
-        fake_global, fake_pixel = self.discriminator(fake, training=training)
+        seen_fake, seen_y = self._as_seen(fake), self._as_seen(y)
+        real_global, real_pixel = self.discriminator(seen_y, training=training)
+        fake_global, fake_pixel = self.discriminator(seen_fake, training=training)
         d_loss = _bce(1.0, real_global) + _bce(0.0, fake_global) + _bce(1.0, real_pixel) + _bce(0.0, fake_pixel)
         if self.cutmix_probability > 0:
-            d_loss = d_loss + self._cutmix_loss(y, fake, real_pixel, fake_pixel)
+            d_loss = d_loss + self._cutmix_loss(seen_y, seen_fake, real_pixel, fake_pixel)
         adversarial = _bce(1.0, fake_global) + _bce(1.0, fake_pixel)
-        l1 = ops.mean(ops.abs(fake - y))
+        l1 = ops.mean(ops.abs(seen_fake - seen_y))
         regularisers = ops.sum(self.generator.losses) if self.generator.losses else 0.0
         g_loss = l1 + self.adversarial_weight * adversarial + regularisers
         return fake, l1, g_loss, d_loss

@@ -6,6 +6,8 @@ depth_to_space), so they differ only in the arguments that make them what they a
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 from keras import layers
 
@@ -19,6 +21,7 @@ from sid_keras.models.layers import (
     residual_block,
     upsample,
 )
+from sid_keras.render import LINEAR, OUTPUT_KINDS, SRGB
 
 RGB = 3
 
@@ -69,10 +72,13 @@ def rgb_head(x, scale: int, name: str):
 MODEL_KWARGS = ("name", "trainable", "dtype")
 
 
-def check_model_kwargs(cls: type, kwargs: dict) -> None:
+def check_model_kwargs(cls: type, kwargs: dict, output: str | None = None) -> None:
     unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
     if unknown:
         raise TypeError(f"{cls.__name__} got unknown arguments {unknown}")
+    if output is not None and output not in OUTPUT_KINDS:
+        raise TypeError(f"{cls.__name__}: output={output!r}; use 'linear' (camera RGB, colour from the "
+                        "file's metadata) or 'srgb' (SID's learned colour)")
 
 
 class SidModel(keras.Model):
@@ -92,6 +98,8 @@ class SidModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        if "output" in inspect.signature(cls.__init__).parameters:
+            config = {"output": SRGB, **config}  # saved before the field existed: all were sRGB
         return cls(**config)
 
 
@@ -104,7 +112,7 @@ def _wrap(inputs, body_fn, scale: int, multiple: int):
 
 @keras.saving.register_keras_serializable(package="sid_keras")
 class UNet(SidModel):
-    """SID's U-Net: packed raw in, sRGB out at ``scale`` times the resolution.
+    """SID's U-Net: packed raw in, RGB out at ``scale`` times the resolution.
 
     Args:
         in_channels: 4 (Bayer) or 9 (X-Trans).
@@ -113,6 +121,8 @@ class UNet(SidModel):
         depth: levels (SID: 5).
         attention: attention gates on the skips (Oktay et al. 2018).
         residual: GroupNorm residual blocks instead of plain double convs.
+        output: ``"linear"`` (white-balanced input, linear camera RGB out, rendered with the
+            file's colour matrix) or ``"srgb"`` (SID's original: sRGB with learned colour).
 
     Example:
         >>> model = UNet(width=8, depth=3)
@@ -124,8 +134,8 @@ class UNet(SidModel):
     """
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
-                 attention: bool = False, residual: bool = False, **kwargs):
-        check_model_kwargs(type(self), kwargs)
+                 attention: bool = False, residual: bool = False, output: str = LINEAR, **kwargs):
+        check_model_kwargs(type(self), kwargs, output)
         block = residual_block if residual else double_conv
         inputs = keras.Input((None, None, in_channels), name="packed")
 
@@ -137,7 +147,7 @@ class UNet(SidModel):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
-                          attention=attention, residual=residual))
+                          attention=attention, residual=residual, output=output))
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")
@@ -153,6 +163,7 @@ class FastUNet(SidModel):
         in_channels, scale: as :class:`UNet`.
         pack: extra space_to_depth factor (LLPackNet packs by 8 overall; 4 here on top of 2).
         width, depth: of the inner U-Net.
+        output: as :class:`UNet`.
 
     Reference:
         Lamba, Balaji, Mitra. "Towards Fast and Light-Weight Restoration of Dark Images"
@@ -160,8 +171,8 @@ class FastUNet(SidModel):
     """
 
     def __init__(self, in_channels: int = 4, scale: int = 2, pack: int = 4, width: int = 48,
-                 depth: int = 3, **kwargs):
-        check_model_kwargs(type(self), kwargs)
+                 depth: int = 3, output: str = LINEAR, **kwargs):
+        check_model_kwargs(type(self), kwargs, output)
         inputs = keras.Input((None, None, in_channels), name="packed")
 
         def body(x):
@@ -172,4 +183,5 @@ class FastUNet(SidModel):
         outputs = _wrap(inputs, body, scale, pack * 2 ** (depth - 1))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = pack * 2 ** (depth - 1)
-        self._finish(dict(in_channels=in_channels, scale=scale, pack=pack, width=width, depth=depth))
+        self._finish(dict(in_channels=in_channels, scale=scale, pack=pack, width=width, depth=depth,
+                          output=output))

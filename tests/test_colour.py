@@ -1,0 +1,182 @@
+"""Colour from the file: white-balanced input, linear output, LibRaw's render, DNG out."""
+
+import numpy as np
+import pytest
+from conftest import shared_file
+
+from sid_keras import raw, render
+from sid_keras.dng import write_cfa_dng
+from sid_keras.evaluation import psnr_8bit
+from sid_keras.synthetic import SONY_A7S2_XYZ_TO_CAM
+
+keras = pytest.importorskip("keras")
+
+
+def _psnr(a, b):
+    return 10 * np.log10(1 / np.mean((np.asarray(a, np.float64) - b) ** 2))
+
+
+def test_curve_joins_its_toe_and_power_segments_as_dcraw_computes_them():
+    assert render.CURVE_BREAK == pytest.approx(0.018054, abs=1e-6)  # dcraw's g[3] for (0.45, 4.5)
+    assert render.CURVE_OFFSET == pytest.approx(0.099297, abs=1e-6)  # dcraw's g[4]
+    below, above = render.tone_curve(np.float32([render.CURVE_BREAK - 1e-7, render.CURVE_BREAK + 1e-7]))
+    assert below == pytest.approx(above, abs=1e-5)
+    assert render.tone_curve(np.float32([0.0, 1.0, 2.0, -1.0])).tolist() == pytest.approx([0, 1, 1, 0], abs=1e-6)
+
+
+def _render_matches_libraw(path):
+    frame = raw.read_raw(path)
+    linear = raw.render_reference(path, linear=True).astype(np.float32) / 65535
+    srgb = raw.render_reference(path).astype(np.float32) / 65535
+    return _psnr(render.render(linear, frame.color_matrix), srgb)
+
+
+def test_render_reproduces_libraw_on_a_dng_with_a_colour_matrix(tmp_path):
+    rng = np.random.default_rng(0)
+    mosaic = rng.integers(600, 14000, (64, 96)).astype(np.uint16)
+    path = tmp_path / "sony.dng"
+    write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383,
+                  color_matrix=SONY_A7S2_XYZ_TO_CAM, as_shot_neutral=(1 / 2.1, 1, 1 / 1.6))
+    assert _render_matches_libraw(path) > 60
+
+
+def test_render_reproduces_libraw_on_the_real_blackmagic_dng():
+    assert _render_matches_libraw(shared_file("raw", "blackmagic_pocket4k.dng")) > 40
+
+
+def test_white_balance_is_libraw_normalised_and_missing_metadata_falls_back_with_a_notice(tmp_path, write_dng):
+    path, _ = write_dng(name="wb.dng", as_shot_neutral=(1 / 2.0, 1.0, 1 / 1.5), color_matrix=SONY_A7S2_XYZ_TO_CAM)
+    frame = raw.read_raw(path)
+    np.testing.assert_allclose(frame.white_balance, [2.0, 1.0, 1.5, 1.0], rtol=1e-4)
+    np.testing.assert_allclose(raw.channel_gains(frame), [2.0, 1.0, 1.5, 1.0], rtol=1e-4)
+    assert frame.notices == ()
+    # green above red: LibRaw scales so the smallest gain is 1, not green
+    path, _ = write_dng(name="wb2.dng", as_shot_neutral=(1.25, 1.0, 0.5), color_matrix=SONY_A7S2_XYZ_TO_CAM)
+    np.testing.assert_allclose(raw.read_raw(path).white_balance, [1.0, 1.25, 2.5, 1.25], rtol=1e-4)
+    # a neutral of zero is no white balance: grey world on the frame, and one line that says so
+    rng = np.random.default_rng(1)
+    mosaic = np.empty((64, 64), np.uint16)
+    mosaic[0::2, 0::2] = rng.integers(1500, 1600, (32, 32))  # red: ~1037 above black
+    mosaic[0::2, 1::2] = mosaic[1::2, 0::2] = rng.integers(2500, 2600, (32, 32))  # green: ~2037
+    mosaic[1::2, 1::2] = rng.integers(1000, 1100, (32, 32))  # blue: ~537
+    path = tmp_path / "nowb.dng"
+    write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383,
+                  as_shot_neutral=(0, 1, 0))
+    frame = raw.read_raw(path)
+    np.testing.assert_allclose(frame.white_balance, [2037.5 / 1037.5, 1.0, 2037.5 / 537.5, 1.0], rtol=0.01)
+    assert len(frame.notices) == 2
+    assert "grey-world" in frame.notices[0] and str(path) in frame.notices[0]
+    assert "no colour matrix" in frame.notices[1]  # and LibRaw's behaviour, the identity, is used
+    np.testing.assert_array_equal(render.camera_to_srgb(frame.color_matrix), np.eye(3))
+
+
+def test_amplify_with_gains_clips_once_as_libraw_clips_after_white_balance():
+    packed = np.float32([[[0.001, 0.002, 0.004, 0.5]]])
+    out = raw.amplify(packed, 100, np.float32([2.0, 1.0, 1.5, 1.0]))
+    np.testing.assert_allclose(out[0, 0], [0.2, 0.2, 0.6, 1.0], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_linear():
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(5)
+    return UNet(width=4, depth=3)
+
+
+def _sensor_versions(tmp_path, scales):
+    """One noisy Sony-layout short exposure, re-expressed as sensors with other red/blue
+    sensitivities: raw R and B scaled, AsShotNeutral and ColorMatrix rows scaled to match, so
+    LibRaw develops every version identically."""
+    rng = np.random.default_rng(2)
+    noisy = rng.poisson(rng.uniform(20, 400, (96, 128))).astype(np.float64)
+    paths = []
+    for red, blue in scales:
+        factor = np.ones((96, 128))
+        factor[0::2, 0::2], factor[1::2, 1::2] = red, blue
+        mosaic = np.rint(512 + noisy * factor).astype(np.uint16)
+        matrix = SONY_A7S2_XYZ_TO_CAM * np.array([[red], [1.0], [blue]])
+        path = tmp_path / f"sensor_{red}_{blue}.dng"
+        write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383,
+                      color_matrix=matrix, as_shot_neutral=(0.45 * red, 1.0, 0.6 * blue), exposure_time=0.01)
+        paths.append(path)
+    return paths
+
+
+def test_a_linear_model_gives_the_same_colours_whatever_the_sensor_sensitivities(tmp_path, tiny_linear):
+    from sid_keras.inference import Enhancer
+
+    paths = _sensor_versions(tmp_path, [(1.0, 1.0), (0.5, 1.0), (1.0, 0.6), (0.7, 1.4)])
+    enhancer = Enhancer(tiny_linear, tile=64, overlap=8)
+    assert enhancer.output == "linear"
+    images = [enhancer.enhance(p, ratio=40) for p in paths]
+    for other in images[1:]:
+        assert psnr_8bit(images[0], other) > 35
+    # why: the linear model's inputs are the same frame; SID's sRGB path sees each sensor's own
+    # raw balance and would have to guess the colour
+    frames = [raw.read_raw(p) for p in paths]
+    balanced = [enhancer.network_input(f, 40) for f in frames]
+    unbalanced = [raw.network_input(f, 40, white_balance=False) for f in frames]
+    for i in range(1, len(frames)):
+        assert np.abs(balanced[i] - balanced[0]).mean() < 0.002
+        assert np.abs(unbalanced[i] - unbalanced[0]).mean() > 0.02
+
+
+def test_dng_output_opens_in_libraw_and_develops_like_the_png(tmp_path, tiny_linear, write_dng):
+    import rawpy
+
+    from sid_keras.cli import main
+
+    model = tmp_path / "tiny.keras"
+    tiny_linear.save(model)
+    dng, _ = write_dng(name="dark.dng", shape=(70, 94), black=512, white=16383,
+                       color_matrix=SONY_A7S2_XYZ_TO_CAM, as_shot_neutral=(0.5, 1, 0.7))
+    for out in ("out.png", "out.dng"):
+        assert main(["enhance", str(dng), "-o", str(tmp_path / out), "--model", str(model), "--ratio", "3"]) == 0
+    from PIL import Image
+
+    png = np.asarray(Image.open(tmp_path / "out.png"), np.float32) / 255
+    with rawpy.imread(str(tmp_path / "out.dng")) as developed:
+        assert developed.raw_pattern is None  # linear (demosaiced) data
+        rgb = developed.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16).astype(np.float32) / 65535
+    assert rgb.shape == png.shape == (70, 94, 3)
+    assert psnr_8bit(png, rgb) > 35
+    # an sRGB model has no camera RGB to write
+    srgb_model = tmp_path / "srgb.keras"
+    from sid_keras.models import UNet
+
+    UNet(width=4, depth=3, output="srgb").save(srgb_model)
+    assert main(["enhance", str(dng), "-o", str(tmp_path / "s.dng"), "--model", str(srgb_model)]) == 1
+    assert not (tmp_path / "s.dng").exists()
+
+
+def test_output_kind_is_saved_with_the_model_and_older_files_read_as_srgb(tmp_path):
+    from sid_keras.models import UNet, output_kind
+
+    model = UNet(width=4, depth=2, output="srgb")
+    model.save(tmp_path / "m.keras")
+    assert output_kind(keras.models.load_model(tmp_path / "m.keras")) == "srgb"
+    config = UNet(width=4, depth=2).get_config()
+    assert config["output"] == "linear"
+    del config["output"]  # a file saved before the field existed
+    assert UNet.from_config(config).get_config()["output"] == "srgb"
+    with pytest.raises(TypeError, match="output="):
+        UNet(width=4, depth=2, output="rgb")
+
+
+def test_display_loss_weighs_shadows_as_the_image_shows_them_and_stays_finite():
+    import tensorflow as tf
+
+    from sid_keras.losses import DisplayL1, display_curve
+
+    loss = DisplayL1()
+    target = tf.fill([1, 4, 4, 3], 0.01)
+    shadow = loss(target, target + 0.005)
+    highlight = loss(target + 0.8, target + 0.805)
+    assert float(shadow) > 5 * float(highlight)  # in linear L1 both would be equal
+    x = tf.Variable(tf.constant([[-0.1, 0.0, 0.5, 1.5]]))
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(display_curve(x))
+    assert np.all(np.isfinite(tape.gradient(y, x).numpy()))
+    np.testing.assert_allclose(display_curve(tf.constant([0.3])).numpy(), render.tone_curve(np.float32([0.3])),
+                               rtol=1e-6)

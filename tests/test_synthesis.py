@@ -1,0 +1,123 @@
+"""Noise synthesis, on-the-fly training pairs and the stress validation grid."""
+
+import numpy as np
+import pytest
+from conftest import shared_file
+
+from sid_keras import noise, synthetic
+from sid_keras.errors import SidError
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _camera(**overrides):
+    camera = {"gain": 2.0, "read_lambda": 0.14, "read_sigma": 0.0, "row_sigma": 0.0, "bias_sigma": 0.0,
+              "adc_step": 1.0}
+    return {k: tf.constant(float(v)) for k, v in {**camera, **overrides}.items()}
+
+
+def _noisy(clean_dn, seed=(1, 2), **overrides):
+    clean = tf.fill([200, 200, 4], clean_dn / noise.FULL_SCALE_DN)
+    return noise.add_noise(clean, _camera(**overrides), tf.constant(seed, tf.int64)).numpy() * noise.FULL_SCALE_DN
+
+
+def test_shot_noise_has_the_poisson_variance_of_the_system_gain():
+    out = _noisy(100.0, gain=2.0)  # 50 electrons, 2 DN each
+    assert out.mean() == pytest.approx(100, rel=0.01)
+    assert out.var() == pytest.approx(2.0 * 100, rel=0.05)  # K * signal
+
+
+def test_read_row_and_bias_noise_add_where_the_model_says():
+    base = _noisy(100.0, gain=0.01)
+    read = _noisy(100.0, gain=0.01, read_sigma=3.0, read_lambda=-0.2)
+    assert read.var() > base.var() + 9  # heavy-tailed Tukey lambda of scale 3
+    rows = _noisy(100.0, gain=0.01, row_sigma=5.0)
+    row_means = rows[..., 0].mean(axis=1)
+    assert row_means.std() > 4  # one offset per sensor row...
+    np.testing.assert_allclose(rows[..., 0].mean(axis=1), rows[..., 1].mean(axis=1), atol=1.0)  # ...shared
+    biased = _noisy(100.0, gain=0.01, bias_sigma=3.0)
+    assert abs(biased.mean() - 100) > 0.2
+    # a 12-bit converter quantises to 4 DN of the 14-bit scale; dark values clip at black
+    coarse = _noisy(10.0, gain=0.01, adc_step=4.0)
+    assert set(np.unique(coarse % 4)) == {0.0}
+    assert _noisy(1.0, gain=1.0, read_sigma=5.0).min() == 0.0
+
+
+def test_noise_is_reproducible_from_its_seed():
+    a, b, c = _noisy(50.0, (3, 4), read_sigma=2.0), _noisy(50.0, (3, 4), read_sigma=2.0), _noisy(50.0, (3, 5))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_virtual_cameras_span_the_calibrated_ones():
+    seeds = tf.random.experimental.stateless_split(tf.constant([0, 1], tf.int64), 400)
+    draws = [noise.sample_camera(noise.VIRTUAL, s) for s in seeds]
+    gains = np.array([float(d["gain"]) for d in draws])
+    for camera in noise.CALIBRATED.values():
+        assert gains.min() < camera.gain[0] and gains.max() > camera.gain[1]
+        for gain in camera.gain:
+            # the calibrated read noise at its own gain lies inside the virtual family's spread
+            nearby = [float(d["read_sigma"]) for d in draws if abs(np.log(float(d["gain"]) / gain)) < 0.3]
+            assert min(nearby) < camera.law("read", gain) < max(nearby)
+    fixed = noise.sample_camera(noise.SONY_A7S2, seeds[0], gain=(3.0, 3.0))
+    assert float(fixed["gain"]) == pytest.approx(3.0)
+
+
+def test_noise_profiles_load_by_name_or_from_toml(tmp_path):
+    assert noise.load_profile(None) is noise.VIRTUAL
+    assert noise.load_profile("NikonD850") is noise.NIKON_D850
+    path = tmp_path / "cam.toml"
+    path.write_text("[profile]\nname = 'mine'\ngain = [0.5, 8.0]\nread_lambda = [0.1, 0.1]\n"
+                    "read_slope = [0.5, 0.5]\nread_bias = [0.2, 0.2]\nread_spread = 0.1\n"
+                    "row_slope = [0.5, 0.5]\nrow_bias = [-1.0, -1.0]\nrow_spread = 0.1\n")
+    assert noise.load_profile(str(path)).gain == (0.5, 8.0)
+    path.write_text("[profile]\nname = 'mine'\ngain = [8.0, 0.5]\n")
+    with pytest.raises(SidError, match="incomplete"):
+        noise.load_profile(str(path))
+    with pytest.raises(SidError, match="no such file or built-in profile"):
+        noise.load_profile("Leica")
+
+
+@pytest.fixture(scope="module")
+def linear_photos(tmp_path_factory):
+    from sid_keras.data import cache_photos
+    from sid_keras.synthetic import find_photos
+
+    photos = find_photos(shared_file("photos", "val"))[:3]
+    return cache_photos(photos, tmp_path_factory.mktemp("photo_cache"))
+
+
+def test_synthetic_pairs_are_aligned_white_balanced_and_seeded(linear_photos):
+    from sid_keras.data import synthetic_dataset
+
+    ds = synthetic_dataset(linear_photos, patch_size=32, batch_size=4, seed=3, ratio_range=(1.0, 1.0),
+                           profile=noise.SONY_A7S2)
+    x, y = next(iter(ds))
+    assert x.shape == (4, 32, 32, 4) and y.shape == (4, 64, 64, 3)
+    assert 0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(y)) <= 1
+    # at ratio 1 and low noise the white-balanced input is the target's mosaic
+    mosaic = tf.gather(tf.nn.space_to_depth(y, 2), [0, 4, 11, 7], axis=-1)
+    assert float(tf.reduce_mean(tf.abs(mosaic - x))) < 0.03
+    again, _ = next(iter(synthetic_dataset(linear_photos, patch_size=32, batch_size=4, seed=3,
+                                           ratio_range=(1.0, 1.0), profile=noise.SONY_A7S2)))
+    np.testing.assert_array_equal(x.numpy(), again.numpy())
+    dark, target = next(iter(synthetic_dataset(linear_photos, patch_size=32, batch_size=4, seed=3,
+                                               ratio_range=(200.0, 300.0))))
+    dark_mosaic = tf.gather(tf.nn.space_to_depth(target, 2), [0, 4, 11, 7], axis=-1)
+    assert float(tf.math.reduce_std(dark - dark_mosaic)) > 0.03  # amplified noise of a dark shot
+    with pytest.raises(SidError, match="lower data.patch_size"):
+        synthetic_dataset(linear_photos, patch_size=400, batch_size=1)
+
+
+def test_stress_grid_is_balanced_and_uses_held_out_cameras():
+    photos = [f"p{i}.jpg" for i in range(8)]
+    plans = synthetic.plan_stress_scenes(photos, seed=0, first_id=20000, cells_per_photo=3)
+    assert len(plans) == 24
+    cells = {}
+    for plan in plans:
+        band = synthetic.stress_cell(plan.iso)
+        assert band is not None and len(plan.ratios) == 1 and not plan.noisy_long
+        cells[(band, plan.ratios[0])] = cells.get((band, plan.ratios[0]), 0) + 1
+        assert plan.camera in synthetic.STRESS_CAMERAS and plan.noise_profile in noise.CALIBRATED
+    assert len(cells) == 12 and set(cells.values()) == {2}  # 24 scenes: every cell twice
+    assert not set(synthetic.STRESS_CAMERAS) & set(synthetic.TRAINING_CAMERAS)
