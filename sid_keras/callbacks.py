@@ -1,14 +1,16 @@
-"""Keras callbacks of the training recipe: schedule, best-model keeping, validation images."""
+"""Keras callbacks of the training recipe: schedule, checkpoints, best-model keeping, images."""
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import keras
 import numpy as np
 
 from sid_keras.config import TrainConfig
+from sid_keras.errors import SidError
 from sid_keras.io import atomic_path, save_model_atomic
 
 
@@ -33,6 +35,63 @@ class StepSchedule(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Weights, optimizer state and epoch after every epoch, written so no crash can tear them.
+
+    Each save writes a new ``latest`` (weights to a temporary file renamed into place, then the
+    epoch), after moving the last one to ``previous``. :meth:`restore` loads the newest readable
+    pair and falls back to the previous one with a one-line notice when the latest is torn (a
+    full disk, a kill mid-write): a run folder never locks itself.
+    """
+
+    NAMES = ("latest", "previous")
+
+    def __init__(self, folder: str | pathlib.Path, log=print):
+        super().__init__()
+        self.folder = pathlib.Path(folder)
+        self.log = log
+
+    def _paths(self, name: str) -> tuple[pathlib.Path, pathlib.Path]:
+        return self.folder / f"{name}.weights.h5", self.folder / f"{name}.json"
+
+    def restore(self, model) -> int:
+        """Load the newest readable checkpoint into ``model``; returns the epochs it completed."""
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        problems = []
+        for name in self.NAMES:
+            weights, record = self._paths(name)
+            if not weights.exists():
+                continue
+            try:
+                epoch = int(json.loads(record.read_text())["epoch"])
+                model.load_weights(weights)
+            except Exception as err:  # noqa: BLE001 - h5py, json and Keras each fail their own way
+                problems.append(f"{weights.name} ({type(err).__name__})")
+                continue
+            if problems:
+                self.log(f"{self.folder}: {', '.join(problems)} unreadable; resuming from the previous "
+                         f"checkpoint (epoch {epoch})")
+            return epoch
+        if problems:
+            raise SidError(f"{self.folder}: no readable checkpoint ({', '.join(problems)}); delete the folder "
+                           "to train from the start")
+        return 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        latest, latest_record = self._paths("latest")
+        previous, previous_record = self._paths("previous")
+        fresh = self.folder / ".tmp-latest.weights.h5"
+        self.model.save_weights(fresh, overwrite=True)
+        if latest.exists() and latest_record.exists():
+            os.replace(latest, previous)
+            os.replace(latest_record, previous_record)
+        os.replace(fresh, latest)
+        with atomic_path(latest_record) as tmp:
+            pathlib.Path(tmp).write_text(json.dumps({"epoch": epoch + 1}))
 
 
 class KeepBest(keras.callbacks.Callback):

@@ -7,18 +7,68 @@ Subcommand modules (and TensorFlow, rawpy...) are imported only when that subcom
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
+import warnings
 
 from sid_keras import __version__
-from sid_keras.errors import SidError
+from sid_keras.errors import SidError, describe
 from sid_keras.io import OUTPUT_FORMATS
 
 EXIT_USER_ERROR = 1
+EXIT_BUG = 2
+EXIT_INTERRUPTED = 130
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Python loggers of the libraries underneath (deprecation notices and the like).
+_LIBRARY_LOGGERS = ("tensorflow", "absl", "keras", "keras_tuner", "h5py")
+
+
+@contextlib.contextmanager
+def _only_our_lines(verbose: bool):
+    """A user sees the package's own lines, not TensorFlow's.
+
+    TensorFlow's C++ runtime logs to file descriptor 2 (some lines before its log level is even
+    read), so unless ``verbose`` that descriptor points at /dev/null while a command runs, and
+    Python's ``sys.stderr`` keeps writing to the terminal through a copy of it. Python warnings
+    are silenced the same way. Under a harness that captures ``sys.stderr`` (pytest), only the
+    descriptor is redirected.
+    """
+    if verbose:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    loggers = {name: logging.getLogger(name) for name in _LIBRARY_LOGGERS}
+    saved_levels = {name: logger.level for name, logger in loggers.items()}
+    for logger in loggers.values():
+        logger.setLevel(logging.ERROR)
+    saved_stderr = sys.stderr
+    try:
+        real_stderr = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        real_stderr = False
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    if real_stderr:
+        sys.stderr = os.fdopen(os.dup(saved_fd), "w", buffering=1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if real_stderr:
+            sys.stderr.close()
+            sys.stderr = saved_stderr
+        sys.stderr.flush()
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        for name, logger in loggers.items():
+            logger.setLevel(saved_levels[name])
 
 
 def _add_synth(sub) -> None:
@@ -57,7 +107,6 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> int:
-    _quiet_tensorflow()
     from sid_keras.config import load_config
     from sid_keras.training import summarize_history, train
 
@@ -86,7 +135,6 @@ def _add_models(sub) -> None:
 
 
 def _run_models(args) -> int:
-    _quiet_tensorflow()
     from sid_keras.models import describe_models
 
     rows = describe_models((args.size, args.size))
@@ -128,20 +176,14 @@ def _add_enhance(sub) -> None:
 def _run_enhance(args) -> int:
     import pathlib
 
-    _quiet_tensorflow()
-    from sid_keras.inference import Enhancer, enhance_files, expand_inputs
+    from sid_keras.inference import Enhancer, enhance_files, expand_inputs, plan_outputs
 
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise SidError(f"no raw files found in {' '.join(args.inputs)}")
-    from sid_keras.io import EXTENSION_FORMATS, format_for
-
-    out = pathlib.Path(args.out)
-    fmt = format_for(out, args.fmt)
-    if len(inputs) > 1 and out.suffix.lower() in EXTENSION_FORMATS:
-        raise SidError(f"{out}: {len(inputs)} inputs need an output folder, not a file name")
+    fmt, plan = plan_outputs(inputs, pathlib.Path(args.out), args.fmt)
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
-    failures = enhance_files(enhancer, inputs, out, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
+    failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
                              progress=sys.stderr.isatty())
     for _, message in failures:
         print(f"sid-keras enhance: failed: {message}", file=sys.stderr)
@@ -168,17 +210,19 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels")
     p.add_argument("--overlap", type=int, default=64, help="tile context in packed pixels")
+    p.add_argument("--overwrite", action="store_true", help="replace the metrics already in --out")
     p.set_defaults(run=_run_evaluate)
 
 
 def _run_evaluate(args) -> int:
     import pathlib
 
-    _quiet_tensorflow()
     from sid_keras.data import MISALIGNED_SCENES, read_sid_list
-    from sid_keras.evaluation import evaluate, format_table, write_html_report
+    from sid_keras.evaluation import REPORT_FILES, evaluate, format_table, write_html_report
     from sid_keras.inference import Enhancer
+    from sid_keras.io import check_outputs_free
 
+    check_outputs_free(args.out, REPORT_FILES, args.overwrite)
     pairs = read_sid_list(args.list, args.data, first_burst_only=args.first_burst_only,
                           exclude_scenes=MISALIGNED_SCENES if args.exclude_misaligned else ())
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
@@ -202,14 +246,14 @@ def _add_demo(sub) -> None:
     p.add_argument("--ratio", type=int, default=250, choices=[100, 250, 300], help="darkness of the raw")
     p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> int:
-    _quiet_tensorflow()
     from sid_keras.demo import run_demo
 
-    run_demo(args.out, ratio=args.ratio, model=args.model, seed=args.seed)
+    run_demo(args.out, ratio=args.ratio, model=args.model, seed=args.seed, overwrite=args.overwrite)
     return 0
 
 
@@ -222,7 +266,6 @@ def _add_tune(sub) -> None:
 
 
 def _run_tune(args) -> int:
-    _quiet_tensorflow()
     from sid_keras.tuning import load_job, run_search
 
     result = run_search(load_job(args.job, args.overrides), verbose=1 if sys.stdout.isatty() else 2)
@@ -236,14 +279,14 @@ def _add_export(sub) -> None:
     p.add_argument("model", help=".keras model file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default=None, help="export profile TOML (e.g. export/default.toml)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args) -> int:
-    _quiet_tensorflow()
     from sid_keras.export import export_model, format_report, load_profile
 
-    report = export_model(args.model, args.out, load_profile(args.profile))
+    report = export_model(args.model, args.out, load_profile(args.profile), overwrite=args.overwrite)
     print(format_report(report))
     print(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
     return 0
@@ -255,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learning to See in the Dark with Keras 3: enhance extremely underexposed raw photos.",
     )
     parser.add_argument("--version", action="version", version=f"sid-keras {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's log, Python warnings and tracebacks (or SID_KERAS_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_models, _add_tune, _add_export):
         add(sub)
@@ -267,14 +312,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
-    try:
-        return args.run(args)
-    except SidError as err:
-        print(f"sid-keras {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"sid-keras {args.command}: interrupted", file=sys.stderr)
-        return 130
+    verbose = args.verbose or os.environ.get("SID_KERAS_VERBOSE", "") not in ("", "0")
+    with _only_our_lines(verbose):
+        try:
+            return args.run(args)
+        except KeyboardInterrupt:
+            print(f"sid-keras {args.command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as err:  # noqa: BLE001 - every failure ends in one line unless --verbose
+            message = describe(err)
+            if verbose and not isinstance(err, SidError):
+                raise
+            if message is None:
+                message = (f"unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+                           "(a bug: rerun with --verbose and report the traceback)")
+            print(f"sid-keras {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_USER_ERROR if isinstance(err, SidError) or describe(err) else EXIT_BUG
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -166,7 +166,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = _parse_value(value.strip())
 
 
-def _build(cls, values, where: str):
+def build_dataclass(cls, values, where: str):
     """A config dataclass from a table, checking names and the type of every value."""
     if not isinstance(values, dict):
         raise SidError(f"[{where}] must be a table of keys, not {values!r}")
@@ -207,9 +207,9 @@ def config_from_dict(raw: dict) -> Config:
     if unknown:
         raise SidError(f"unknown config sections: {', '.join(unknown)} (known: data, model, train)")
     config = Config(
-        data=_build(DataConfig, raw.get("data", {}), "data"),
-        model=_build(ModelConfig, raw.get("model", {}), "model"),
-        train=_build(TrainConfig, raw.get("train", {}), "train"),
+        data=build_dataclass(DataConfig, raw.get("data", {}), "data"),
+        model=build_dataclass(ModelConfig, raw.get("model", {}), "model"),
+        train=build_dataclass(TrainConfig, raw.get("train", {}), "train"),
     )
     validate(config)
     return config

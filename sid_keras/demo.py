@@ -33,13 +33,19 @@ def make_demo_raw(out: pathlib.Path, ratio: int, seed: int) -> tuple[pathlib.Pat
     return dark, reference
 
 
+DEMO_FILES = ("dark.dng", "reference.dng", "input.png", "classical.png", "output.png", "truth.png",
+              "comparison.png")
+
+
 def run_demo(out_dir: str | os.PathLike, *, ratio: int = 250, model=None, seed: int = 0,
-             log=print) -> dict:
+             overwrite: bool = False, log=print) -> dict:
     """Make, enhance and score the demo frame; write the images; return the scores."""
     from sid_keras.inference import Enhancer
+    from sid_keras.io import check_outputs_free
     from sid_keras.render import packed_preview
 
     out = pathlib.Path(out_dir)
+    check_outputs_free(out, DEMO_FILES, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     dark, reference = make_demo_raw(out, ratio, seed)
     frame, used, truth = load_pair(SidPair(dark, reference))

@@ -135,9 +135,17 @@ def xyz_to_camera(camera_to_srgb: np.ndarray) -> np.ndarray:
     return camera_from_srgb @ np.linalg.inv(SRGB_TO_XYZ)
 
 
+def linear_dng_pixels(camera_rgb: np.ndarray, white_balance: Sequence[float]) -> np.ndarray:
+    """White-balanced linear camera RGB in [0, 1] -> the uint16 values a LinearRaw DNG stores:
+    before white balance (divided by the gains, which are >= 1, so nothing clips)."""
+    gains = np.asarray(white_balance, np.float32)[:3]
+    stored = np.clip(np.asarray(camera_rgb, np.float32) / gains, 0.0, 1.0) * np.float32(LINEAR_DNG_WHITE)
+    return np.rint(stored, out=stored).astype(np.uint16)
+
+
 def write_linear_dng(
     path: str | os.PathLike,
-    camera_rgb: np.ndarray,
+    pixels: np.ndarray,
     *,
     white_balance: Sequence[float],
     color_matrix: np.ndarray | None,
@@ -146,21 +154,19 @@ def write_linear_dng(
     make: str = "sid_keras",
     model: str = "enhanced",
 ) -> None:
-    """Write white-balanced linear camera RGB (H, W, 3) in [0, 1] as a LinearRaw DNG.
+    """Write linear camera RGB as a LinearRaw DNG (``pixels``: :func:`linear_dng_pixels`, uint16).
 
-    The pixels are stored before white balance (divided by the gains, which are >= 1, so
-    nothing clips) with AsShotNeutral = 1 / gains: a developer applying the as-shot white
-    balance gets the model's output back, then applies the colour matrix (rawpy's
-    ``color_matrix`` of the source, camera -> sRGB; none if the source had none) and its curve.
-    ``orientation`` is LibRaw's flip code of the source; the pixels are in sensor orientation.
+    AsShotNeutral = 1 / gains: a developer applying the as-shot white balance gets the model's
+    output back, then applies the colour matrix (rawpy's ``color_matrix`` of the source, camera
+    -> sRGB; none if the source had none) and its curve. ``orientation`` is LibRaw's flip code
+    of the source; the pixels are in sensor orientation.
     """
     import tifffile
 
     from sid_keras.render import has_color_matrix
 
     gains = np.asarray(white_balance, np.float64)[:3]
-    stored = np.clip(np.asarray(camera_rgb, np.float32) / gains.astype(np.float32), 0.0, 1.0)
-    pixels = np.rint(stored * LINEAR_DNG_WHITE).astype(np.uint16)
+    pixels = np.ascontiguousarray(pixels, np.uint16)
     tags = [
         (TAG_MAKE, ASCII, 0, make, True),
         (TAG_MODEL, ASCII, 0, model, True),

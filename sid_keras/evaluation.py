@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from sid_keras import raw
-from sid_keras.errors import SidError
+from sid_keras.errors import SidError, describe
 
 PEAK_8BIT = 255.0
 UINT16_MAX = 65535.0
@@ -32,6 +32,7 @@ SSIM_SIGMA = 1.5  # Gaussian window sigma; the window is 11x11 (truncate 3.5 sig
 NLM_STRENGTH = 4.0
 NLM_PATCH, NLM_DISTANCE = 5, 6
 METHODS = ("model", "scaled", "scaled_nlm", "scaled_bm3d")
+REPORT_FILES = ("metrics.json", "metrics.csv", "table.txt", "report.html", "figures")
 
 
 def quantize(rgb: np.ndarray) -> np.ndarray:
@@ -128,9 +129,12 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
     for pair in iterator:
         try:
             result, panels = _evaluate_pair(enhancer, pair, truths, denoiser, bm3d, ratio_cap)
-        except SidError as err:
-            failures.append((str(pair.short), str(err)))
-            log(f"skipped: {err}")
+        except Exception as err:  # noqa: BLE001 - one bad pair does not discard the others
+            message = describe(err)
+            if message is None:
+                raise
+            failures.append((str(pair.short), message))
+            log(f"skipped: {message}")
             continue
         results.append(result)
         if figures:

@@ -50,15 +50,21 @@ class ExportProfile:
 
 
 def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfile:
-    from sid_keras.config import read_toml
+    """An export profile from TOML, every key and value type checked, before anything is written."""
+    from sid_keras.config import build_dataclass, read_toml
 
     raw: dict = read_toml(path, "export profile") if path else {}
     raw.update(overrides or {})
-    known = {f.name for f in dataclasses.fields(ExportProfile)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise SidError(f"unknown export profile keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return ExportProfile(**raw)
+    profile = build_dataclass(ExportProfile, raw, "export profile")
+    for name in ("tile", "calibration_crops", "check_crops"):
+        if getattr(profile, name) <= 0:
+            raise SidError(f"[export profile] {name} = {getattr(profile, name)}: must be a positive integer")
+    if profile.overlap < 0 or profile.tile <= 2 * profile.overlap:
+        raise SidError(f"[export profile] tile = {profile.tile}, overlap = {profile.overlap}: need "
+                       "overlap >= 0 and tile > 2 x overlap")
+    if not (profile.fp32 or profile.fp16 or profile.int8):
+        raise SidError("[export profile] fp32, fp16 and int8 are all false: nothing to export")
+    return profile
 
 
 def _convert(net, shape, *, fp16=False, representative=None) -> bytes:
@@ -167,29 +173,49 @@ def _latency_per_mp(predict, crop: np.ndarray, scale: int, repeats: int = 3) -> 
     return float(np.median(times) / megapixels)
 
 
+def output_names(profile: ExportProfile) -> list[str]:
+    """The files and folders an export writes."""
+    names = ["saved_model", "model_info.json", "export_report.json"]
+    names += ["model_fp32.tflite"] if profile.fp32 else []
+    names += [f"model_fp16_{profile.tile}.tflite"] if profile.fp16 else []
+    names += [f"model_int8_{profile.tile}.tflite"] if profile.int8 else []
+    return names
+
+
 def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, profile: ExportProfile,
-                 log=print) -> dict:
-    """Write the SavedModel, the TFLite files, the report and the sidecar; return the report."""
+                 *, overwrite: bool = False, log=print) -> dict:
+    """Write the SavedModel, the TFLite files, the report and the sidecar; return the report.
+
+    Everything is written to a staging folder and moved into ``out_dir`` at the end, so a
+    failed export leaves nothing behind; existing outputs are kept unless ``overwrite``.
+    """
+    from sid_keras.inference import load_model
+    from sid_keras.io import check_outputs_free, staged_folder
+
+    check_outputs_free(out_dir, output_names(profile), overwrite)
+    model = load_model(model_path)
+    with staged_folder(out_dir) as stage:
+        report = _export(model, stage, profile, log)
+    report["saved_model"] = str(pathlib.Path(out_dir) / "saved_model")
+    return report
+
+
+def _export(model, out: pathlib.Path, profile: ExportProfile, log) -> dict:
     import tensorflow as tf
 
-    from sid_keras.inference import keras_predictor, load_model
+    from sid_keras.inference import keras_predictor
     from sid_keras.lite import tflite_predictor
     from sid_keras.models import inference_model, input_name, output_kind
 
-    model = load_model(model_path)
     net = inference_model(model)
     config = net.get_config()
     channels, scale = net.inputs[0].shape[-1], config.get("scale", 2)
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
     kind = output_kind(net)
-    saved = out / "saved_model"
     module = tf.Module()
     module.net = net
     spec = tf.TensorSpec([None, None, None, channels], tf.float32, input_name(kind))
     module.serve = tf.function(lambda x: {"rgb": net(x, training=False)}, input_signature=[spec])
-    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, str(out / "saved_model"), signatures={"serving_default": module.serve})
 
     crops = calibration_crops(profile, channels, profile.calibration_crops + profile.check_crops, profile.seed,
                               white_balance=kind == LINEAR)
@@ -209,11 +235,13 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
                         "CPU / NPU, int8"))
     for name, kwargs, use in targets:
         path = out / name
-        with atomic_path(path) as tmp:
-            pathlib.Path(tmp).write_bytes(_convert(net, **kwargs))
+        path.write_bytes(_convert(net, **kwargs))
+        ops = op_names(path)
+        flex = [op for op in ops if op.upper().startswith("FLEX")]
+        if flex:
+            raise SidError(f"{name}: contains Flex ops {flex}; only builtin ops are allowed")
         predict = tflite_predictor(path)
         outputs = [predict(c[None])[0] for c in held_out]
-        ops = op_names(path)
         signature = [-1 if d is None else d for d in kwargs["shape"]]
         files[name] = {
             "use": use,
@@ -223,19 +251,13 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
             "psnr_vs_keras": float(np.mean([_psnr(r, o) for r, o in zip(reference, outputs)])),
             "seconds_per_mp": _latency_per_mp(predict, held_out[0], scale),
         }
-        flex = [op for op in ops if op.upper().startswith("FLEX")]
-        if flex:
-            raise SidError(f"{name}: contains Flex ops {flex}; only builtin ops are allowed")
         log(f"{name}: {files[name]['bytes'] / 1e6:.1f} MB, {files[name]['psnr_vs_keras']:.2f} dB vs Keras, "
             f"{files[name]['seconds_per_mp']:.2f} s/MP")
     keras_latency = _latency_per_mp(keras_predict, held_out[0], scale)
-    info = model_info(net, profile)
-    with atomic_path(out / "model_info.json") as tmp:
-        pathlib.Path(tmp).write_text(json.dumps(info, indent=2))
-    report = {"keras_seconds_per_mp": keras_latency, "files": files, "saved_model": str(saved),
+    (out / "model_info.json").write_text(json.dumps(model_info(net, profile), indent=2))
+    report = {"keras_seconds_per_mp": keras_latency, "files": files,
               "held_out_crops": len(held_out), "calibration_crops": len(calibration)}
-    with atomic_path(out / "export_report.json") as tmp:
-        pathlib.Path(tmp).write_text(json.dumps(report, indent=2))
+    (out / "export_report.json").write_text(json.dumps(report, indent=2))
     return report
 
 

@@ -19,8 +19,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from sid_keras import raw
-from sid_keras.errors import SidError
-from sid_keras.render import LINEAR, OUTPUT_KINDS, render
+from sid_keras.errors import SidError, describe
+from sid_keras.render import LINEAR, OUTPUT_KINDS, quantize, render, render_quantized
 
 # --ratio auto: amplify so the frame's mean (white-balanced for linear models) lands at the median
 # mean input of the training data: 0.13 for the sRGB model trained on `sid-keras synth` data,
@@ -74,37 +74,75 @@ def _starts(size: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
+# Finished rows are handed on in chunks of at most this many, so the float temporaries of
+# normalising, rendering and quantising stay a few MB whatever the frame's width.
+EMIT_ROWS = 64
+
+
+def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable[[int, int], np.ndarray],
+                height: int, width: int, scale: int, emit: Callable[[int, np.ndarray], None], *,
+                tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, align: int = 1) -> None:
+    """Run ``predict`` over overlapping tiles of a packed frame, strip by strip, and blend.
+
+    ``read_rows(start, stop)`` gives packed rows (h, width, c) of the network's input; ``emit(y,
+    rows)`` receives finished output rows (float32, ``scale`` times the packed size) in order.
+    Tiles are ``tile`` packed pixels a side, overlap by ``2 * overlap`` and are blended with
+    linear ramps. The ramps are separable (weight = row ramp x column ramp), so tiles accumulate
+    into one strip-high buffer and each finished row is divided by its row weight times the
+    column weights: one strip of floats exists at a time, whatever the frame's size. ``align``:
+    strip starts are multiples of it (the packed rows of one CFA period).
+    """
+    if overlap < 0 or tile <= 2 * overlap:
+        raise SidError(f"tile {tile} must be larger than twice the overlap {overlap} (and overlap >= 0)")
+    step = tile - 2 * overlap
+    tile_h, tile_w = min(max(tile // align, 1) * align, height), min(tile, width)
+    row_starts = _starts(height, tile_h, max(step // align * align, align))
+    col_starts = _starts(width, tile_w, step)
+    col_weights = [_ramp(tile_w * scale, 2 * overlap * scale if left > 0 else 0,
+                         2 * overlap * scale if left + tile_w < width else 0) for left in col_starts]
+    col_total = np.zeros(width * scale, np.float32)
+    for left, wx in zip(col_starts, col_weights):
+        col_total[left * scale : (left + tile_w) * scale] += wx
+    rows_per_strip = tile_h * scale
+    acc = np.zeros((rows_per_strip, width * scale, 3), np.float32)  # weighted sums, rows from acc_top
+    row_total = np.zeros(rows_per_strip, np.float32)
+    acc_top = 0
+    for i, top in enumerate(row_starts):
+        offset = top * scale - acc_top
+        wy = _ramp(rows_per_strip, 2 * overlap * scale if top > 0 else 0,
+                   2 * overlap * scale if top + tile_h < height else 0)
+        band = read_rows(top, top + tile_h)
+        for left, wx in zip(col_starts, col_weights):
+            result = np.asarray(predict(band[None, :, left : left + tile_w]), np.float32)[0]
+            result *= wy[:, None, None]
+            result *= wx[None, :, None]
+            acc[offset:, left * scale : (left + tile_w) * scale] += result[: rows_per_strip - offset]
+        row_total[offset:] += wy[: rows_per_strip - offset]
+        end = (top + tile_h) * scale
+        finished = (row_starts[i + 1] * scale if i + 1 < len(row_starts) else end) - acc_top
+        for y in range(0, finished, EMIT_ROWS):
+            n = min(EMIT_ROWS, finished - y)
+            weight = row_total[y : y + n, None, None] * col_total[None, :, None]
+            emit(acc_top + y, acc[y : y + n] / weight)
+        rest = rows_per_strip - finished  # rows the next strip overlaps: move them to the front
+        acc[:rest] = acc[finished:].copy()
+        acc[rest:] = 0
+        row_total[:rest] = row_total[finished:].copy()
+        row_total[rest:] = 0
+        acc_top += finished
+
+
 def run_tiled(predict: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, scale: int, *,
               tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
-    """Run ``predict`` over overlapping tiles of ``packed`` (h, w, c) and blend to (h*s, w*s, 3).
-
-    Tiles are ``tile`` packed pixels a side and overlap by ``2 * overlap``; a frame no larger
-    than one tile runs whole.
-    """
+    """:func:`blend_tiles` over a packed array (h, w, c) in memory: the output (h*s, w*s, 3)."""
     h, w = packed.shape[:2]
-    if tile <= 2 * overlap:
-        raise SidError(f"tile {tile} must be larger than twice the overlap {overlap}")
-    if h <= tile and w <= tile:
-        return np.asarray(predict(packed[None]), np.float32)[0]
-    out = np.zeros((h * scale, w * scale, 3), np.float32)
-    weight = np.zeros((h * scale, w * scale, 1), np.float32)
-    step = tile - 2 * overlap
-    for top in _starts(h, tile, step):
-        for left in _starts(w, tile, step):
-            th, tw = min(tile, h), min(tile, w)
-            result = np.asarray(predict(packed[None, top : top + th, left : left + tw]), np.float32)[0]
-            ov_top = overlap * scale if top > 0 else 0
-            ov_left = overlap * scale if left > 0 else 0
-            ov_bottom = overlap * scale if top + th < h else 0
-            ov_right = overlap * scale if left + tw < w else 0
-            wy = _ramp(th * scale, 2 * ov_top, 2 * ov_bottom)
-            wx = _ramp(tw * scale, 2 * ov_left, 2 * ov_right)
-            weights = (wy[:, None] * wx[None, :])[..., None]
-            rows = slice(top * scale, (top + th) * scale)
-            cols = slice(left * scale, (left + tw) * scale)
-            out[rows, cols] += result * weights
-            weight[rows, cols] += weights
-    return out / weight
+    out = np.empty((h * scale, w * scale, 3), np.float32)
+
+    def emit(y: int, rows: np.ndarray) -> None:
+        out[y : y + len(rows)] = rows
+
+    blend_tiles(predict, lambda a, b: packed[a:b], h, w, scale, emit, tile=tile, overlap=overlap)
+    return out
 
 
 def restore_frame_geometry(rgb: np.ndarray, frame: raw.RawFrame) -> np.ndarray:
@@ -144,15 +182,20 @@ def load_model(path: str | os.PathLike | None = None):
     path = pathlib.Path(path) if path else DEFAULT_MODEL_FILE
     if not path.is_file():
         raise SidError(f"{path}: no such model file")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise SidError(f"{path}: not a .keras model (not a zip archive: truncated, or another format)")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types for a bad file
-        raise SidError(f"{path}: not a loadable .keras model ({type(err).__name__}: {err})") from None
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise SidError(f"{path}: not a loadable .keras model ({type(err).__name__}: {reason})") from None
 
 
 @dataclasses.dataclass
 class Enhanced:
-    """The result of enhancing one frame."""
+    """The result of enhancing one frame, as float arrays (the Python API)."""
 
     output: np.ndarray  # the network's output, full visible size, sensor orientation, in [0, 1]
     kind: str  # "linear": white-balanced linear camera RGB; "srgb": sRGB
@@ -165,6 +208,93 @@ class Enhanced:
         """The sRGB image a user sees, float32 (H, W, 3) in [0, 1], upright."""
         rgb = render(self.output, self.frame.color_matrix) if self.kind == LINEAR else self.output
         return orient(rgb, self.frame.orientation)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the kernel's MemAvailable, capped by the cgroup
+    (container) limit; None where neither can be read."""
+    figures = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    figures.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(pathlib.Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            figures.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(figures) if figures else None
+
+
+# Bytes per output pixel of the float strips (accumulator, a tile's result, normalised chunk)
+# and a margin for the network's activations on one tile, per output pixel of the tile.
+STRIP_BYTES_PER_PIXEL = 3 * 4 * 3
+TILE_ACTIVATION_BYTES_PER_PIXEL = 400
+
+
+def check_memory(frame: raw.RawFrame, bytes_per_pixel: int, tile: int) -> None:
+    """Refuse, in one line and before any work, a frame whose enhancement cannot fit in memory."""
+    available = available_memory()
+    if available is None:
+        return
+    height, width = frame.mosaic.shape
+    scale = frame.cfa.scale
+    strip_rows = min(tile * scale, height)
+    needed = (height * width * bytes_per_pixel + strip_rows * width * STRIP_BYTES_PER_PIXEL
+              + (tile * scale) ** 2 * TILE_ACTIVATION_BYTES_PER_PIXEL)
+    if needed > available:
+        raise SidError(f"{frame.path}: a {width}x{height} frame needs about {needed / 2**30:.1f} GB to enhance "
+                       f"and {available / 2**30:.1f} GB is free; use a smaller --tile, free memory, or write "
+                       "8-bit PNG/JPEG instead of 16-bit")
+
+
+class Canvas:
+    """The full-size output of one frame at its file's bit depth, filled strip by strip.
+
+    Finished strips are rendered (linear models: the file's colour matrix and LibRaw's curve,
+    through a 16-bit lookup table) and quantised as they arrive, so the only full-frame array is
+    the 8- or 16-bit image that gets written. ``dng`` keeps linear camera RGB before white
+    balance (:func:`sid_keras.dng.linear_dng_pixels`), in sensor orientation.
+    """
+
+    def __init__(self, frame: raw.RawFrame, kind: str, fmt: str):
+        from sid_keras.io import FORMAT_BITS
+
+        if fmt == "dng" and kind != LINEAR:
+            raise SidError(f"{frame.path}: DNG output needs a 'linear' model (camera RGB out); this model "
+                           "predicts sRGB: write png, png16 or tiff16")
+        self.frame, self.kind, self.fmt = frame, kind, fmt
+        self.window = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+        dtype = np.uint8 if FORMAT_BITS[fmt] == 8 else np.uint16
+        self.pixels = np.empty((*frame.mosaic.shape, 3), dtype)
+
+    def put(self, y: int, rows: np.ndarray) -> None:
+        """Finished output rows, starting at row ``y`` of the packed window's output."""
+        top, left, _, w = self.window
+        rows = np.clip(rows, 0.0, 1.0)
+        if self.fmt == "dng":
+            from sid_keras.dng import linear_dng_pixels
+
+            values = linear_dng_pixels(rows, self.frame.white_balance)
+        elif self.kind == LINEAR:
+            values = render_quantized(rows, self.frame.color_matrix, self.pixels.dtype)
+        else:
+            values = quantize(rows, self.pixels.dtype)
+        self.pixels[top + y : top + y + len(rows), left : left + w] = values
+
+    def finish(self) -> np.ndarray:
+        """The image: edge rows and columns outside the packed window copied from their
+        neighbours, turned upright (except a DNG, which records its orientation)."""
+        top, left, h, w = self.window
+        p = self.pixels
+        p[:top], p[top + h :] = p[top], p[top + h - 1]
+        p[:, :left], p[:, left + w :] = p[:, left : left + 1], p[:, left + w - 1 : left + w]
+        return p if self.fmt == "dng" else orient(p, self.frame.orientation)
 
 
 class Enhancer:
@@ -189,17 +319,23 @@ class Enhancer:
 
     def __init__(self, model=None, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                  auto_target: float | None = None, output: str | None = None):
+        if not (isinstance(tile, int) and isinstance(overlap, int) and overlap >= 0 and tile > 2 * overlap):
+            raise SidError(f"--tile {tile} and --overlap {overlap}: need overlap >= 0 and tile > 2 x overlap "
+                           f"(defaults: {DEFAULT_TILE} and {DEFAULT_OVERLAP})")
+        self.channels = None  # packed channels the model takes, when it says
         if model is None or isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model) if model else DEFAULT_MODEL_FILE
             if path.suffix.lower() == ".tflite":
                 from sid_keras.lite import tflite_predictor
 
                 self.predict = tflite_predictor(path)
-                kind = self.predict.output_kind
+                kind, self.channels = self.predict.output_kind, self.predict.channels
             else:
-                self.predict, kind = _keras_predictor_and_kind(load_model(path))
+                self._from_keras(load_model(path))
+                kind = self.output
         elif callable(getattr(model, "predict", None)) and hasattr(model, "layers"):
-            self.predict, kind = _keras_predictor_and_kind(model)
+            self._from_keras(model)
+            kind = self.output
         elif callable(model):
             if output not in OUTPUT_KINDS:
                 raise SidError(f"a model callable needs output='linear' or 'srgb', not {output!r}")
@@ -209,6 +345,12 @@ class Enhancer:
         self.output = kind
         self.tile, self.overlap = tile, overlap
         self.auto_target = AUTO_TARGET_MEAN[kind] if auto_target is None else auto_target
+
+    def _from_keras(self, model) -> None:
+        from sid_keras.models import inference_model, output_kind
+
+        self.predict, self.output = keras_predictor(model), output_kind(model)
+        self.channels = inference_model(model).inputs[0].shape[-1]
 
     @property
     def white_balance(self) -> bool:
@@ -232,10 +374,45 @@ class Enhancer:
             return auto_ratio(frame, self.auto_target, white_balance=self.white_balance), "auto"
         return raw.check_ratio(ratio), "given"
 
+    def stream(self, frame: raw.RawFrame, ratio: float, emit: Callable[[int, np.ndarray], None]) -> None:
+        """Enhance ``frame`` strip by strip; ``emit(y, rows)`` gets the output rows of the packed window."""
+        layout = frame.cfa
+        if self.channels is not None and self.channels != layout.channels:
+            kinds = {4: "Bayer", 9: "X-Trans"}
+            raise SidError(f"{frame.path}: a {layout.kind} frame ({layout.channels} packed channels), but the "
+                           f"model takes {kinds.get(self.channels, self.channels)} input ({self.channels} "
+                           f"channels); use a model trained for this sensor")
+        height, width = raw.packed_shape(frame)
+
+        def read_rows(start: int, stop: int) -> np.ndarray:
+            return raw.network_input(frame, ratio, white_balance=self.white_balance, rows=(start, stop))
+
+        blend_tiles(self.predict, read_rows, height, width, layout.scale, emit, tile=self.tile,
+                    overlap=self.overlap, align=layout.layout.shape[1])
+
     def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto") -> Enhanced:
+        """The frame's output as float arrays (:class:`Enhanced`)."""
+        check_memory(frame, 2 * 3 * 4, self.tile)  # the float output and its padded copy
         value, source = self.resolve_ratio(frame, ratio)
-        output = self.run(self.network_input(frame, value), frame.cfa.scale)
+        _, _, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+        output = np.empty((h, w, 3), np.float32)
+
+        def emit(y: int, rows: np.ndarray) -> None:
+            output[y : y + len(rows)] = np.clip(rows, 0.0, 1.0)
+
+        self.stream(frame, value, emit)
         return Enhanced(restore_frame_geometry(output, frame), self.output, frame, value, source)
+
+    def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str):
+        """The frame's output as the 8- or 16-bit pixels of format ``fmt`` (memory: one such image
+        and a strip of floats); returns ``(pixels, ratio, ratio source)``."""
+        from sid_keras.io import FORMAT_BITS
+
+        check_memory(frame, 3 * FORMAT_BITS[fmt] // 8, self.tile)
+        value, source = self.resolve_ratio(frame, ratio)
+        canvas = Canvas(frame, self.output, fmt)
+        self.stream(frame, value, canvas.put)
+        return canvas.finish(), value, source
 
     def enhance(self, source: str | os.PathLike | raw.RawFrame, ratio: float | str | None = "auto") -> np.ndarray:
         """Enhance a raw file or :class:`~sid_keras.raw.RawFrame`; float32 sRGB (H, W, 3) in [0, 1]."""
@@ -243,14 +420,11 @@ class Enhancer:
         return self.enhance_frame(frame, ratio).image
 
 
-def _keras_predictor_and_kind(model):
-    from sid_keras.models import output_kind
-
-    return keras_predictor(model), output_kind(model)
-
-
 def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
-    """Files, folders (their raw files) and globs, in order, without duplicates."""
+    """Files, folders (their raw files) and globs, in order, without duplicates.
+
+    An existing file is taken as it is even when its name has glob characters (``shot[1].dng``).
+    """
     import glob
 
     found: list[pathlib.Path] = []
@@ -258,7 +432,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
         path = pathlib.Path(item)
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.suffix.lower() in RAW_SUFFIXES)
-        elif any(c in item for c in "*?["):
+        elif not path.exists() and any(c in item for c in "*?["):
             found += sorted(pathlib.Path(p) for p in glob.glob(item) if pathlib.Path(p).is_file())
         else:
             found.append(path)
@@ -270,54 +444,76 @@ def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
     return unique
 
 
-def output_path(source: pathlib.Path, out: pathlib.Path, fmt: str, single: bool) -> pathlib.Path:
-    from sid_keras.io import EXTENSION_FORMATS, OUTPUT_FORMATS
+def plan_outputs(inputs: Sequence[pathlib.Path], out: pathlib.Path, fmt: str | None) -> tuple[str, list]:
+    """The output format and ``[(input, output file)]`` of an enhance command, checked up front.
 
-    if single and out.suffix.lower() in EXTENSION_FORMATS:
-        return out
-    return out / f"{source.stem}{OUTPUT_FORMATS[fmt]}"
+    ``out`` is a file name for one input (its extension picks the format) or a folder (an
+    existing one, or a name without extension); a ``fmt`` that contradicts the extension, an
+    unknown extension, and two inputs that would write the same file are refused before any work.
+    """
+    from sid_keras.io import EXTENSION_FORMATS, OUTPUT_FORMATS, format_for
+
+    is_file_name = not out.is_dir() and out.suffix != ""
+    if is_file_name and out.suffix.lower() not in EXTENSION_FORMATS:
+        raise SidError(f"{out}: unknown output extension {out.suffix!r}; use "
+                       f"{', '.join(sorted(EXTENSION_FORMATS))} or a folder name")
+    if is_file_name and len(inputs) > 1:
+        raise SidError(f"{out}: {len(inputs)} inputs need an output folder, not a file name")
+    if is_file_name:
+        named = EXTENSION_FORMATS[out.suffix.lower()]
+        if fmt is not None and OUTPUT_FORMATS[format_for(out, fmt)] != OUTPUT_FORMATS[named]:
+            raise SidError(f"{out}: the name says {named} but --format is {fmt}; make them agree")
+        chosen = format_for(out, fmt) if fmt else named
+        return chosen, [(inputs[0], out)]
+    chosen = format_for(out, fmt) if fmt else "png"
+    plan = [(source, out / f"{source.stem}{OUTPUT_FORMATS[chosen]}") for source in inputs]
+    seen: dict[pathlib.Path, pathlib.Path] = {}
+    for source, target in plan:
+        if target in seen:
+            raise SidError(f"{seen[target]} and {source} would both write {target}; "
+                           "enhance them into separate folders")
+        seen[target] = source
+    return chosen, plan
 
 
-def write_result(target: pathlib.Path, result: Enhanced, fmt: str, *, overwrite: bool = False) -> None:
-    """Write an enhanced frame: an sRGB image, or (``dng``) the linear camera RGB as a DNG."""
-    from sid_keras.io import write_image
+def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, fmt: str, *,
+                 overwrite: bool = False) -> None:
+    """Write the pixels of :meth:`Enhancer.enhance_to_pixels` in format ``fmt``, atomically."""
+    if fmt == "dng":
+        from sid_keras.dng import write_linear_dng
 
-    if fmt != "dng":
-        write_image(target, result.image, fmt=fmt, overwrite=overwrite)
-        return
-    if result.kind != LINEAR:
-        raise SidError(f"{target}: DNG output needs a 'linear' model (camera RGB out); this model "
-                       "predicts sRGB: write png, png16 or tiff16")
-    from sid_keras.dng import write_linear_dng
+        write_linear_dng(target, pixels, white_balance=frame.white_balance, color_matrix=frame.color_matrix,
+                         orientation=frame.orientation, overwrite=overwrite)
+    else:
+        from sid_keras.io import write_image
 
-    frame = result.frame
-    write_linear_dng(target, result.output, white_balance=frame.white_balance, color_matrix=frame.color_matrix,
-                     orientation=frame.orientation, overwrite=overwrite)
+        write_image(target, pixels, fmt=fmt, overwrite=overwrite)
 
 
-def enhance_files(enhancer: Enhancer, inputs: Iterable[pathlib.Path], out: pathlib.Path, *,
+def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib.Path]], *,
                   ratio: float | str | None = "auto", fmt: str = "png", overwrite: bool = False,
                   progress: bool = False, log: Callable[[str], None] = print) -> list[tuple[str, str]]:
-    """Enhance many files, keep going past bad ones; returns [(file, error)] for the failures."""
-    inputs = list(inputs)
-    single = len(inputs) == 1
+    """Enhance ``[(input, output)]`` (:func:`plan_outputs`), going on past bad files and failed
+    writes; returns ``[(file, message)]`` for the failures."""
     failures: list[tuple[str, str]] = []
-    iterator = inputs
-    if progress and len(inputs) > 1:
+    iterator = plan
+    if progress and len(plan) > 1:
         from tqdm import tqdm
 
-        iterator = tqdm(inputs, desc="enhance", unit="file")
-    for source in iterator:
-        target = output_path(source, out, fmt, single)
+        iterator = tqdm(plan, desc="enhance", unit="file")
+    for source, target in iterator:
         try:
             if target.exists() and not overwrite:
                 raise SidError(f"{target}: already exists; pass --overwrite to replace it")
             frame = raw.read_raw(source)
             for notice in frame.notices:
                 log(notice)
-            result = enhancer.enhance_frame(frame, ratio)
-            write_result(target, result, fmt, overwrite=overwrite)
-            log(f"{source} -> {target} (ratio x{result.ratio:.1f} {result.ratio_source})")
-        except SidError as err:
-            failures.append((str(source), str(err)))
+            pixels, value, how = enhancer.enhance_to_pixels(frame, ratio, fmt)
+            write_pixels(target, pixels, frame, fmt, overwrite=overwrite)
+            log(f"{source} -> {target} (ratio x{value:.1f} {how})")
+        except Exception as err:  # noqa: BLE001 - a bad file, a full disk: report it, go on with the next
+            message = describe(err)
+            if message is None:
+                raise
+            failures.append((str(source), message))
     return failures

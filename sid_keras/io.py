@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import tempfile
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -18,17 +19,29 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
 
     With ``overwrite=False`` an existing ``path`` is an error, checked before any work and again
     at the rename (``os.link`` refuses to replace), so a file a user already has is never lost.
+    The file gets the permissions a plain ``open`` would give (the umask), or keeps those of
+    the file it replaces. An OS error while writing (a full disk) names ``path``, not the
+    temporary file, and leaves no temporary file behind.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise SidError(f"{path}: is a folder; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SidError(f"{path}: a part of the path is a file, not a folder; choose another path") from None
     if not overwrite and os.path.exists(path):
         raise SidError(f"{path}: already exists; pass --overwrite to replace it")
     suffix = os.path.splitext(path)[1]
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(fd)
     try:
-        yield tmp
+        os.chmod(tmp, _mode_for(path))
+        try:
+            yield tmp
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, path) from err
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -41,20 +54,54 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
             os.unlink(tmp)
 
 
+def _mode_for(path: str) -> int:
+    """Permissions for a new file at ``path``: those of the file it replaces, else 0666 & ~umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def check_outputs_free(folder: str | os.PathLike, names: Iterable[str], overwrite: bool) -> None:
+    """Refuse, before any work, to replace outputs a user already has (unless ``overwrite``)."""
+    folder = pathlib.Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise SidError(f"{folder}: is a file; give a folder for the outputs")
+    taken = sorted(name for name in names if (folder / name).exists())
+    if taken and not overwrite:
+        raise SidError(f"{folder}: already holds {', '.join(taken)}; pass --overwrite to replace them "
+                       "or choose another output folder")
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """A temporary folder inside ``folder`` whose entries move into ``folder`` only if the block
+    succeeds: a failure halfway (a bad profile, a full disk) leaves no partial outputs."""
+    import shutil
+
+    folder = pathlib.Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SidError(f"{folder}: is a file, or lies under one; give a folder for the outputs") from None
+    stage = pathlib.Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    try:
+        yield stage
+        for entry in stage.iterdir():
+            target = folder / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def save_model_atomic(model, path: str | os.PathLike) -> None:
     """``model.save`` to a temporary ``.keras`` beside ``path``, then rename over it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    if not tmp.endswith(".keras"):
-        tmp += ".keras"
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -69,6 +116,7 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
 OUTPUT_FORMATS = {"png": ".png", "png16": ".png", "tiff16": ".tif", "dng": ".dng"}
 EXTENSION_FORMATS = {".png": "png", ".tif": "tiff16", ".tiff": "tiff16", ".dng": "dng"}
 IMAGE_FORMATS = ("png", "png16", "tiff16")
+FORMAT_BITS = {"png": 8, "png16": 16, "tiff16": 16, "dng": 16}
 
 
 def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -82,27 +130,39 @@ def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, fmt: str | None = None,
                 overwrite: bool = True) -> str:
-    """Write float RGB in [0, 1] as PNG (8/16 bit) or 16-bit TIFF, atomically.
-
-    ``fmt`` is ``png``, ``png16`` or ``tiff16``; by default it follows the file extension.
-    """
+    """Write RGB (floats in [0, 1], or uint8 / uint16 of the format's depth) as PNG (8/16 bit)
+    or 16-bit TIFF, atomically. ``fmt`` is ``png``, ``png16`` or ``tiff16``; by default it
+    follows the file extension."""
     path = os.fspath(path)
     fmt = format_for(path, fmt)
     if fmt not in IMAGE_FORMATS:
         raise SidError(f"{path}: {fmt!r} is not an image format ({', '.join(IMAGE_FORMATS)})")
-    rgb = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
+    pixels = _to_bits(rgb, FORMAT_BITS[fmt])
     with atomic_path(path, overwrite=overwrite) as tmp:
         if fmt == "tiff16":
             import tifffile
 
-            tifffile.imwrite(tmp, np.rint(rgb * 65535).astype(np.uint16), photometric="rgb")
+            tifffile.imwrite(tmp, pixels, photometric="rgb")
         elif fmt == "png16":
-            _write_png16(tmp, np.rint(rgb * 65535).astype(np.uint16))
+            _write_png16(tmp, pixels)
         else:
             from PIL import Image
 
-            Image.fromarray(np.rint(rgb * 255).astype(np.uint8)).save(tmp, format="PNG")
+            Image.fromarray(pixels).save(tmp, format="PNG")
     return path
+
+
+def _to_bits(rgb: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 / uint16 pixels: integer input of that depth as it is, floats in [0, 1] quantised."""
+    dtype = np.uint8 if bits == 8 else np.uint16
+    rgb = np.asarray(rgb)
+    if rgb.dtype == dtype:
+        return np.ascontiguousarray(rgb)
+    if np.issubdtype(rgb.dtype, np.integer):
+        raise SidError(f"{rgb.dtype} pixels cannot be written as {bits}-bit; give floats in [0, 1]")
+    from sid_keras.render import quantize
+
+    return quantize(rgb.astype(np.float32), dtype)
 
 
 

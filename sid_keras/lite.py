@@ -92,6 +92,7 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
         return y[:, : h * scale_factor, : w * scale_factor].astype(np.float32)
 
     predict.output_kind = kind
+    predict.channels = int(inp["shape"][-1])
     return predict
 
 

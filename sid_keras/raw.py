@@ -20,6 +20,8 @@ from sid_keras.errors import SidError
 
 # SID's exposure-ratio cap: its test set only has x100, x250 and x300 (Chen et al. 2018).
 DEFAULT_RATIO_CAP = 300.0
+# Amplifications outside these are typos, not exposures (a 14-bit sensor spans 2^14 = 16384).
+RATIO_BOUNDS = (0.01, 10000.0)
 
 # Colour indices used by rawpy's raw_pattern / raw_colors: 0 = R, 1 = G, 2 = B, 3 = second G.
 RED, GREEN, BLUE, GREEN2 = 0, 1, 2, 3
@@ -293,19 +295,41 @@ def amplify(packed: np.ndarray, ratio: float, gains: np.ndarray | None = None) -
     return np.minimum(packed * factor, np.float32(1.0))
 
 
-def network_input(frame: RawFrame, ratio: float, *, white_balance: bool) -> np.ndarray:
-    """The packed, amplified (and, for ``linear`` models, white-balanced) input of a frame."""
-    return amplify(pack(frame), ratio, channel_gains(frame) if white_balance else None)
+def packed_shape(frame: RawFrame) -> tuple[int, int]:
+    """(height, width) of the frame's packed form."""
+    _, _, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+    layout = frame.cfa
+    cells = layout.layout.shape[1]
+    return h // layout.period * cells, w // layout.period * cells
+
+
+def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
+                  rows: tuple[int, int] | None = None) -> np.ndarray:
+    """The packed, amplified (and, for ``linear`` models, white-balanced) input of a frame.
+
+    ``rows = (start, stop)`` packs only those packed rows (multiples of the layout's cells per
+    period: 1 for Bayer, 2 for X-Trans), so a large frame can be processed strip by strip.
+    """
+    top, left, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+    layout = frame.cfa
+    cells = layout.layout.shape[1]
+    start, stop = rows if rows is not None else (0, h // layout.period * cells)
+    if start % cells or stop % cells:
+        raise ValueError(f"packed rows {start}:{stop} are not whole CFA periods of {cells} rows")
+    mosaic_rows = slice(top + start // cells * layout.period, top + stop // cells * layout.period)
+    packed = normalize(pack_mosaic(frame.mosaic[mosaic_rows, left : left + w], layout), *channel_levels(frame))
+    return amplify(packed, ratio, channel_gains(frame) if white_balance else None)
 
 
 def check_ratio(ratio: float, what: str = "exposure ratio") -> float:
-    """A finite ratio > 0, or a SidError that says so."""
+    """A ratio within :data:`RATIO_BOUNDS`, or a SidError that says so."""
     try:
         value = float(ratio)
     except (TypeError, ValueError):
         raise SidError(f"{what} {ratio!r} is not a number; give a positive amplification") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SidError(f"{what} {ratio!r} must be a finite number > 0 (e.g. 100, 250, 300)")
+    low, high = RATIO_BOUNDS
+    if not math.isfinite(value) or not low <= value <= high:
+        raise SidError(f"{what} {ratio!r} must be between {low:g} and {high:g} (SID uses 100, 250, 300)")
     return value
 
 
@@ -380,9 +404,9 @@ def read_raw(
             flip = int(raw.sizes.flip)
             pattern = np.array(pattern)
     except rawpy.LibRawFileUnsupportedError:
-        raise SidError(f"{path}: not a camera raw file rawpy can read") from None
+        raise SidError(_unsupported_message(path)) from None
     except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as err:
-        raise SidError(f"{path}: truncated or corrupt raw file ({err})") from None
+        raise SidError(f"{path}: truncated or corrupt raw file ({_libraw_text(err)})") from None
     if black_level is not None:
         blacks = np.broadcast_to(np.asarray(black_level, np.float32), (4,)).copy()
     if white_level is not None:
@@ -415,6 +439,31 @@ def read_raw(
         notices=tuple(notices),
     )
     return frame
+
+
+# LibRaw refuses images with fewer pixels than this a side (its identify() sanity check).
+LIBRAW_MIN_SIDE = 22
+
+
+def _libraw_text(err: Exception) -> str:
+    """LibRaw's message without Python's bytes repr (``b'Input/output error'``)."""
+    text = err.args[0] if err.args else str(err)
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+
+
+def _unsupported_message(path: str) -> str:
+    """Why LibRaw refused a file: too small a TIFF/DNG, or not a camera raw format at all."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape[:2]
+        if min(shape) < LIBRAW_MIN_SIDE:
+            return (f"{path}: a {shape[0]}x{shape[1]} pixel image is too small for LibRaw (it needs at least "
+                    f"{LIBRAW_MIN_SIDE} pixels a side)")
+    except Exception:  # noqa: BLE001 - not a TIFF: fall through to the general message
+        pass
+    return f"{path}: not a camera raw file rawpy can read (LibRaw does not support its format)"
 
 
 def libraw_normalised(white_balance: Sequence[float]) -> np.ndarray:

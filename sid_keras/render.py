@@ -49,6 +49,38 @@ def tone_curve(linear: np.ndarray) -> np.ndarray:
     return np.where(x < CURVE_BREAK, x * np.float32(LIBRAW_TOE_SLOPE), curved)
 
 
+# 16-bit lookup of the curve, as LibRaw applies it (its curve[] table on 16-bit values); one
+# gather per pixel instead of a power, and exactly LibRaw's quantisation.
+LUT_SCALE = 65535
+
+
+def _curve_lut(dtype) -> np.ndarray:
+    top = np.iinfo(dtype).max
+    values = tone_curve(np.arange(LUT_SCALE + 1, dtype=np.float64) / LUT_SCALE)
+    return np.rint(np.asarray(values, np.float64) * top).astype(dtype)
+
+
+_LUTS: dict = {}
+
+
+def quantize(rgb: np.ndarray, dtype=np.uint8, *, curve: bool = False) -> np.ndarray:
+    """Values in [0, 1] (clipped) to integers of ``dtype``; through LibRaw's curve with ``curve``."""
+    dtype = np.dtype(dtype)
+    if not curve:
+        scaled = np.clip(rgb, 0.0, 1.0) * np.float32(np.iinfo(dtype).max)
+        return np.rint(scaled, out=scaled).astype(dtype)
+    if dtype not in _LUTS:
+        _LUTS[dtype] = _curve_lut(dtype)
+    index = np.clip(rgb, 0.0, 1.0) * np.float32(LUT_SCALE)
+    return _LUTS[dtype][np.rint(index, out=index).astype(np.uint16)]
+
+
+def render_quantized(linear_camera: np.ndarray, color_matrix: np.ndarray | None, dtype=np.uint8) -> np.ndarray:
+    """:func:`render` straight to 8- or 16-bit integers (the fast path of `sid-keras enhance`)."""
+    rgb = np.asarray(linear_camera, np.float32) @ camera_to_srgb(color_matrix).T
+    return quantize(rgb, dtype, curve=True)
+
+
 def camera_to_srgb(color_matrix: np.ndarray | None) -> np.ndarray:
     """The 3x3 camera-RGB -> linear sRGB matrix of a file (rawpy's ``color_matrix``, 3x4 or 3x3).
 

@@ -3,7 +3,8 @@
 A run lives in ``train.out_dir``::
 
     config.json        the resolved config (a different model there is refused)
-    backup/            Keras BackupAndRestore state: weights, optimizers, epoch (resume)
+    checkpoint/        weights, optimizers and epoch of the last two epochs (resume)
+    .lock              held while a process trains here
     best.keras         best model by validation PSNR (best.json says which epoch)
     final.keras        the model after the last epoch
     log.csv            one line per epoch
@@ -15,6 +16,7 @@ completed epoch. Users can equally call ``model.fit`` on :func:`load_datasets` t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -177,40 +179,78 @@ def pick_strategy():
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-def train(config: Config, *, verbose: int | str = "auto", progress: bool = False):
-    """Run (or resume) the configured training; returns the Keras History."""
+def train(config: Config, *, verbose: int | str = "auto", progress: bool = False, log=print):
+    """Run (or resume) the configured training; returns the Keras History.
+
+    Everything that can fail on a bad config or dataset (the data, the model, ``init_from``, the
+    checkpoint to resume) is checked before the run folder is written to, and the folder is
+    locked against a second process, so a failed start never locks or corrupts a run.
+    """
     import keras
 
-    from sid_keras.callbacks import KeepBest, StepSchedule, ValidationImages
+    from sid_keras.callbacks import Checkpoint, KeepBest, StepSchedule, ValidationImages
 
     out = pathlib.Path(config.train.out_dir)
-    _check_run_dir(out, config)
-    out.mkdir(parents=True, exist_ok=True)
-    config.write(out / "config.json")
-    keras.utils.set_random_seed(config.train.seed)
-    if config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = pick_strategy()
-    datasets = load_datasets(config, progress=progress)
-    with strategy.scope():
-        model = build_and_compile(config, datasets.channels, datasets.scale)
-        if config.train.init_from:
-            _init_weights(model, config.train.init_from)
-    callbacks = [
-        StepSchedule(config.train),
-        keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", double_checkpoint=True,
-                                         delete_checkpoint=False),
-        KeepBest(out / "best.keras", monitor="val_psnr"),
-        keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
-        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
-        ValidationImages(out / "tensorboard" / "images", datasets.val, config.train.val_every,
-                         config.train.log_images),
-    ]
-    history = model.fit(datasets.train, epochs=config.train.epochs, steps_per_epoch=datasets.steps_per_epoch,
-                        validation_data=datasets.val, validation_freq=config.train.val_every,
-                        callbacks=callbacks, verbose=verbose)
-    save_model_atomic(model, out / "final.keras")
+    with run_folder_lock(out):
+        _check_run_dir(out, config)
+        keras.utils.set_random_seed(config.train.seed)
+        if config.train.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        strategy = pick_strategy()
+        datasets = load_datasets(config, progress=progress)
+        checkpoint = Checkpoint(out / "checkpoint", log=log)
+        with strategy.scope():
+            model = build_and_compile(config, datasets.channels, datasets.scale)
+            if config.train.init_from:
+                _init_weights(model, config.train.init_from)
+            initial_epoch = checkpoint.restore(model)
+        config.write(out / "config.json")
+        callbacks = [
+            StepSchedule(config.train),
+            checkpoint,
+            KeepBest(out / "best.keras", monitor="val_psnr"),
+            keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
+            keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
+            ValidationImages(out / "tensorboard" / "images", datasets.val, config.train.val_every,
+                             config.train.log_images),
+        ]
+        history = model.fit(datasets.train, epochs=config.train.epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=datasets.steps_per_epoch, validation_data=datasets.val,
+                            validation_freq=config.train.val_every, callbacks=callbacks, verbose=verbose)
+        save_model_atomic(model, out / "final.keras")
     return history
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: pathlib.Path):
+    """Hold an exclusive lock on a run folder; a second process is refused with one line.
+
+    A folder this call created is removed again if the run fails before writing anything in it.
+    """
+    import fcntl
+
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SidError(f"[train] out_dir = {str(out)!r} is a file, or lies under one; choose a folder") from None
+    lock_path = out / ".lock"
+    handle = open(lock_path, "a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SidError(f"{out}: another sid-keras train is running in this folder; wait for it "
+                           "or choose another train.out_dir") from None
+        try:
+            yield
+        except BaseException:
+            if created and [p.name for p in out.iterdir()] == [lock_path.name]:
+                lock_path.unlink()
+                out.rmdir()
+            raise
+    finally:
+        handle.close()
 
 
 def summarize_history(history) -> dict:

@@ -170,7 +170,7 @@ def test_training_killed_mid_epoch_resumes_where_it_stopped(mini_dataset, tmp_pa
     command = [sys.executable, "-m", "sid_keras.cli", *args]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    metadata = out / "backup" / "training_metadata.json"
+    metadata = out / "checkpoint" / "latest.json"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:

@@ -7,7 +7,7 @@ from conftest import BAYER_PHASES
 from sid_keras import raw
 from sid_keras.errors import SidError
 from sid_keras.evaluation import PairResult, format_table, psnr_8bit, ssim_8bit, summarize
-from sid_keras.inference import Enhancer, auto_ratio, enhance_files, expand_inputs, run_tiled
+from sid_keras.inference import Enhancer, auto_ratio, enhance_files, expand_inputs, plan_outputs, run_tiled
 
 keras = pytest.importorskip("keras")
 
@@ -73,13 +73,15 @@ def test_batch_keeps_going_past_bad_files_and_never_overwrites(tmp_path, write_d
     bad.write_text("not a raw file at all\n" * 100)
     out = tmp_path / "out"
     enhancer = Enhancer(tiny_model)
-    failures = enhance_files(enhancer, expand_inputs([str(tmp_path / "*.dng")]), out, ratio=10, log=lambda s: None)
+    fmt, plan = plan_outputs(expand_inputs([str(tmp_path / "*.dng")]), out, None)
+    failures = enhance_files(enhancer, plan, fmt=fmt, ratio=10, log=lambda s: None)
     assert [f for f, _ in failures] == [str(bad)]
     assert (out / "good.png").exists() and not (out / "bad.png").exists()
     before = (out / "good.png").read_bytes()
-    failures = enhance_files(enhancer, [good], out / "good.png", ratio=20, log=lambda s: None)
+    fmt, plan = plan_outputs([good], out / "good.png", None)
+    failures = enhance_files(enhancer, plan, fmt=fmt, ratio=20, log=lambda s: None)
     assert "already exists" in failures[0][1] and (out / "good.png").read_bytes() == before
-    assert not enhance_files(enhancer, [good], out / "good.png", ratio=20, overwrite=True, log=lambda s: None)
+    assert not enhance_files(enhancer, plan, fmt=fmt, ratio=20, overwrite=True, log=lambda s: None)
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -106,5 +108,5 @@ def test_bad_model_file_is_a_clear_error(tmp_path):
         Enhancer(tmp_path / "missing.keras")
     junk = tmp_path / "junk.keras"
     junk.write_text("junk")
-    with pytest.raises(SidError, match="not a loadable"):
+    with pytest.raises(SidError, match="not a .keras model"):
         Enhancer(junk)

@@ -56,7 +56,7 @@ def training_dataset(
     too_small = [e.source for e, s in zip(entries, shapes) if min(s) < patch_size]
     if too_small:
         raise SidError(f"patch size {patch_size} is larger than {len(too_small)} packed frames "
-                       f"(e.g. {too_small[0]}, {tuple(shapes[0])}); use a smaller --patch-size")
+                       f"(e.g. {too_small[0]}, {tuple(shapes[0])}); lower data.patch_size")
     channels, scale = entries[0].channels, entries[0].scale
     factors = tf.constant(_input_factors(entries), tf.float32)
     heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])

@@ -30,10 +30,15 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+# Size arguments of the builders; zero or negative ones are refused with one clear line.
+POSITIVE_ARGS = ("width", "depth", "pack", "in_channels", "scale", "latent_channels", "discriminator_width",
+                 "discriminator_depth")
 
 
 def register(name: str, summary: str):
     def decorate(builder):
+        if name in MODELS:
+            raise ValueError(f"model name {name!r} is registered twice")
         MODELS[name] = ModelSpec(name, builder, summary)
         return builder
 
@@ -44,10 +49,13 @@ def build_model(name: str, **kwargs) -> keras.Model:
     """Build a registered model; unknown names and arguments are a clear :class:`SidError`."""
     if name not in MODELS:
         raise SidError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    bad = {k: v for k, v in kwargs.items() if k in POSITIVE_ARGS and not (isinstance(v, int) and v > 0)}
+    if bad:
+        raise SidError(f"model {name!r}: {', '.join(f'{k}={v!r}' for k, v in bad.items())}: must be positive integers")
     try:
         return MODELS[name].builder(**kwargs)
-    except TypeError as err:
-        raise SidError(f"model {name!r}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise SidError(f"model {name!r}: {str(err).splitlines()[0]}") from None
 
 
 @register("unet", "SID's U-Net (Chen et al. 2018): 5 levels, 32-512 filters")
