@@ -1,10 +1,17 @@
-"""Time and peak memory per megapixel of whole-frame vs tiled inference, at several frame sizes.
+"""Speed and memory of `sid-keras enhance`, each figure beside LibRaw's development of the same file.
 
-    python benchmarks/enhance.py [--model unet|PATH.keras] [--sizes 4 12 24] [--whole-max 12]
+    python benchmarks/enhance.py [--raw FILE.dng] [--model PATH] [--sizes 12 48] [--batch 10]
 
-Each measurement runs in its own process (peak RSS of that process, from the OS) on a DNG of the
-given size written for the run: read, pack, infer, clip. All rows come from the same run; quote
-ratios. Target: a 24 MP raw enhances with the SID-size unet in under 3 GB peak memory (tiled).
+Tables (every row measured in this run; machines are shared and noisy, so each time is the
+median of --repeats runs and the columns that matter are the ratios):
+
+1. end to end, whole commands in fresh processes: LibRaw's development of the file (rawpy
+   ``postprocess`` with the camera white balance, no auto-brightening, and a Pillow PNG at
+   compress level 1: the reference) against ``sid-keras enhance FILE -o out.png``;
+2. where the time goes inside one enhancement (start-up, read, pack, network, blend, render,
+   write);
+3. synthetic frames of --sizes megapixels: seconds and peak memory (RSS) of a fresh process;
+4. a batch of --batch copies in one command against as many separate commands.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,80 +31,162 @@ import time
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ASPECT = 3 / 2  # width / height of the benchmark frames, like most camera sensors
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_RAW = os.path.join(HERE, "..", "..", "shared", "data", "raw", "blackmagic_pocket4k.dng")
+ASPECT = 3 / 2  # width / height of the synthetic frames, like most camera sensors
+
+LIBRAW_DEVELOP = """
+import sys, rawpy
+from PIL import Image
+with rawpy.imread(sys.argv[1]) as raw:
+    rgb = raw.postprocess(use_camera_wb=True, no_auto_bright=True)
+Image.fromarray(rgb).save(sys.argv[2], format="PNG", compress_level=1)
+"""
 
 
-def frame_shape(megapixels: float) -> tuple[int, int]:
-    height = int(round((megapixels * 1e6 / ASPECT) ** 0.5 / 2)) * 2
-    return height, int(round(height * ASPECT / 2)) * 2
+def wall(command: list[str], repeats: int) -> float:
+    """Median wall time of a command run in a fresh process."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def enhance_command(inputs: list[str], out: str, model: str | None) -> list[str]:
+    command = [sys.executable, "-m", "sid_keras.cli", "enhance", *inputs, "-o", out, "--overwrite"]
+    return command + (["--model", model] if model else [])
+
+
+def stages(raw_file: str, model: str | None, repeats: int) -> dict:
+    """Seconds per stage of one enhancement in this process (the start-up in a fresh one)."""
+    code = ("import time; t = time.perf_counter()\nfrom sid_keras.inference import Enhancer\n"
+            f"Enhancer({model!r})\nprint(time.perf_counter() - t)")
+    startup = statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                                     text=True).stdout.split()[-1]) for _ in range(repeats))
+    from sid_keras import inference, raw
+    from sid_keras.inference import Enhancer, write_pixels
+
+    enhancer = Enhancer(model)
+    totals: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        clock = {"network": 0.0, "pack": 0.0, "render": 0.0}
+
+        def timed(fn, key):
+            def wrapper(*args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    clock[key] += time.perf_counter() - start
+            return wrapper
+
+        predict, network_input, put = enhancer.predict, raw.network_input, inference.Canvas.put
+        enhancer.predict = timed(predict, "network")
+        raw.network_input = timed(network_input, "pack")
+        inference.Canvas.put = timed(put, "render")
+        try:
+            start = time.perf_counter()
+            frame = raw.read_raw(raw_file)
+            read = time.perf_counter() - start
+            start = time.perf_counter()
+            pixels, _, _ = enhancer.enhance_to_pixels(frame, "auto", "png")
+            enhance = time.perf_counter() - start
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                write_pixels(os.path.join(tmp, "o.png"), pixels, frame, "png")
+                write = time.perf_counter() - start
+        finally:
+            enhancer.predict, raw.network_input, inference.Canvas.put = predict, network_input, put
+        blend = enhance - clock["network"] - clock["pack"] - clock["render"]
+        for key, value in {"read (LibRaw decode)": read, "pack + amplify": clock["pack"],
+                           "network": clock["network"], "blend (tiles, strips)": blend,
+                           "render + quantise": clock["render"], "write PNG": write}.items():
+            totals.setdefault(key, []).append(value)
+    return {"start-up (imports, model)": startup, **{k: statistics.median(v) for k, v in totals.items()}}
 
 
 def write_frame(path: str, megapixels: float) -> None:
     from sid_keras.dng import write_cfa_dng
 
+    height = int(round((megapixels * 1e6 / ASPECT) ** 0.5 / 2)) * 2
+    width = int(round(height * ASPECT / 2)) * 2
     rng = np.random.default_rng(0)
-    mosaic = rng.integers(512, 1200, frame_shape(megapixels)).astype(np.uint16)
+    mosaic = rng.integers(512, 1200, (height, width), dtype=np.uint16)
     write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383,
                   exposure_time=0.04)
 
 
-def worker(model_spec: str, dng: str, mode: str, tile: int) -> None:
-    """Run one enhancement and print its wall time (the model is built before the clock starts)."""
-    from sid_keras.inference import Enhancer, load_model
-    from sid_keras.models import build_model
+def size_worker(model: str | None, dng: str, out: str) -> None:
+    """One enhancement as the CLI does it; prints its seconds and the process's peak RSS."""
+    from sid_keras import raw
+    from sid_keras.inference import Enhancer, write_pixels
 
-    model = load_model(model_spec) if model_spec.endswith(".keras") else build_model(model_spec)
-    enhancer = Enhancer(model, tile=10**9 if mode == "whole" else tile)
-    enhancer.predict(np.zeros((1, 64, 64, 4), np.float32))  # build the graph once
+    enhancer = Enhancer(model)
     start = time.perf_counter()
-    image = enhancer.enhance(dng, ratio=100)
-    seconds = time.perf_counter() - start
+    frame = raw.read_raw(dng)
+    pixels, _, _ = enhancer.enhance_to_pixels(frame, 100, "png")
+    write_pixels(out, pixels, frame, "png", overwrite=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "shape": list(image.shape)}))
-
-
-def measure(model: str, dng: str, mode: str, tile: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", model, dng, mode, str(tile)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:60]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_mb}))
 
 
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        size_worker(None if sys.argv[2] == "-" else sys.argv[2], sys.argv[3], sys.argv[4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="unet", help="registered name (random weights) or .keras file")
-    parser.add_argument("--sizes", type=float, nargs="+", default=[4, 12, 24], help="megapixels")
-    parser.add_argument("--whole-max", type=float, default=12, help="largest size to run whole-frame")
-    parser.add_argument("--tile", type=int, default=512, help="tile side in packed pixels")
+    parser.add_argument("--raw", default=DEFAULT_RAW, help="a real raw file (default: the Blackmagic DNG)")
+    parser.add_argument("--model", default=None, help=".keras or .tflite (default: the shipped model)")
+    parser.add_argument("--sizes", type=float, nargs="*", default=[12, 48], help="synthetic frames, megapixels")
+    parser.add_argument("--batch", type=int, default=10, help="files in the batch comparison (0: skip)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}")
-    print(f"command: python benchmarks/enhance.py --model {args.model} --sizes "
-          f"{' '.join(f'{s:g}' for s in args.sizes)} --whole-max {args.whole_max:g} --tile {args.tile}\n")
-    print(f"{'MP':>5} {'mode':<7}{'seconds':>9}{'s/MP':>8}{'peak MB':>9}{'MB/MP':>8}  vs whole")
+    print(f"# python benchmarks/enhance.py {' '.join(sys.argv[1:])}")
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
+          f"model: {args.model or 'shipped'}; file: {os.path.basename(args.raw)}\n")
     with tempfile.TemporaryDirectory() as tmp:
-        for mp in args.sizes:
-            dng = os.path.join(tmp, f"frame_{mp:g}mp.dng")
-            write_frame(dng, mp)
-            results = {}
-            for mode in ("whole", "tiled"):
-                if mode == "whole" and mp > args.whole_max:
+        libraw = wall([sys.executable, "-c", LIBRAW_DEVELOP, args.raw, os.path.join(tmp, "libraw.png")], args.repeats)
+        ours = wall(enhance_command([args.raw], os.path.join(tmp, "ours.png"), args.model), args.repeats)
+        print(f"{'end to end (fresh process)':<40}{'seconds':>9}{'vs LibRaw':>11}")
+        print(f"{'LibRaw development + PNG (reference)':<40}{libraw:>9.2f}{1:>10.2f}x")
+        print(f"{'sid-keras enhance':<40}{ours:>9.2f}{ours / libraw:>10.2f}x\n")
+
+        print(f"{'inside one enhancement':<40}{'seconds':>9}{'share':>8}")
+        parts = stages(args.raw, args.model, args.repeats)
+        for name, seconds in parts.items():
+            print(f"{name:<40}{seconds:>9.2f}{100 * seconds / sum(parts.values()):>7.0f}%")
+        print()
+
+        if args.sizes:
+            print(f"{'synthetic frame':<20}{'seconds':>9}{'s/MP':>7}{'peak MB':>9}")
+            for mp in args.sizes:
+                dng = os.path.join(tmp, f"frame_{mp:g}.dng")
+                write_frame(dng, mp)
+                run = subprocess.run([sys.executable, __file__, "--worker", args.model or "-", dng,
+                                      os.path.join(tmp, "size.png")], capture_output=True, text=True)
+                if run.returncode:
+                    print(f"{mp:>5g} MP  failed: {(run.stderr.strip().splitlines() or ['?'])[-1][:80]}")
                     continue
-                results[mode] = r = measure(args.model, dng, mode, args.tile)
-                if "error" in r:
-                    print(f"{mp:>5g} {mode:<7} failed: {r['error']}")
-                    continue
-                real_mp = r["shape"][0] * r["shape"][1] / 1e6
-                ratio = ""
-                if mode == "tiled" and "seconds" in results.get("whole", {}):
-                    w = results["whole"]
-                    ratio = f"time x{r['seconds'] / w['seconds']:.2f}, memory x{r['peak_mb'] / w['peak_mb']:.2f}"
-                print(f"{mp:>5g} {mode:<7}{r['seconds']:>9.2f}{r['seconds'] / real_mp:>8.2f}"
-                      f"{r['peak_mb']:>9.0f}{r['peak_mb'] / real_mp:>8.0f}  {ratio}", flush=True)
-            os.unlink(dng)
+                r = json.loads(run.stdout.strip().splitlines()[-1])
+                print(f"{f'{mp:g} MP':<20}{r['seconds']:>9.2f}{r['seconds'] / mp:>7.2f}{r['peak_mb']:>9.0f}")
+                os.unlink(dng)
+            print()
+
+        if args.batch:
+            folder = os.path.join(tmp, "batch")
+            os.mkdir(folder)
+            files = []
+            for i in range(args.batch):
+                files.append(os.path.join(folder, f"frame{i:02d}.dng"))
+                shutil.copy(args.raw, files[-1])
+            one = wall(enhance_command(files, os.path.join(tmp, "batch_out"), args.model), 1)
+            separate = sum(wall(enhance_command([f], os.path.join(tmp, "single.png"), args.model), 1) for f in files)
+            print(f"{f'{args.batch} files':<40}{'seconds':>9}{'files/s':>9}")
+            print(f"{'separate commands (reference)':<40}{separate:>9.2f}{args.batch / separate:>9.2f}")
+            print(f"{'one batch command':<40}{one:>9.2f}{args.batch / one:>9.2f}   "
+                  f"throughput x{separate / one:.2f}")
     return 0
 
 

@@ -15,7 +15,7 @@ import warnings
 
 from sid_keras import __version__
 from sid_keras.errors import SidError, describe
-from sid_keras.io import OUTPUT_FORMATS
+from sid_keras.io import DEFAULT_JPEG_QUALITY, OUTPUT_FORMATS, PNG_COMPRESSION
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 2
@@ -170,6 +170,9 @@ def _add_enhance(sub) -> None:
     p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels (memory bound)")
     p.add_argument("--overlap", type=int, default=64, help="tile context in packed pixels")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality, 1-100 (default 95)")
+    p.add_argument("--compression", choices=PNG_COMPRESSION, default="fast",
+                   help="PNG: fast (default) or small (smallest files, several times slower)")
     p.set_defaults(run=_run_enhance)
 
 
@@ -184,7 +187,7 @@ def _run_enhance(args) -> int:
     fmt, plan = plan_outputs(inputs, pathlib.Path(args.out), args.fmt)
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
     failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
-                             progress=sys.stderr.isatty())
+                             progress=sys.stderr.isatty(), quality=args.quality, compression=args.compression)
     for _, message in failures:
         print(f"sid-keras enhance: failed: {message}", file=sys.stderr)
     if failures:

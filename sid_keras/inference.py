@@ -477,8 +477,11 @@ def plan_outputs(inputs: Sequence[pathlib.Path], out: pathlib.Path, fmt: str | N
 
 
 def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, fmt: str, *,
-                 overwrite: bool = False) -> None:
-    """Write the pixels of :meth:`Enhancer.enhance_to_pixels` in format ``fmt``, atomically."""
+                 overwrite: bool = False, **encoding) -> None:
+    """Write the pixels of :meth:`Enhancer.enhance_to_pixels` in format ``fmt``, atomically.
+
+    ``encoding``: ``quality`` (JPEG) and ``compression`` (PNG) of :func:`sid_keras.io.write_image`.
+    """
     if fmt == "dng":
         from sid_keras.dng import write_linear_dng
 
@@ -487,33 +490,80 @@ def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, 
     else:
         from sid_keras.io import write_image
 
-        write_image(target, pixels, fmt=fmt, overwrite=overwrite)
+        write_image(target, pixels, fmt=fmt, overwrite=overwrite, **encoding)
 
 
 def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib.Path]], *,
                   ratio: float | str | None = "auto", fmt: str = "png", overwrite: bool = False,
-                  progress: bool = False, log: Callable[[str], None] = print) -> list[tuple[str, str]]:
+                  progress: bool = False, log: Callable[[str], None] = print,
+                  **encoding) -> list[tuple[str, str]]:
     """Enhance ``[(input, output)]`` (:func:`plan_outputs`), going on past bad files and failed
-    writes; returns ``[(file, message)]`` for the failures."""
+    writes; returns ``[(file, message)]`` for the failures.
+
+    A small pipeline overlaps the stages of consecutive files: the next raw is decoded and the
+    previous image encoded in two threads while the network runs on the current one (LibRaw,
+    the network runtimes, numpy and zlib release the GIL), with at most one frame waiting at
+    each stage. ``encoding``: ``quality`` and ``compression`` of :func:`sid_keras.io.write_image`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sid_keras.io import check_encoding
+
+    check_encoding(**encoding)
     failures: list[tuple[str, str]] = []
-    iterator = plan
+    bar = None
     if progress and len(plan) > 1:
         from tqdm import tqdm
 
-        iterator = tqdm(plan, desc="enhance", unit="file")
-    for source, target in iterator:
+        bar = tqdm(total=len(plan), desc="enhance", unit="file")
+
+    def read(source: pathlib.Path, target: pathlib.Path) -> raw.RawFrame:
+        if target.exists() and not overwrite:
+            raise SidError(f"{target}: already exists; pass --overwrite to replace it")
+        return raw.read_raw(source)
+
+    def finish(source: pathlib.Path, job) -> None:
+        """Collect a finished write (or the error of any stage) of ``source``."""
         try:
-            if target.exists() and not overwrite:
-                raise SidError(f"{target}: already exists; pass --overwrite to replace it")
-            frame = raw.read_raw(source)
-            for notice in frame.notices:
-                log(notice)
-            pixels, value, how = enhancer.enhance_to_pixels(frame, ratio, fmt)
-            write_pixels(target, pixels, frame, fmt, overwrite=overwrite)
-            log(f"{source} -> {target} (ratio x{value:.1f} {how})")
+            log(job.result() if hasattr(job, "result") else job())
         except Exception as err:  # noqa: BLE001 - a bad file, a full disk: report it, go on with the next
             message = describe(err)
             if message is None:
                 raise
             failures.append((str(source), message))
+        if bar is not None:
+            bar.update()
+
+    with ThreadPoolExecutor(1, "sid-read") as reader, ThreadPoolExecutor(1, "sid-write") as writer:
+        reading = reader.submit(read, *plan[0]) if plan else None
+        writing = None
+        for i, (source, target) in enumerate(plan):
+            current, reading = reading, reader.submit(read, *plan[i + 1]) if i + 1 < len(plan) else None
+            try:
+                frame = current.result()
+                for notice in frame.notices:
+                    log(notice)
+                pixels, value, how = enhancer.enhance_to_pixels(frame, ratio, fmt)
+            except Exception as err:  # noqa: BLE001 - reported in order, by finish()
+                job = _raiser(err)
+            else:
+                def write(target=target, pixels=pixels, frame=frame, value=value, how=how, source=source):
+                    write_pixels(target, pixels, frame, fmt, overwrite=overwrite, **encoding)
+                    return f"{source} -> {target} (ratio x{value:.1f} {how})"
+
+                job = writer.submit(write)
+            if writing is not None:
+                finish(*writing)
+            writing = (source, job)
+        if writing is not None:
+            finish(*writing)
+    if bar is not None:
+        bar.close()
     return failures
+
+
+def _raiser(err: Exception) -> Callable[[], str]:
+    def fail() -> str:
+        raise err
+
+    return fail

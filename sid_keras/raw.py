@@ -317,8 +317,15 @@ def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
     if start % cells or stop % cells:
         raise ValueError(f"packed rows {start}:{stop} are not whole CFA periods of {cells} rows")
     mosaic_rows = slice(top + start // cells * layout.period, top + stop // cells * layout.period)
-    packed = normalize(pack_mosaic(frame.mosaic[mosaic_rows, left : left + w], layout), *channel_levels(frame))
-    return amplify(packed, ratio, channel_gains(frame) if white_balance else None)
+    black, white = channel_levels(frame)
+    gain = np.float32(check_ratio(ratio)) * (channel_gains(frame) if white_balance else np.float32(1))
+    # normalize() then amplify() in one pass over the strip: subtract black, scale, and clip at 0
+    # below and, above, at what a saturated pixel becomes (1 whenever the gain is >= 1).
+    out = pack_mosaic(frame.mosaic[mosaic_rows, left : left + w], layout).astype(np.float32)
+    out -= black
+    out *= gain / (np.float32(white) - black)
+    np.minimum(out, np.minimum(gain, np.float32(1)), out=out)
+    return np.maximum(out, np.float32(0), out=out)
 
 
 def check_ratio(ratio: float, what: str = "exposure ratio") -> float:

@@ -58,21 +58,21 @@ def test_a_user_sees_only_the_package_lines_unless_verbose(tmp_path, tiny_model_
 
 def test_a_full_disk_fails_that_file_only_and_leaves_no_partial_output(tmp_path, write_dng, tiny_model_file,
                                                                        monkeypatch, capsys):
-    from PIL import Image
+    from sid_keras import io
 
     for name in ("a", "b", "c"):
         write_dng(name=f"{name}.dng", shape=(40, 48))
-    real_save, calls = Image.Image.save, []
+    real_write, calls = io.write_png, []
 
-    def save(self, fp, *args, **kwargs):
-        calls.append(fp)
+    def write_png(path, *args, **kwargs):
+        calls.append(path)
         if len(calls) == 2:
-            with open(fp, "wb") as f:
+            with open(path, "wb") as f:
                 f.write(b"\x89PNG half")
-            raise OSError(errno.ENOSPC, "No space left on device", fp)
-        return real_save(self, fp, *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(Image.Image, "save", save)
+    monkeypatch.setattr(io, "write_png", write_png)
     out = tmp_path / "out"
     assert main(["enhance", str(tmp_path / "*.dng"), "-o", str(out), "--model", str(tiny_model_file)]) == 1
     err = capsys.readouterr().err
