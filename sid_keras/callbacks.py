@@ -9,7 +9,6 @@ import pathlib
 import keras
 import numpy as np
 
-from sid_keras.config import TrainConfig
 from sid_keras.errors import SidError
 from sid_keras.io import atomic_path, save_model_atomic
 
@@ -17,20 +16,19 @@ from sid_keras.io import atomic_path, save_model_atomic
 class StepSchedule(keras.callbacks.Callback):
     """Sets the learning rate(s) at each epoch from the epoch number alone, so resume is exact.
 
-    Both optimizers of a GAN follow the same schedule, each from its own base rate.
+    ``rate_at(epoch, base=None)`` is the schedule (:meth:`sid_keras.training.Task.learning_rate`);
+    a GAN's discriminator follows the same schedule from its own base rate ``d_base``. The rate
+    is logged as ``learning_rate``.
     """
 
-    def __init__(self, train: TrainConfig):
+    def __init__(self, rate_at, d_base: float | None = None):
         super().__init__()
-        self.train = train
+        self.rate_at, self.d_base = rate_at, d_base
 
     def on_epoch_begin(self, epoch, logs=None):
-        from sid_keras.training import learning_rate_at
-
-        factor = learning_rate_at(epoch, self.train) / self.train.learning_rate
-        self.model.optimizer.learning_rate = self.train.learning_rate * factor
-        if getattr(self.model, "d_optimizer", None) is not None:
-            self.model.d_optimizer.learning_rate = self.train.d_learning_rate * factor
+        self.model.optimizer.learning_rate = self.rate_at(epoch)
+        if getattr(self.model, "d_optimizer", None) is not None and self.d_base is not None:
+            self.model.d_optimizer.learning_rate = self.rate_at(epoch, base=self.d_base)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -81,17 +79,21 @@ class Checkpoint(keras.callbacks.Callback):
         return 0
 
     def on_epoch_end(self, epoch, logs=None):
+        self.save(self.model, epoch + 1)
+
+    def save(self, model, epochs_done: int) -> None:
+        """Save ``model`` (weights and optimizer state) after ``epochs_done`` epochs."""
         self.folder.mkdir(parents=True, exist_ok=True)
         latest, latest_record = self._paths("latest")
         previous, previous_record = self._paths("previous")
         fresh = self.folder / ".tmp-latest.weights.h5"
-        self.model.save_weights(fresh, overwrite=True)
+        model.save_weights(fresh, overwrite=True)
         if latest.exists() and latest_record.exists():
             os.replace(latest, previous)
             os.replace(latest_record, previous_record)
         os.replace(fresh, latest)
         with atomic_path(latest_record) as tmp:
-            pathlib.Path(tmp).write_text(json.dumps({"epoch": epoch + 1}))
+            pathlib.Path(tmp).write_text(json.dumps({"epoch": epochs_done}))
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -113,12 +115,16 @@ class KeepBest(keras.callbacks.Callback):
         return -np.inf
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        self.update(self.model, (logs or {}).get(self.monitor), epoch + 1)
+
+    def update(self, model, value: float | None, epoch: int) -> bool:
+        """Save ``model`` if ``value`` beats the best so far; True if it did."""
         if value is None or not np.isfinite(value) or value <= self._best():
-            return
-        save_model_atomic(self.model, self.path)
+            return False
+        save_model_atomic(model, self.path)
         with atomic_path(self.record) as tmp:
-            pathlib.Path(tmp).write_text(json.dumps({self.monitor: float(value), "epoch": epoch + 1}))
+            pathlib.Path(tmp).write_text(json.dumps({self.monitor: float(value), "epoch": epoch}))
+        return True
 
 
 class ValidationImages(keras.callbacks.Callback):

@@ -1,23 +1,26 @@
-"""Training across machines: MultiWorkerMirroredStrategy with a custom loop.
+"""Training across machines: the recipe's :class:`~sid_keras.training.Task` in a custom loop.
 
 Keras 3's ``fit`` breaks under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), so
-``sid-keras train`` switches to this loop when ``TF_CONFIG`` names more than one worker. Each
-worker reads its own shard of the data (``distribute_datasets_from_function``), the per-replica
-batch is the global batch divided by the replica count, losses are averaged over the global
-batch and the optimizer all-reduces the gradients, so every worker holds the same weights.
-The chief (worker 0) writes checkpoints and ``final.keras``; the others write to a scratch
-folder, as ``tf.distribute`` expects every worker to save.
+``sid-keras train`` switches to this loop when ``TF_CONFIG`` names more than one worker. It runs
+the same recipe as ``fit``: the task's data stream (each worker reads its own share through
+``distribute_datasets_from_function``, the per-replica batch is the global batch divided by the
+replica count), the task's loss averaged over the global batch, its learning-rate schedule, its
+validation and best-model keeping by validation PSNR, and its checkpoints: a run killed even with
+SIGKILL resumes from the last completed epoch with the very batches it would have seen, so its
+final weights equal an uninterrupted run's. The chief (worker 0) writes the files; every worker
+restores from them. GAN variants (two optimizers, a custom ``train_step``) are refused before
+any work: train them with ``fit`` on one machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import numpy as np
 
 from sid_keras.config import Config
+from sid_keras.errors import SidError
 
 
 def cluster_workers() -> int:
@@ -34,32 +37,42 @@ def task_index() -> int:
 
 
 def train_multi_worker(config: Config, *, log=print) -> dict:
-    """Train with a custom ``strategy.run`` loop; returns the last epoch's mean loss per epoch."""
+    """Train with a custom ``strategy.run`` loop; returns the mean loss per epoch and the model."""
+    from sid_keras.training import Task
+
+    task = Task(config)
+    if task.is_gan:
+        raise SidError(f"[model] name = {config.model.name!r}: several machines train the plain models; train "
+                       "GANs on one machine (unset TF_CONFIG)")
     import tensorflow as tf
 
-    from sid_keras.data import distributed_dataset_fn
+    from sid_keras.callbacks import KeepBest
+    from sid_keras.data.pipeline import distributed_dataset_fn
     from sid_keras.io import save_model_atomic
-    from sid_keras.training import _cached_entries, build_and_compile, learning_rate_at, steps_per_epoch
+    from sid_keras.metrics import psnr
 
+    chief = task_index() == 0
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    entries = _cached_entries(config, config.data.train_list, first_burst_only=config.data.first_burst_only,
-                              progress=False)
+    data = task.data()
+    with strategy.scope():
+        model = task.build_model(data.channels, data.scale)
+        model.optimizer.build(model.trainable_variables)
+    checkpoint = task.checkpoint(log)
+    start_epoch = checkpoint.restore(model)
+    if chief:
+        config.write(task.out / "config.json")
     global_batch = config.data.batch_size
     dataset = strategy.distribute_datasets_from_function(
-        distributed_dataset_fn(entries, patch_size=config.data.patch_size, global_batch_size=global_batch,
-                               seed=config.train.seed))
-    with strategy.scope():
-        model = build_and_compile(config, entries[0].channels, entries[0].scale)
-        model.optimizer.build(model.trainable_variables)
-    if hasattr(model, "d_optimizer"):
-        raise NotImplementedError("multi-worker training covers the plain models; train GANs with fit")
+        distributed_dataset_fn(data.sources, global_batch_size=global_batch, weights=data.weights,
+                               seed=config.train.seed, start=task.first_element(data, start_epoch)))
+    per_image_loss = task.loss()
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:
             prediction = model(x, training=True)
-            per_example = tf.reduce_mean(tf.abs(prediction - y), axis=[1, 2, 3])
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses)) if model.losses else 0.0
+            loss = tf.nn.compute_average_loss(per_image_loss.call(y, prediction), global_batch_size=global_batch)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         gradients = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply(gradients, model.trainable_variables)
         return loss
@@ -67,18 +80,30 @@ def train_multi_worker(config: Config, *, log=print) -> dict:
     @tf.function
     def step(iterator):
         x, y = next(iterator)
-        losses = strategy.run(replica_step, args=(x, y))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
 
-    steps = steps_per_epoch(config, len(entries))
+    def validate() -> float:
+        scores = [float(np.mean(psnr(y, model(x, training=False), display=task.display))) for x, y in data.val]
+        return float(np.mean(scores))
+
+    best = KeepBest(task.out / "best.keras", monitor="val_psnr")
+    steps = task.steps_per_epoch(data)
     iterator = iter(dataset)
     history = []
-    for epoch in range(config.train.epochs):
-        model.optimizer.learning_rate = learning_rate_at(epoch, config.train)
+    for epoch in range(start_epoch, config.train.epochs):
+        model.optimizer.learning_rate = task.learning_rate(epoch)
         losses = [float(step(iterator)) for _ in range(steps)]
         history.append(float(np.mean(losses)))
-        log(f"worker {task_index()}: epoch {epoch + 1}/{config.train.epochs} loss {history[-1]:.4f}")
-    out = pathlib.Path(config.train.out_dir)
-    target = out if task_index() == 0 else out / f".worker{task_index()}"
-    save_model_atomic(model, target / "final.keras")
-    return {"loss": history, "model": model}
+        line = f"worker {task_index()}: epoch {epoch + 1}/{config.train.epochs} loss {history[-1]:.4f}"
+        if (epoch + 1) % config.train.val_every == 0:
+            value = validate()
+            line += f" val_psnr {value:.2f}"
+            if chief:
+                best.update(model, value, epoch + 1)
+        if chief:
+            checkpoint.save(model, epoch + 1)
+        log(line)
+    if chief:
+        save_model_atomic(model, task.out / "final.keras")
+    return {"loss": history, "model": model, "start_epoch": start_epoch}
+

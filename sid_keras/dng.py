@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from sid_keras.io import atomic_path
+from sid_keras.render import UINT16_SCALE
 
 # TIFF / DNG tag codes (TIFF 6.0, TIFF/EP and DNG 1.4 specifications).
 TAG_MAKE = 271
@@ -44,7 +45,7 @@ PHOTOMETRIC_CFA = 32803
 PHOTOMETRIC_LINEAR_RAW = 34892
 # LibRaw's flip code -> TIFF/DNG Orientation (1 normal, 3 180°, 6 90° CW, 8 90° CCW).
 FLIP_TO_TIFF_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
-LINEAR_DNG_WHITE = 65535
+LINEAR_DNG_WHITE = UINT16_SCALE
 ILLUMINANT_D65 = 21
 # TIFF field types.
 BYTE, ASCII, SHORT, LONG, RATIONAL, SRATIONAL = 1, 2, 3, 4, 5, 10
@@ -65,7 +66,7 @@ def write_cfa_dng(
     cfa_pattern: np.ndarray,
     *,
     black_level: float | Sequence[float] = 0,
-    white_level: int = 65535,
+    white_level: int = UINT16_SCALE,
     color_matrix: np.ndarray | None = None,
     as_shot_neutral: Sequence[float] = (1.0, 1.0, 1.0),
     exposure_time: float | None = None,
@@ -129,7 +130,7 @@ def xyz_to_camera(camera_to_srgb: np.ndarray) -> np.ndarray:
 
     LibRaw inverts ``ColorMatrix @ sRGB_to_XYZ`` after normalising its rows to 1; this undoes it.
     """
-    from sid_keras.synthetic import SRGB_TO_XYZ
+    from sid_keras.render import SRGB_TO_XYZ
 
     camera_from_srgb = np.linalg.inv(np.asarray(camera_to_srgb, np.float64)[:3, :3])
     return camera_from_srgb @ np.linalg.inv(SRGB_TO_XYZ)

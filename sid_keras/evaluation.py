@@ -21,9 +21,9 @@ import numpy as np
 
 from sid_keras import raw
 from sid_keras.errors import SidError, describe
+from sid_keras.render import UINT16_SCALE
 
 PEAK_8BIT = 255.0
-UINT16_MAX = 65535.0
 SSIM_SIGMA = 1.5  # Gaussian window sigma; the window is 11x11 (truncate 3.5 sigma)
 # Non-local means (Buades et al. 2005, scikit-image), filter strength h = NLM_STRENGTH x the
 # Immerkaer noise estimate. The estimate sees demosaiced, spatially correlated noise and comes out
@@ -56,7 +56,7 @@ def ssim_8bit(reference: np.ndarray, test: np.ndarray) -> float:
 
 def scaled_reference(short_path: str | os.PathLike, frame: raw.RawFrame, truth: np.ndarray) -> np.ndarray:
     """SID's 'scaled' baseline: the short exposure rendered by rawpy, scaled to the truth's mean."""
-    rendered = raw.crop_reference(raw.render_reference(short_path), frame).astype(np.float32) / UINT16_MAX
+    rendered = raw.crop_reference(raw.render_reference(short_path), frame).astype(np.float32) / UINT16_SCALE
     return np.clip(rendered * (truth.mean() / max(float(rendered.mean()), 1e-8)), 0.0, 1.0)
 
 
@@ -152,14 +152,11 @@ def load_pair(pair, *, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, truths: 
     window so it aligns with the model's output. ``truths`` keeps the last one, as consecutive
     shorts of a list share their long exposure.
     """
-    frame = raw.read_raw(pair.short)
-    long_frame = raw.read_raw(pair.long)
-    ratio = raw.exposure_ratio(str(pair.short), str(pair.long), short_exposure=frame.exposure_time,
-                               long_exposure=long_frame.exposure_time, cap=ratio_cap)
+    frame, long_frame, ratio = pair.read(ratio_cap)
     key = str(pair.long)
     truth = truths.get(key) if truths is not None else None
     if truth is None:
-        truth = raw.crop_reference(raw.render_reference(pair.long), long_frame).astype(np.float32) / UINT16_MAX
+        truth = raw.crop_reference(raw.render_reference(pair.long), long_frame).astype(np.float32) / UINT16_SCALE
         if truths is not None:
             truths.clear()
             truths[key] = truth

@@ -120,9 +120,7 @@ def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: i
         pairs = read_sid_list(profile.calibration_list, profile.calibration_root or None)
         order = rng.permutation(len(pairs))
         for i in order:
-            pair = pairs[i]
-            frame = raw.read_raw(pair.short)
-            ratio = raw.exposure_ratio(str(pair.short), str(pair.long), short_exposure=frame.exposure_time)
+            frame, _, ratio = pairs[i].read()
             packed = raw.network_input(frame, ratio, white_balance=white_balance)
             if min(packed.shape[:2]) < tile:
                 continue
@@ -138,14 +136,13 @@ def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: i
     import tempfile
 
     from sid_keras import raw
+    from sid_keras.data import SidPair
     from sid_keras.demo import make_demo_raw
 
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(max(1, count // 4)):
-            dark, ref = make_demo_raw(pathlib.Path(tmp), int(rng.choice([100, 250, 300])), seed + i)
-            frame = raw.read_raw(dark)
-            ratio = raw.exposure_ratio(str(dark), str(ref), short_exposure=frame.exposure_time,
-                                       long_exposure=raw.read_raw(ref).exposure_time)
+            frame, _, ratio = SidPair(*make_demo_raw(pathlib.Path(tmp), int(rng.choice([100, 250, 300])),
+                                                     seed + i)).read()
             packed = raw.network_input(frame, ratio, white_balance=white_balance)
             for _ in range(4):
                 side = min(tile, *packed.shape[:2])

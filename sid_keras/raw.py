@@ -263,36 +263,35 @@ def pack(frame: RawFrame) -> np.ndarray:
     Each channel is normalised by its own black level and the white level, as SID does with
     ``max(raw - black, 0) / (white - black)`` but with the file's levels instead of Sony's.
     """
-    top, left, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
-    packed = pack_mosaic(frame.mosaic[top : top + h, left : left + w], frame.cfa)
-    return normalize(packed, *channel_levels(frame))
-
-
-def normalize(packed: np.ndarray, black: np.ndarray, white: float) -> np.ndarray:
-    """Sensor units to [0, 1] per channel: ``clip((x - black) / (white - black), 0, 1)``."""
-    black = np.asarray(black, np.float32)
-    out = (packed.astype(np.float32) - black) / (np.float32(white) - black)
-    return np.clip(out, 0.0, 1.0, out=out)
+    return network_input(frame, 1.0, white_balance=False)
 
 
 def denormalize(packed: np.ndarray, black: np.ndarray, white: float) -> np.ndarray:
-    """Inverse of :func:`normalize` for values inside [black, white], back to uint16."""
+    """Inverse of :func:`pack`'s normalisation for values inside [black, white], back to uint16."""
     black = np.asarray(black, np.float32)
     values = np.asarray(packed, np.float32) * (np.float32(white) - black) + black
     return np.rint(values).astype(np.uint16)
 
 
-def amplify(packed: np.ndarray, ratio: float, gains: np.ndarray | None = None) -> np.ndarray:
-    """Multiply by the exposure ratio (and per-channel white-balance gains), clip at 1.
+def amplify(packed: np.ndarray, ratio: float = 1.0, gains: np.ndarray | None = None, *,
+            black: np.ndarray | float = 0.0, white: float = 1.0) -> np.ndarray:
+    """Black-subtract, normalise, multiply by the exposure ratio (and white-balance gains), clip.
 
-    SID feeds its network ``min(packed * ratio, 1)``. A ``linear`` model also gets the file's
-    white balance; one clip after both equals LibRaw's (a sensor clip, then a clip after white
-    balance with gains >= 1), so the input saturates where the ground truth does.
+    ``(packed - black) / (white - black) * ratio * gains``, clipped to 0 below and, above, to what
+    a saturated pixel becomes (1 whenever ratio x gain >= 1). With the defaults it amplifies an
+    already normalised input, as SID feeds its network (``min(packed * ratio, 1)``); with a
+    file's levels and ratio 1 it is SID's ``max(raw - black, 0) / (white - black)``. A
+    ``linear`` model's gains go in before the one clip, which equals LibRaw's clips (the
+    sensor's, then one after white balance with gains >= 1), so its input saturates where the
+    ground truth does.
     """
-    factor = np.float32(check_ratio(ratio))
-    if gains is not None:
-        factor = factor * np.asarray(gains, np.float32)
-    return np.minimum(packed * factor, np.float32(1.0))
+    black = np.asarray(black, np.float32)
+    gain = np.float32(check_ratio(ratio)) * (np.float32(1) if gains is None else np.asarray(gains, np.float32))
+    out = np.asarray(packed).astype(np.float32)
+    out -= black
+    out *= gain / (np.float32(white) - black)
+    np.minimum(out, np.minimum(gain, np.float32(1)), out=out)
+    return np.maximum(out, np.float32(0), out=out)
 
 
 def packed_shape(frame: RawFrame) -> tuple[int, int]:
@@ -318,14 +317,8 @@ def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
         raise ValueError(f"packed rows {start}:{stop} are not whole CFA periods of {cells} rows")
     mosaic_rows = slice(top + start // cells * layout.period, top + stop // cells * layout.period)
     black, white = channel_levels(frame)
-    gain = np.float32(check_ratio(ratio)) * (channel_gains(frame) if white_balance else np.float32(1))
-    # normalize() then amplify() in one pass over the strip: subtract black, scale, and clip at 0
-    # below and, above, at what a saturated pixel becomes (1 whenever the gain is >= 1).
-    out = pack_mosaic(frame.mosaic[mosaic_rows, left : left + w], layout).astype(np.float32)
-    out -= black
-    out *= gain / (np.float32(white) - black)
-    np.minimum(out, np.minimum(gain, np.float32(1)), out=out)
-    return np.maximum(out, np.float32(0), out=out)
+    packed = pack_mosaic(frame.mosaic[mosaic_rows, left : left + w], layout)
+    return amplify(packed, ratio, channel_gains(frame) if white_balance else None, black=black, white=white)
 
 
 def check_ratio(ratio: float, what: str = "exposure ratio") -> float:

@@ -24,6 +24,11 @@ OUTPUT_KINDS = (LINEAR, SRGB)
 LIBRAW_POWER = 0.45
 LIBRAW_TOE_SLOPE = 4.5
 _BISECTION_STEPS = 48  # as dcraw's gamma_curve(); converges to double precision
+# Linear sRGB -> XYZ (D65), IEC 61966-2-1: what LibRaw turns a camera's XYZ matrix into sRGB with.
+SRGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+     [0.0193339, 0.1191920, 0.9503041]]
+)
 
 
 def _curve_constants(power: float = LIBRAW_POWER, toe_slope: float = LIBRAW_TOE_SLOPE):
@@ -49,9 +54,11 @@ def tone_curve(linear: np.ndarray) -> np.ndarray:
     return np.where(x < CURVE_BREAK, x * np.float32(LIBRAW_TOE_SLOPE), curved)
 
 
-# 16-bit lookup of the curve, as LibRaw applies it (its curve[] table on 16-bit values); one
-# gather per pixel instead of a power, and exactly LibRaw's quantisation.
-LUT_SCALE = 65535
+# Full scale of the 16-bit images the package stores, renders and writes.
+UINT16_SCALE = 65535
+# The curve is applied through a 16-bit lookup, as LibRaw applies it (its curve[] table on 16-bit
+# values): one gather per pixel instead of a power, and exactly LibRaw's quantisation.
+LUT_SCALE = UINT16_SCALE
 
 
 def _curve_lut(dtype) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 
 from sid_keras import noise
 from sid_keras.errors import SidError
+from sid_keras.render import SRGB_TO_XYZ
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 SID_RATIOS = (100, 250, 300)
@@ -35,11 +36,6 @@ LONG_EXPOSURE_S = 10.0
 SHORT_EXPOSURE_S = {100: 0.1, 250: 0.04, 300: 0.033}
 # Sony A7S II: 14-bit, black 512, white 16383 (the levels SID hard-codes).
 SONY_BLACK, SONY_WHITE = 512, 16383
-# Linear sRGB -> XYZ (D65), IEC 61966-2-1.
-SRGB_TO_XYZ = np.array(
-    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
-     [0.0193339, 0.1191920, 0.9503041]]
-)
 
 
 def _xyz_to_cam(*values: int) -> np.ndarray:

@@ -1,4 +1,12 @@
-"""The fit recipe: datasets, model, optimizers, schedule, checkpoints and resume, from a Config.
+"""The training recipe: one :class:`Task` that ``fit``, the multi-worker loop and the tuner all run.
+
+After TF Model Garden's ``Task``: a :class:`~sid_keras.config.Config` goes in, and the task
+builds everything a run needs from it, in one place: the data (real pairs, pairs synthesised on
+the fly, validation frames), the model and its loss and metrics, the learning-rate schedule, the
+callbacks and the checkpoints. :func:`train` runs it through ``fit``;
+:func:`sid_keras.distributed.train_multi_worker` runs the same pieces in a custom
+``MultiWorkerMirroredStrategy`` loop; :class:`sid_keras.hypermodel.SidHyperModel` builds and fits
+one task per keras-tuner trial.
 
 A run lives in ``train.out_dir``::
 
@@ -11,7 +19,8 @@ A run lives in ``train.out_dir``::
     tensorboard/       scalars and validation image triplets
 
 Re-running the same command after a crash (even SIGKILL mid-epoch) continues from the last
-completed epoch. Users can equally call ``model.fit`` on :func:`load_datasets` themselves.
+completed epoch with the very batches an uninterrupted run would have seen (the data stream is
+indexed by element, :mod:`sid_keras.data.pipeline`).
 """
 
 from __future__ import annotations
@@ -25,150 +34,223 @@ import pathlib
 
 import numpy as np
 
-from sid_keras.config import Config, TrainConfig
+from sid_keras.config import Config
 from sid_keras.errors import SidError
 from sid_keras.io import save_model_atomic
 from sid_keras.render import LINEAR
 
 SID_DECAY_FACTOR = 0.1  # SID: 1e-4, then 1e-5 after half the epochs
-
-
-def learning_rate_at(epoch: int, train: TrainConfig) -> float:
-    """Learning rate of a (0-based) epoch under the configured schedule."""
-    if train.schedule == "sid":
-        return train.learning_rate * (SID_DECAY_FACTOR if epoch >= train.epochs // 2 else 1.0)
-    return train.learning_rate * train.gamma ** (epoch // train.step_epochs)
+GAN_MODELS = ("unet_gan", "vae_gan")
 
 
 @dataclasses.dataclass
-class Datasets:
-    train: object  # tf.data.Dataset, repeated
+class Data:
+    """What a run trains and validates on."""
+
+    sources: list  # sid_keras.data.pipeline.Source: real pairs and/or synthetic pairs
+    weights: list  # share of each source in the stream
+    items: int  # real pairs plus photos: one epoch is one crop of each, unless configured
     val: object  # tf.data.Dataset of whole frames, batch 1
-    steps_per_epoch: int
-    channels: int
-    scale: int
-    train_pairs: int  # real pairs, plus photos for synthetic pairs
-    val_pairs: int
+    val_count: int
+
+    @property
+    def channels(self) -> int:
+        return self.sources[0].channels
+
+    @property
+    def scale(self) -> int:
+        return self.sources[0].scale
 
 
-def _cache_dir(config: Config) -> pathlib.Path:
-    from sid_keras.data.cache import default_cache_dir
+class Task:
+    """Everything a training run needs, built from one :class:`~sid_keras.config.Config`.
 
-    return pathlib.Path(config.data.cache_dir) if config.data.cache_dir else default_cache_dir()
-
-
-def _cached_entries(config: Config, list_name: str, *, first_burst_only: bool, progress: bool):
-    from sid_keras.data import build_cache, read_sid_list
-
-    root = pathlib.Path(config.data.root)
-    if not config.data.root or not root.is_dir():
-        raise SidError(f"[data] root = {config.data.root!r}: no such dataset folder "
-                       "(a SID download, or `sid-keras synth --out DIR`)")
-    pairs = read_sid_list(list_name, root, first_burst_only=first_burst_only)
-    return build_cache(pairs, _cache_dir(config), ratio_cap=config.data.ratio_cap,
-                       linear=config.model.output == LINEAR, workers=config.data.decode_workers,
-                       progress=progress)
-
-
-def _cached_photos(config: Config, progress: bool) -> list[str]:
-    from sid_keras.data.cache import cache_photos
-    from sid_keras.synthetic import find_photos
-
-    photos = [p for folder in config.data.photos for p in find_photos(folder)]
-    return cache_photos(photos, _cache_dir(config), workers=config.data.decode_workers, progress=progress)
-
-
-def load_datasets(config: Config, *, progress: bool = False) -> Datasets:
-    """Decode (once, cached) and build the training and validation datasets of a config.
-
-    Training draws from real pairs (``data.train_list``), from pairs synthesised on the fly
-    from clean photos (``data.photos``), or from both in the ratio ``data.synthetic_share``.
+    Example:
+        >>> task = Task(load_config("synthetic", ["data.root='data/synthetic'"]))
+        >>> data = task.data()  # doctest: +SKIP
+        >>> model = task.build_model(data.channels, data.scale)  # doctest: +SKIP
     """
-    import tensorflow as tf
 
-    from sid_keras.data import frame_dataset, synthetic_dataset, training_dataset
-    from sid_keras.noise import load_profile
+    def __init__(self, config: Config):
+        self.config = config
 
-    d = config.data
-    sources, weights, count = [], [], 0
-    channels, scale = 4, 2
-    if d.train_list:
-        entries = _cached_entries(config, d.train_list, first_burst_only=d.first_burst_only, progress=progress)
-        sources.append(training_dataset(entries, patch_size=d.patch_size, batch_size=None, seed=config.train.seed))
-        weights.append(1 - d.synthetic_share)
-        channels, scale, count = entries[0].channels, entries[0].scale, count + len(entries)
-    if d.photos:
-        if channels != 4:
-            raise SidError("[data] photos synthesise Bayer pairs; they cannot be mixed with X-Trans pairs")
-        photos = _cached_photos(config, progress)
-        sources.append(synthetic_dataset(photos, patch_size=d.patch_size, batch_size=None, seed=config.train.seed,
-                                         profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range)))
-        weights.append(d.synthetic_share if d.train_list else 1.0)
-        count += len(photos)
-    train = sources[0] if len(sources) == 1 else tf.data.Dataset.sample_from_datasets(
-        sources, weights=weights, seed=config.train.seed)
-    train = train.batch(d.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    val_entries = _cached_entries(config, d.val_list, first_burst_only=True, progress=progress)
-    val = frame_dataset(val_entries, max_side=d.val_max_side)
-    return Datasets(train, val, steps_per_epoch(config, count), channels, scale, count, len(val_entries))
+    @property
+    def out(self) -> pathlib.Path:
+        return pathlib.Path(self.config.train.out_dir)
 
+    @property
+    def is_gan(self) -> bool:
+        return self.config.model.name in GAN_MODELS
 
-def steps_per_epoch(config: Config, pairs: int) -> int:
-    """Configured steps, or SID's epoch: one crop of every training pair."""
-    return config.train.steps_per_epoch or max(1, math.ceil(pairs / config.data.batch_size))
+    # -- data ----------------------------------------------------------------------------------
+    def _cache_dir(self) -> pathlib.Path:
+        from sid_keras.data.cache import default_cache_dir
 
+        return pathlib.Path(self.config.data.cache_dir) if self.config.data.cache_dir else default_cache_dir()
 
-def build_and_compile(config: Config, channels: int = 4, scale: int = 2):
-    """The configured model, compiled with Adam, L1 and PSNR/SSIM (two optimizers for GANs)."""
-    import keras
+    def cached_pairs(self, list_name: str, *, first_burst_only: bool, progress: bool = False):
+        """The pairs of a list file under ``data.root``, decoded once into the cache."""
+        from sid_keras.data import build_cache, read_sid_list
 
-    from sid_keras.losses import loss_for
-    from sid_keras.metrics import PSNR, SSIM
-    from sid_keras.models import build_model
+        d = self.config.data
+        root = pathlib.Path(d.root)
+        if not d.root or not root.is_dir():
+            raise SidError(f"[data] root = {d.root!r}: no such dataset folder "
+                           "(a SID download, or `sid-keras synth --out DIR`)")
+        pairs = read_sid_list(list_name, root, first_burst_only=first_burst_only)
+        return build_cache(pairs, self._cache_dir(), ratio_cap=d.ratio_cap, linear=self.config.model.output == LINEAR,
+                           workers=d.decode_workers, progress=progress)
 
-    output = config.model.output
-    args = {"in_channels": channels, "scale": scale, "output": output, **config.model.args}
-    model = build_model(config.model.name, **args)
-    display = output == LINEAR  # score linear predictions as they will be seen
-    metrics = [PSNR(display=display), SSIM(display=display)]
-    optimizer = keras.optimizers.Adam(config.train.learning_rate)
-    if hasattr(model, "d_optimizer"):
-        model.compile(optimizer=optimizer, d_optimizer=keras.optimizers.Adam(config.train.d_learning_rate),
-                      metrics=metrics)
-    else:
-        model.compile(optimizer=optimizer, loss=loss_for(output), metrics=metrics)
-    return model
+    def data(self, *, progress: bool = False) -> Data:
+        """Decode (once, cached) the pairs and photos, and make the sources and validation set."""
+        from sid_keras.data import cache_photos, frame_dataset
+        from sid_keras.data.pipeline import pair_source, synthetic_source
+        from sid_keras.noise import load_profile
+        from sid_keras.synthetic import find_photos
+
+        d, seed = self.config.data, self.config.train.seed
+        sources, weights, items = [], [], 0
+        if d.train_list:
+            entries = self.cached_pairs(d.train_list, first_burst_only=d.first_burst_only, progress=progress)
+            sources.append(pair_source(entries, patch_size=d.patch_size, seed=seed))
+            weights.append(1 - d.synthetic_share if d.photos else 1.0)
+            items += len(entries)
+        if d.photos:
+            photos = [p for folder in d.photos for p in find_photos(folder)]
+            cached = cache_photos(photos, self._cache_dir(), workers=d.decode_workers, progress=progress)
+            sources.append(synthetic_source(cached, patch_size=d.patch_size, seed=seed,
+                                            profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range)))
+            weights.append(d.synthetic_share if d.train_list else 1.0)
+            items += len(cached)
+        val_entries = self.cached_pairs(d.val_list, first_burst_only=True, progress=progress)
+        return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side), len(val_entries))
+
+    def steps_per_epoch(self, data: Data) -> int:
+        """Configured steps, or SID's epoch: one crop of every training pair (and photo)."""
+        return self.config.train.steps_per_epoch or max(1, math.ceil(data.items / self.config.data.batch_size))
+
+    def first_element(self, data: Data, epoch: int) -> int:
+        """Where in the element stream an epoch starts (what a resumed run skips)."""
+        return epoch * self.steps_per_epoch(data) * self.config.data.batch_size
+
+    def train_dataset(self, data: Data, *, epoch: int = 0):
+        """The batched training stream, starting at ``epoch``."""
+        from sid_keras.data.pipeline import stream
+
+        return stream(data.sources, batch_size=self.config.data.batch_size, weights=data.weights,
+                      seed=self.config.train.seed, start=self.first_element(data, epoch))
+
+    # -- model ---------------------------------------------------------------------------------
+    def model_args(self, channels: int, scale: int) -> dict:
+        args = {"in_channels": channels, "scale": scale, "output": self.config.model.output, **self.config.model.args}
+        if self.config.train.mixed_precision:
+            args["dtype"] = "mixed_float16"  # held by the model, not set for the whole process
+        if self.is_gan:
+            args.setdefault("seed", self.config.train.seed)
+        return args
+
+    @property
+    def display(self) -> bool:
+        """Linear predictions are scored and compared as they will be seen (sid_keras.losses)."""
+        return self.config.model.output == LINEAR
+
+    def loss(self):
+        """The reconstruction loss (a Keras loss; ``.call`` gives one value per image)."""
+        from sid_keras.losses import loss_for
+
+        return loss_for(self.config.model.output)
+
+    def metrics(self) -> list:
+        from sid_keras.metrics import PSNR, SSIM
+
+        return [PSNR(display=self.display), SSIM(display=self.display)]
+
+    def build_model(self, channels: int = 4, scale: int = 2):
+        """The configured model, compiled with Adam, the loss and PSNR/SSIM (two optimizers for GANs)."""
+        import keras
+
+        from sid_keras.models import build_model
+
+        t = self.config.train
+        keras.utils.set_random_seed(t.seed)  # the same initial weights on every worker and every run
+        model = build_model(self.config.model.name, **self.model_args(channels, scale))
+        optimizer = keras.optimizers.Adam(t.learning_rate)
+        if self.is_gan:
+            model.compile(optimizer=optimizer, d_optimizer=keras.optimizers.Adam(t.d_learning_rate),
+                          metrics=self.metrics())
+        else:
+            model.compile(optimizer=optimizer, loss=self.loss(), metrics=self.metrics())
+        return model
+
+    def learning_rate(self, epoch: int, base: float | None = None) -> float:
+        """Learning rate of a (0-based) epoch: the paper's step decay or SID's halfway drop."""
+        t = self.config.train
+        base = t.learning_rate if base is None else base
+        if t.schedule == "sid":
+            return base * (SID_DECAY_FACTOR if epoch >= t.epochs // 2 else 1.0)
+        return base * t.gamma ** (epoch // t.step_epochs)
+
+    def init_weights(self, model) -> None:
+        """Start from ``train.init_from`` (a .keras file of the same architecture), if set."""
+        import keras
+
+        from sid_keras.models import inference_model
+
+        path = self.config.train.init_from
+        if not path:
+            return
+        if not os.path.isfile(path):
+            raise SidError(f"[train] init_from = {path!r}: no such file")
+        source = inference_model(keras.models.load_model(path))
+        target = inference_model(model)
+        if type(source) is not type(target) or _comparable(source.get_config()) != _comparable(target.get_config()):
+            raise SidError(f"{path}: a {type(source).__name__} {_comparable(source.get_config())}, not the "
+                           f"configured {type(target).__name__} {_comparable(target.get_config())}")
+        target.set_weights(source.get_weights())
+
+    # -- run -----------------------------------------------------------------------------------
+    def checkpoint(self, log=print):
+        from sid_keras.callbacks import Checkpoint
+
+        return Checkpoint(self.out / "checkpoint", log=log)
+
+    def schedule(self):
+        """The callback that sets (and logs) each epoch's learning rate(s)."""
+        from sid_keras.callbacks import StepSchedule
+
+        t = self.config.train
+        return StepSchedule(self.learning_rate, d_base=t.d_learning_rate)
+
+    def callbacks(self, data: Data, checkpoint) -> list:
+        """The callbacks of a ``fit`` run: schedule, checkpoint, best model, CSV, TensorBoard, images."""
+        import keras
+
+        from sid_keras.callbacks import KeepBest, ValidationImages
+
+        t = self.config.train
+        return [
+            self.schedule(),
+            checkpoint,
+            KeepBest(self.out / "best.keras", monitor="val_psnr"),
+            keras.callbacks.CSVLogger(str(self.out / "log.csv"), append=True),
+            keras.callbacks.TensorBoard(str(self.out / "tensorboard"), write_graph=False),
+            ValidationImages(self.out / "tensorboard" / "images", data.val, t.val_every, t.log_images),
+        ]
+
+    def check_run_dir(self) -> None:
+        """Refuse to resume a run of another architecture in the same folder."""
+        saved = self.out / "config.json"
+        if not saved.exists():
+            return
+        previous = json.loads(saved.read_text()).get("model", {})
+        if previous != dataclasses.asdict(self.config.model):
+            raise SidError(f"{self.out} holds a run of model {previous.get('name')!r} with args "
+                           f"{previous.get('args')}; resume it with the same model or choose another "
+                           "train.out_dir")
 
 
 def _comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("name", "trainable")}
-
-
-def _check_run_dir(out: pathlib.Path, config: Config) -> None:
-    """Refuse to resume a run of another architecture in the same folder."""
-    saved = out / "config.json"
-    if not saved.exists():
-        return
-    previous = json.loads(saved.read_text()).get("model", {})
-    if previous != dataclasses.asdict(config.model):
-        raise SidError(f"{out} holds a run of model {previous.get('name')!r} with args "
-                       f"{previous.get('args')}; resume it with the same model or choose another "
-                       "train.out_dir")
-
-
-def _init_weights(model, path: str) -> None:
-    import keras
-
-    from sid_keras.models import inference_model
-
-    if not os.path.isfile(path):
-        raise SidError(f"[train] init_from = {path!r}: no such file")
-    source = inference_model(keras.models.load_model(path))
-    target = inference_model(model)
-    if type(source) is not type(target) or _comparable(source.get_config()) != _comparable(target.get_config()):
-        raise SidError(f"{path}: a {type(source).__name__} {_comparable(source.get_config())}, not the "
-                       f"configured {type(target).__name__} {_comparable(target.get_config())}")
-    target.set_weights(source.get_weights())
 
 
 def pick_strategy():
@@ -180,44 +262,27 @@ def pick_strategy():
 
 
 def train(config: Config, *, verbose: int | str = "auto", progress: bool = False, log=print):
-    """Run (or resume) the configured training; returns the Keras History.
+    """Run (or resume) the configured training through ``fit``; returns the Keras History.
 
     Everything that can fail on a bad config or dataset (the data, the model, ``init_from``, the
     checkpoint to resume) is checked before the run folder is written to, and the folder is
     locked against a second process, so a failed start never locks or corrupts a run.
     """
-    import keras
-
-    from sid_keras.callbacks import Checkpoint, KeepBest, StepSchedule, ValidationImages
-
-    out = pathlib.Path(config.train.out_dir)
-    with run_folder_lock(out):
-        _check_run_dir(out, config)
-        keras.utils.set_random_seed(config.train.seed)
-        if config.train.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
-        strategy = pick_strategy()
-        datasets = load_datasets(config, progress=progress)
-        checkpoint = Checkpoint(out / "checkpoint", log=log)
-        with strategy.scope():
-            model = build_and_compile(config, datasets.channels, datasets.scale)
-            if config.train.init_from:
-                _init_weights(model, config.train.init_from)
+    task = Task(config)
+    with run_folder_lock(task.out):
+        task.check_run_dir()
+        data = task.data(progress=progress)
+        checkpoint = task.checkpoint(log)
+        with pick_strategy().scope():
+            model = task.build_model(data.channels, data.scale)
+            task.init_weights(model)
             initial_epoch = checkpoint.restore(model)
-        config.write(out / "config.json")
-        callbacks = [
-            StepSchedule(config.train),
-            checkpoint,
-            KeepBest(out / "best.keras", monitor="val_psnr"),
-            keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
-            keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
-            ValidationImages(out / "tensorboard" / "images", datasets.val, config.train.val_every,
-                             config.train.log_images),
-        ]
-        history = model.fit(datasets.train, epochs=config.train.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=datasets.steps_per_epoch, validation_data=datasets.val,
-                            validation_freq=config.train.val_every, callbacks=callbacks, verbose=verbose)
-        save_model_atomic(model, out / "final.keras")
+        config.write(task.out / "config.json")
+        history = model.fit(task.train_dataset(data, epoch=initial_epoch), epochs=config.train.epochs,
+                            initial_epoch=initial_epoch, steps_per_epoch=task.steps_per_epoch(data),
+                            validation_data=data.val, validation_freq=config.train.val_every,
+                            callbacks=task.callbacks(data, checkpoint), verbose=verbose)
+        save_model_atomic(model, task.out / "final.keras")
     return history
 
 

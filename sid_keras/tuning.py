@@ -128,26 +128,9 @@ def trial_config(base: dict, values: dict) -> Config:
     return config_from_dict(raw)
 
 
-def make_hypermodel(job: SearchJob, channels: int, scale: int):
+def make_tuner(job: SearchJob, hypermodel):
     import keras_tuner as kt
 
-    from sid_keras.training import build_and_compile
-
-    class SidHyperModel(kt.HyperModel):
-        """Hyperparameters -> the same builder and compile recipe as `sid-keras train`."""
-
-        def build(self, hp):
-            config = trial_config(job.base, define_space(hp, job.space))
-            return build_and_compile(config, channels, scale)
-
-    return SidHyperModel()
-
-
-def make_tuner(job: SearchJob, hypermodel):
-    try:
-        import keras_tuner as kt
-    except ImportError:
-        raise SidError("hyperparameter search needs keras-tuner: pip install 'sid-keras[tuning]'") from None
     objective = kt.Objective(OBJECTIVE, direction="max")
     common = dict(objective=objective, directory=job.job.directory, project_name=job.job.project_name,
                   overwrite=False, seed=job.job.seed, executions_per_trial=job.job.executions_per_trial)
@@ -168,15 +151,20 @@ def run_search(job: SearchJob, *, verbose: int = 1) -> dict:
     In a distributed search the chief holds the oracle and writes the results; workers return
     once the oracle has no trial left for them.
     """
-    from sid_keras.training import load_datasets
+    from sid_keras.training import Task
 
-    base = config_from_dict(copy.deepcopy(job.base))
-    datasets = load_datasets(base)
-    tuner = make_tuner(job, make_hypermodel(job, datasets.channels, datasets.scale))
-    fit_kwargs = dict(steps_per_epoch=datasets.steps_per_epoch, validation_data=datasets.val, verbose=verbose)
+    try:
+        from sid_keras.hypermodel import SidHyperModel
+    except ImportError:
+        raise SidError("hyperparameter search needs keras-tuner: pip install 'sid-keras[tuning]'") from None
+    task = Task(config_from_dict(copy.deepcopy(job.base)))
+    data = task.data()
+    hypermodel = SidHyperModel(lambda hp: trial_config(job.base, define_space(hp, job.space)), data.channels, data.scale)
+    tuner = make_tuner(job, hypermodel)
+    fit_kwargs = dict(steps_per_epoch=task.steps_per_epoch(data), validation_data=data.val, verbose=verbose)
     if job.job.tuner != "hyperband":
         fit_kwargs["epochs"] = job.job.epochs
-    tuner.search(datasets.train, **fit_kwargs)
+    tuner.search(task.train_dataset(data), **fit_kwargs)
     if is_distributed_worker():
         worker = os.environ["KERASTUNER_TUNER_ID"]
         return {"table": f"worker {worker}: no trials left", "best_config": "(written by the chief)"}

@@ -186,25 +186,41 @@ def test_training_killed_mid_epoch_resumes_where_it_stopped(mini_dataset, tmp_pa
     assert f"Epoch {done + 1}/{epochs}" in second.stdout and "Epoch 1/" not in second.stdout
     import keras
 
+    import sid_keras.models  # noqa: F401  (registers the classes of the saved model)
+
     final = keras.models.load_model(out / "final.keras")
     assert int(final.optimizer.iterations) == epochs * steps  # weights and optimizer state resumed
+    # the same command never interrupted: the same weights, since the data stream resumed exactly
+    whole = tmp_path / "whole"
+    uninterrupted = [a.replace(str(out), str(whole)) for a in command]
+    assert subprocess.run(uninterrupted, capture_output=True, env=env, timeout=300).returncode == 0
+    reference = keras.models.load_model(whole / "final.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(reference.get_weights(), final.get_weights()))
 
 
-@pytest.mark.slow
-def test_two_workers_on_loopback_hold_the_same_weights(mini_dataset, tmp_path):
-    import pathlib
+def _free_ports(count: int) -> str:
     import socket
 
-    sockets = [socket.socket() for _ in range(2)]
+    sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
         s.bind(("127.0.0.1", 0))
     ports = ",".join(str(s.getsockname()[1]) for s in sockets)
     for s in sockets:
         s.close()
+    return ports
+
+
+def _start_workers(root, out, epochs: int, steps: int) -> list:
+    import pathlib
+
     script = pathlib.Path(__file__).with_name("multiworker_job.py")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), ports, str(mini_dataset), str(tmp_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for i in range(2)]
+    ports = _free_ports(2)
+    return [subprocess.Popen([sys.executable, str(script), str(i), ports, str(root), str(out), str(epochs), str(steps)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for i in range(2)]
+
+
+def _finish(procs) -> None:
     try:
         outputs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
@@ -212,19 +228,46 @@ def test_two_workers_on_loopback_hold_the_same_weights(mini_dataset, tmp_path):
             p.kill()
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-2000:]
-    a, b = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_hold_the_same_weights_and_resume_exactly(mini_dataset, tmp_path):
+    epochs, steps = 4, 3
+    whole = tmp_path / "whole"
+    _finish(_start_workers(mini_dataset, whole, epochs, steps))
+    a, b = np.load(whole / "weights0.npz"), np.load(whole / "weights1.npz")
     assert a.files and all(np.array_equal(a[k], b[k]) for k in a.files)
-    assert int(np.load(tmp_path / "steps0.npy")) == int(np.load(tmp_path / "steps1.npy")) == 2 * 3  # trained
-    assert (tmp_path / "final.keras").exists()  # written by the chief
+    assert int(np.load(whole / "steps0.npy")) == int(np.load(whole / "steps1.npy")) == epochs * steps  # trained
+    assert (whole / "final.keras").exists() and (whole / "best.keras").exists()  # written by the chief
+    # the same run killed with SIGKILL after its first checkpoint, then started again
+    killed = tmp_path / "killed"
+    procs = _start_workers(mini_dataset, killed, epochs, steps)
+    record = killed / "checkpoint" / "latest.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (record.exists() and json.loads(record.read_text() or "{}").get("epoch")):
+        time.sleep(0.02)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    done = json.loads(record.read_text())["epoch"]
+    assert 1 <= done < epochs, "the run ended before it could be killed"
+    _finish(_start_workers(mini_dataset, killed, epochs, steps))
+    resumed = np.load(killed / "weights0.npz")
+    assert all(np.array_equal(a[k], resumed[k]) for k in a.files)  # identical to the uninterrupted run
+    assert int(np.load(killed / "steps0.npy")) == epochs * steps
 
 
 def test_mixed_precision_training_runs(mini_dataset, tmp_path):
-    """In a subprocess: the mixed_float16 policy is global to a process."""
+    """In process: the mixed_float16 policy belongs to the model, not to the process."""
+    import keras
+
     out = tmp_path / "mixed"
     args = _train_args(mini_dataset, out, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3",
                        "--set", "train.mixed_precision=true")
-    run = subprocess.run([sys.executable, "-m", "sid_keras.cli", *args], capture_output=True, text=True,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert main(args) == 0
+    assert keras.config.dtype_policy().name == "float32"
     config = json.loads((out / "config.json").read_text())
-    assert config["train"]["mixed_precision"] is True and (out / "final.keras").exists()
+    assert config["train"]["mixed_precision"] is True
+    from sid_keras.inference import load_model
+
+    assert load_model(out / "final.keras").get_config()["dtype"] == "mixed_float16"

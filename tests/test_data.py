@@ -7,7 +7,7 @@ from conftest import shared_file
 
 from sid_keras import raw
 from sid_keras.data import MISALIGNED_SCENES, PackedCache, build_cache, frame_dataset, read_sid_list, training_dataset
-from sid_keras.data.cache import UINT16_SCALE
+from sid_keras.render import UINT16_SCALE
 from sid_keras.errors import SidError
 from sid_keras.synthetic import synthesize
 

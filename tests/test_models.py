@@ -183,3 +183,35 @@ def test_gan_resume_restores_both_optimizers(tmp_path):
     assert start == 2
     resumed.fit(x, y, batch_size=4, epochs=3, initial_epoch=start, verbose=0, callbacks=[checkpoint])
     assert int(resumed.optimizer.iterations.numpy()) == int(resumed.d_optimizer.iterations.numpy()) == 6
+
+
+def test_precision_is_held_by_the_model_and_saved_with_it(tmp_path):
+    """keras-hub's way: the dtype policy is a constructor argument in the config, not process state."""
+    from sid_keras.config import load_config
+    from sid_keras.training import Task
+
+    before = keras.config.dtype_policy().name
+    model = Task(load_config("synthetic", ["train.mixed_precision=true", "model.args={width=4, depth=2}"])).build_model()
+    assert keras.config.dtype_policy().name == before == "float32"  # nothing process-wide changed
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert {layer.compute_dtype for layer in convs} == {"float16"}
+    assert {v.dtype for v in model.trainable_variables} == {"float32"}  # master weights stay float32
+    assert model.get_config()["dtype"] == "mixed_float16"
+    model.save(tmp_path / "mixed.keras")
+    loaded = keras.models.load_model(tmp_path / "mixed.keras")
+    assert {layer.compute_dtype for layer in loaded.layers if isinstance(layer, keras.layers.Conv2D)} == {"float16"}
+    x = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 4)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x), np.float32), np.asarray(model(x), np.float32), atol=1e-3)
+    plain = build_model("unet", width=4, depth=2)
+    assert "dtype" not in plain.get_config() and plain.layers[2].compute_dtype == "float32"
+
+
+def test_gan_noise_is_seeded_by_the_training_config():
+    from sid_keras.config import load_config
+    from sid_keras.training import Task
+
+    config = load_config("synthetic", ["model.name='vae_gan'", "train.seed=7", "model.args={width=4, depth=2, "
+                                       "discriminator_width=4, discriminator_depth=2}"])
+    gan = Task(config).build_model()
+    assert gan.get_config()["seed"] == 7
+    assert gan.generator.get_layer("latent_sample").get_config()["seed"] == 7

@@ -116,3 +116,15 @@ def test_gan_search_with_adversarial_weight(tiny_root, tmp_path):
     assert main(args) == 0
     config = load_config(str(tmp_path / "synthetic_quick" / "best_config.toml"))
     assert config.model.name == "unet_gan" and config.model.args["adversarial_weight"] in (0.01, 0.1)
+
+
+def test_a_trial_trains_with_the_recipe_schedule(tiny_root, tmp_path):
+    """Each trial fits the training recipe's Task: its learning rate follows the step schedule."""
+    import json
+
+    args = _args(tiny_root, tmp_path, 1) + ["--set", "job.epochs=3", "--set", "space.learning_rate=0.001",
+                                            "--set", "train.step_epochs=1", "--set", "train.gamma=0.5"]
+    assert main(args) == 0
+    trial = json.loads(next((tmp_path / "synthetic_quick").glob("trial_*/trial.json")).read_text())
+    last = max(trial["metrics"]["metrics"]["learning_rate"]["observations"], key=lambda o: o["step"])
+    assert last["value"][0] == pytest.approx(1e-3 * 0.5**2)  # the third epoch: halved twice

@@ -27,9 +27,9 @@ from sid_keras import raw
 from sid_keras.data.lists import SidPair
 from sid_keras.errors import SidError
 from sid_keras.io import atomic_path, save_npy_atomic
+from sid_keras.render import UINT16_SCALE
 
 CACHE_VERSION = 2  # bump when the stored layout changes (2: white-balance gains in the metadata)
-UINT16_SCALE = 65535.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pathlib
 import re
 from typing import Iterable
 
+from sid_keras import raw
 from sid_keras.errors import SidError
 
 # Scenes whose short and long exposures are misaligned in the SID Sony test set; the usual
@@ -31,6 +32,17 @@ class SidPair:
     aperture: str | None = None
     scene: int | None = None
     burst: int | None = None
+
+    def read(self, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP):
+        """(short frame, long frame, exposure ratio): the one way a pair is read for use.
+
+        The ratio is SID's ``min(long / short, cap)`` from the files' exposure times, else from
+        SID-style names.
+        """
+        short, long = raw.read_raw(self.short), raw.read_raw(self.long)
+        ratio = raw.exposure_ratio(str(self.short), str(self.long), short_exposure=short.exposure_time,
+                                   long_exposure=long.exposure_time, cap=ratio_cap)
+        return short, long, ratio
 
 
 def _scene_and_burst(path: pathlib.Path) -> tuple[int | None, int | None]:

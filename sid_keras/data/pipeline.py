@@ -1,21 +1,46 @@
 """tf.data pipelines: real pairs from the packed cache, and pairs synthesised on the fly.
 
-Real pairs: one random aligned crop per pair per epoch (SID's recipe), the same random flips and
-transpose on input and target, amplified by the pair's exposure ratio and clipped at 1, shuffled,
-batched and prefetched. Every random choice comes from stateless ops seeded by ``(seed, element,
-replica)``, so the same seed gives the same batches. :func:`distributed_dataset_fn` gives the
-per-replica function ``strategy.distribute_datasets_from_function`` calls. Synthetic pairs
-(:func:`synthetic_dataset`) come from clean photos with a new camera and noise at every step.
+Training data is a stream of elements in which element ``i`` is a pure function of ``(seed, i)``:
+which pair or photo (every pass over the items visits each once, in a fresh stateless shuffle),
+the crop, the flips and, for synthetic pairs, the camera, light and noise. The same seed gives
+the same batches; a resumed run starts the stream at the element it had reached and sees exactly
+the batches an uninterrupted run would have; input pipelines of tf.distribute take interleaved
+shares (:func:`distributed_dataset_fn`). A :class:`Source` draws one kind of pair: real pairs
+(:func:`pair_source`: SID's aligned random crop, amplified, the same flips and transpose on
+input and target) or synthetic ones (:func:`synthetic_source`); :func:`stream` mixes sources.
+Validation reads whole frames (:func:`frame_dataset`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
 
-from sid_keras.data.cache import UINT16_SCALE, CachedPair
+from sid_keras.data.cache import CachedPair
 from sid_keras.errors import SidError
+from sid_keras.render import UINT16_SCALE
+
+ENDLESS = 2**62  # training streams do not end; fit's steps_per_epoch cuts them into epochs
+# Scene brightness of synthetic long exposures, relative to the linearised photo: log-uniform, so
+# some long exposures are dim and some clip their highlights as a sensor does.
+EXPOSURE_RANGE = (0.4, 1.6)
+DEFAULT_RATIO_RANGE = (1.0, 300.0)
+# space_to_depth(2) of an RGB image orders each 2x2 block as (row, col, colour); SID's packed
+# Bayer channels R(0,0), G(0,1), B(1,1), G(1,0) sit at these indices.
+BAYER_FROM_RGB_BLOCKS = [0, 4, 11, 7]
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Training pairs by element index: ``sample(i) -> (input, target)`` in TensorFlow, drawn
+    from ``items`` pairs or photos, packed with ``channels`` and upscaled by ``scale``."""
+
+    sample: Callable
+    items: int
+    channels: int
+    scale: int
 
 
 def _check_entries(entries: Sequence[CachedPair]) -> None:
@@ -32,23 +57,23 @@ def _load(entries: Sequence[CachedPair]):
     return arrays, shapes
 
 
-def training_dataset(
-    entries: Sequence[CachedPair],
-    *,
-    patch_size: int,
-    batch_size: int | None,
-    seed: int = 0,
-    augment: bool = True,
-    repeat: bool = True,
-    input_context=None,
-):
-    """Batches of (amplified packed patch, reference patch), float32 in [0, 1].
+def _item(i, items: int, seed: int):
+    """The item of element ``i``: every pass over the items visits each once, in a new order."""
+    import tensorflow as tf
 
-    Args:
-        patch_size: side of the packed input crop; the target is ``patch_size * scale``.
-        batch_size: per-replica batch size (None: unbatched elements).
-        input_context: a ``tf.distribute.InputContext`` to shard by input pipeline.
-    """
+    order_seed = tf.stack([tf.constant(seed, tf.int64), i // items])
+    return tf.random.experimental.index_shuffle(i % items, order_seed, tf.constant(items - 1, tf.int64))
+
+
+def _element_seeds(i, seed: int, count: int):
+    import tensorflow as tf
+
+    return tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), i]), count)
+
+
+def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0, augment: bool = True) -> Source:
+    """Aligned random crops of cached real pairs, amplified (and white-balanced for linear
+    targets) and clipped at 1, with the same flips and transpose on input and target."""
     import tensorflow as tf
 
     _check_entries(entries)
@@ -60,7 +85,6 @@ def training_dataset(
     channels, scale = entries[0].channels, entries[0].scale
     factors = tf.constant(_input_factors(entries), tf.float32)
     heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
-    replica = input_context.input_pipeline_id if input_context else 0
 
     def crop(index, top, left):
         short, long = arrays[int(index)]
@@ -68,9 +92,10 @@ def training_dataset(
         y = long[top * scale : (top + patch_size) * scale, left * scale : (left + patch_size) * scale]
         return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
-    def sample(step, index):
-        rng_seed = tf.stack([tf.cast(seed, tf.int64) * 1000 + replica, step])
-        u = tf.random.stateless_uniform([2], rng_seed, dtype=tf.float32)
+    def sample(i):
+        index = _item(i, len(entries), seed)
+        seeds = _element_seeds(i, seed, 2)
+        u = tf.random.stateless_uniform([2], seeds[0], dtype=tf.float32)
         top = tf.cast(u[0] * tf.cast(heights[index] - patch_size + 1, tf.float32), tf.int64)
         left = tf.cast(u[1] * tf.cast(widths[index] - patch_size + 1, tf.float32), tf.int64)
         x, y = tf.numpy_function(crop, [index, top, left], [tf.uint16, tf.uint16], stateful=False)
@@ -79,27 +104,134 @@ def training_dataset(
         x = tf.minimum(tf.cast(x, tf.float32) * (factors[index] / UINT16_SCALE), 1.0)
         y = tf.cast(y, tf.float32) / UINT16_SCALE
         if augment:
-            flips = tf.random.stateless_uniform([3], rng_seed + 1) < 0.5
-            x, y = _augment(x, y, flips)
+            x, y = _augment(x, y, tf.random.stateless_uniform([3], seeds[1]) < 0.5)
         return x, y
 
-    ds = tf.data.Dataset.range(len(entries))
-    if input_context is not None:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _batched(ds, batch_size, repeat)
+    return Source(sample, len(entries), channels, scale)
 
 
-def _batched(ds, batch_size: int | None, repeat: bool):
-    """Batched and prefetched; ``batch_size=None`` leaves single elements, for mixing sources."""
+def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, profile=None,
+                     ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE) -> Source:
+    """Training pairs made on the fly from clean photos: new camera, light and noise every step.
+
+    Each element crops a ``2 * patch_size`` square of a linearised photo
+    (:func:`sid_keras.data.cache.cache_photos`), flips it, and draws: a colour response
+    (:data:`sid_keras.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
+    gains), an exposure ratio (log-uniform in ``ratio_range``) and a virtual camera of ``profile``
+    (:mod:`sid_keras.noise`, default the virtual family). The target is the clean scene in
+    white-balanced camera RGB, clipped at white as LibRaw clips it (before any mosaicking, so it
+    carries no demosaicking error); the input is the noisy short exposure, packed, amplified,
+    white-balanced and clipped, as :func:`sid_keras.raw.network_input` makes it from a file.
+    Inputs are (p, p, 4), targets (2p, 2p, 3), float32.
+    """
     import tensorflow as tf
 
+    from sid_keras import noise, synthetic
+
+    profile = profile or noise.VIRTUAL
+    if not photos:
+        raise SidError("no photos to synthesise training pairs from (data.photos)")
+    arrays = [np.load(p, mmap_mode="r") for p in photos]
+    side = 2 * patch_size
+    shapes = np.array([a.shape[:2] for a in arrays], np.int64)
+    small = [p for p, s in zip(photos, shapes) if min(s) < side]
+    if small:
+        raise SidError(f"data.patch_size = {patch_size} needs photos of at least {side} pixels a side; "
+                       f"{len(small)} are smaller (e.g. {small[0]}): lower data.patch_size")
+    matrices = tf.constant(np.stack([synthetic.rgb_to_camera_matrix(m) for m in synthetic.TRAINING_CAMERAS.values()]),
+                           tf.float32)
+    heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
+    log_ratio = (float(np.log(ratio_range[0])), float(np.log(ratio_range[1])))
+
+    def crop(index, top, left):
+        return np.ascontiguousarray(arrays[int(index)][top : top + side, left : left + side])
+
+    def log_uniform(seed_, bounds):
+        return tf.exp(tf.random.stateless_uniform([], seed_, float(np.log(bounds[0])), float(np.log(bounds[1]))))
+
+    def sample(i):
+        index = _item(i, len(photos), seed)
+        seeds = _element_seeds(i, seed, 9)
+        u = tf.random.stateless_uniform([2], seeds[0])
+        top = tf.cast(u[0] * tf.cast(heights[index] - side + 1, tf.float32), tf.int64)
+        left = tf.cast(u[1] * tf.cast(widths[index] - side + 1, tf.float32), tf.int64)
+        rgb = tf.numpy_function(crop, [index, top, left], tf.uint16, stateful=False)
+        rgb = tf.reshape(tf.cast(rgb, tf.float32) / UINT16_SCALE, [side, side, 3])
+        rgb, _ = _augment(rgb, rgb, tf.random.stateless_uniform([3], seeds[1]) < 0.5)
+        which = tf.random.stateless_uniform([], seeds[2], 0, len(synthetic.TRAINING_CAMERAS), dtype=tf.int32)
+        scene = tf.maximum(tf.linalg.matvec(matrices[which], rgb), 0.0) * log_uniform(seeds[3], EXPOSURE_RANGE)
+        gains = tf.stack([log_uniform(seeds[4], synthetic.RED_GAIN_RANGE), 1.0,
+                          log_uniform(seeds[5], synthetic.BLUE_GAIN_RANGE), 1.0])
+        ratio = tf.exp(tf.random.stateless_uniform([], seeds[6], *log_ratio))
+        camera = noise.sample_camera(profile, seeds[7])
+        packed = tf.gather(tf.nn.space_to_depth(scene[None], 2)[0], BAYER_FROM_RGB_BLOCKS, axis=-1)
+        short = noise.noisy_short_exposure(packed / gains, ratio, camera, seeds[8])
+        x = tf.minimum(short * ratio * gains, 1.0)
+        x.set_shape([patch_size, patch_size, 4])
+        return x, tf.minimum(scene, 1.0)
+
+    return Source(sample, len(photos), 4, 2)
+
+
+def stream(sources: Sequence[Source], *, batch_size: int | None, weights: Sequence[float] | None = None,
+           seed: int = 0, start: int = 0, input_context=None):
+    """The training stream: element ``i`` comes from source ``k`` with probability ``weights[k]``.
+
+    ``start``: the first element (a resumed run's position); ``input_context`` gives each input
+    pipeline of tf.distribute the elements ``i`` with ``i % pipelines == its id``.
+    ``batch_size=None`` leaves single elements.
+    """
+    import tensorflow as tf
+
+    if len({(s.channels, s.scale) for s in sources}) > 1:
+        raise SidError("the training data mixes CFA layouts (Bayer and X-Trans); train them apart")
+    weights = list(weights) if weights is not None else [1.0] * len(sources)
+    bounds = tf.constant(np.cumsum(weights)[:-1] / np.sum(weights), tf.float32)
+
+    def element(i):
+        if len(sources) == 1:
+            return sources[0].sample(i)
+        u = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64) + 7919, i]))
+        which = tf.reduce_sum(tf.cast(u >= bounds, tf.int32))
+        return tf.switch_case(which, [lambda s=s: s.sample(i) for s in sources])
+
+    ds = tf.data.Dataset.range(start, ENDLESS)
+    if input_context is not None:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if batch_size is None:
         return ds
-    return ds.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def training_dataset(entries: Sequence[CachedPair], *, patch_size: int, batch_size: int | None, seed: int = 0,
+                     augment: bool = True, start: int = 0):
+    """Batches of (amplified packed patch, reference patch) of real pairs, float32 in [0, 1]."""
+    source = pair_source(entries, patch_size=patch_size, seed=seed, augment=augment)
+    return stream([source], batch_size=batch_size, seed=seed, start=start)
+
+
+def synthetic_dataset(photos: Sequence[str], *, patch_size: int, batch_size: int | None, seed: int = 0,
+                      profile=None, ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE, start: int = 0):
+    """Batches of pairs synthesised on the fly from clean photos (:func:`synthetic_source`)."""
+    source = synthetic_source(photos, patch_size=patch_size, seed=seed, profile=profile, ratio_range=ratio_range)
+    return stream([source], batch_size=batch_size, seed=seed, start=start)
+
+
+def distributed_dataset_fn(sources: Sequence[Source], *, global_batch_size: int, weights=None, seed: int = 0,
+                           start: int = 0) -> Callable:
+    """A ``dataset_fn(input_context)`` for ``strategy.distribute_datasets_from_function``.
+
+    Each input pipeline reads its own share of the stream with a per-replica batch of
+    ``global_batch_size / num_replicas_in_sync``; ``start`` is the first global element.
+    """
+
+    def dataset_fn(input_context):
+        per_replica = input_context.get_per_replica_batch_size(global_batch_size)
+        return stream(sources, batch_size=per_replica, weights=weights, seed=seed, start=start,
+                      input_context=input_context)
+
+    return dataset_fn
 
 
 def _input_factors(entries: Sequence[CachedPair]) -> np.ndarray:
@@ -150,111 +282,3 @@ def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side:
     ds = tf.data.Dataset.from_generator(frames, output_signature=spec)
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(entries)))  # Keras then knows its end
     return ds.batch(1).prefetch(2)
-
-
-def distributed_dataset_fn(entries: Sequence[CachedPair], *, patch_size: int, global_batch_size: int,
-                           seed: int = 0) -> Callable:
-    """A ``dataset_fn(input_context)`` for ``strategy.distribute_datasets_from_function``.
-
-    Each input pipeline reads its own shard with a per-replica batch of
-    ``global_batch_size / num_replicas_in_sync``.
-    """
-
-    def dataset_fn(input_context):
-        per_replica = input_context.get_per_replica_batch_size(global_batch_size)
-        return training_dataset(entries, patch_size=patch_size, batch_size=per_replica, seed=seed,
-                                input_context=input_context)
-
-    return dataset_fn
-
-
-# Scene brightness of synthetic long exposures, relative to the linearised photo: log-uniform, so
-# some long exposures are dim and some clip their highlights as a sensor does.
-EXPOSURE_RANGE = (0.4, 1.6)
-DEFAULT_RATIO_RANGE = (1.0, 300.0)
-
-
-def synthetic_dataset(
-    photos: Sequence[str],
-    *,
-    patch_size: int,
-    batch_size: int | None,
-    seed: int = 0,
-    profile=None,
-    ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE,
-    repeat: bool = True,
-    input_context=None,
-):
-    """Training pairs made on the fly from clean photos: new camera, light and noise every step.
-
-    Each element crops a ``2 * patch_size`` square of a linearised photo
-    (:func:`sid_keras.data.cache.cache_photos`), flips it, and draws: a colour response
-    (:data:`sid_keras.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
-    gains), an exposure ratio (log-uniform in ``ratio_range``) and a virtual camera of ``profile``
-    (:mod:`sid_keras.noise`, default the virtual family). The target is the clean scene in
-    white-balanced camera RGB, clipped at white as LibRaw clips it (before any mosaicking, so it
-    carries no demosaicking error); the input is the noisy short exposure, packed, amplified,
-    white-balanced and clipped, as :func:`sid_keras.raw.network_input` makes it from a file.
-
-    Returns batches of (input (p, p, 4), target (2p, 2p, 3)), float32.
-    """
-    import tensorflow as tf
-
-    from sid_keras import noise, synthetic
-
-    profile = profile or noise.VIRTUAL
-    if not photos:
-        raise SidError("no photos to synthesise training pairs from (data.photos)")
-    arrays = [np.load(p, mmap_mode="r") for p in photos]
-    side = 2 * patch_size
-    shapes = np.array([a.shape[:2] for a in arrays], np.int64)
-    small = [p for p, s in zip(photos, shapes) if min(s) < side]
-    if small:
-        raise SidError(f"data.patch_size = {patch_size} needs photos of at least {side} pixels a side; "
-                       f"{len(small)} are smaller (e.g. {small[0]}): lower data.patch_size")
-    matrices = tf.constant(np.stack([synthetic.rgb_to_camera_matrix(m) for m in synthetic.TRAINING_CAMERAS.values()]),
-                           tf.float32)
-    heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
-    replica = input_context.input_pipeline_id if input_context else 0
-    log_ratio = (float(np.log(ratio_range[0])), float(np.log(ratio_range[1])))
-
-    def crop(index, top, left):
-        return np.ascontiguousarray(arrays[int(index)][top : top + side, left : left + side])
-
-    def log_uniform(seed_, bounds):
-        return tf.exp(tf.random.stateless_uniform([], seed_, float(np.log(bounds[0])), float(np.log(bounds[1]))))
-
-    def sample(step, index):
-        seeds = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64) * 1000 + replica, step]), 9)
-        u = tf.random.stateless_uniform([2], seeds[0])
-        top = tf.cast(u[0] * tf.cast(heights[index] - side + 1, tf.float32), tf.int64)
-        left = tf.cast(u[1] * tf.cast(widths[index] - side + 1, tf.float32), tf.int64)
-        rgb = tf.numpy_function(crop, [index, top, left], tf.uint16, stateful=False)
-        rgb = tf.reshape(tf.cast(rgb, tf.float32) / UINT16_SCALE, [side, side, 3])
-        flips = tf.random.stateless_uniform([3], seeds[1]) < 0.5
-        rgb, _ = _augment(rgb, rgb, flips)
-        which = tf.random.stateless_uniform([], seeds[2], 0, len(synthetic.TRAINING_CAMERAS), dtype=tf.int32)
-        scene = tf.maximum(tf.linalg.matvec(matrices[which], rgb), 0.0) * log_uniform(seeds[3], EXPOSURE_RANGE)
-        gains = tf.stack([log_uniform(seeds[4], synthetic.RED_GAIN_RANGE), 1.0,
-                          log_uniform(seeds[5], synthetic.BLUE_GAIN_RANGE), 1.0])
-        ratio = tf.exp(tf.random.stateless_uniform([], seeds[6], *log_ratio))
-        camera = noise.sample_camera(profile, seeds[7])
-        packed = tf.gather(tf.nn.space_to_depth(scene[None], 2)[0], BAYER_FROM_RGB_BLOCKS, axis=-1)
-        short = noise.noisy_short_exposure(packed / gains, ratio, camera, seeds[8])
-        x = tf.minimum(short * ratio * gains, 1.0)
-        x.set_shape([patch_size, patch_size, 4])
-        return x, tf.minimum(scene, 1.0)
-
-    ds = tf.data.Dataset.range(len(photos))
-    if input_context is not None:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    ds = ds.shuffle(len(photos), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _batched(ds, batch_size, repeat)
-
-
-# space_to_depth(2) of an RGB image orders each 2x2 block as (row, col, colour); SID's packed
-# Bayer channels R(0,0), G(0,1), B(1,1), G(1,0) sit at these indices.
-BAYER_FROM_RGB_BLOCKS = [0, 4, 11, 7]

@@ -13,6 +13,7 @@ from typing import Callable
 
 import keras
 
+from sid_keras import losses, metrics  # noqa: F401  (registers every class a compiled .keras file holds)
 from sid_keras.errors import SidError
 from sid_keras.models.double_unet import DoubleUNet
 from sid_keras.models.gan import UNetDiscriminator, UNetGAN
@@ -83,26 +84,28 @@ def _fast_unet(**kwargs):
     return FastUNet(**kwargs)
 
 
-def _gan(generator: keras.Model, discriminator_width: int, discriminator_depth: int,
-         adversarial_weight: float, cutmix_probability: float) -> UNetGAN:
-    return UNetGAN(generator, UNetDiscriminator(width=discriminator_width, depth=discriminator_depth),
-                   adversarial_weight=adversarial_weight, cutmix_probability=cutmix_probability)
+def _gan(generator: keras.Model, discriminator_width: int, discriminator_depth: int, adversarial_weight: float,
+         cutmix_probability: float, seed: int, dtype: str | None) -> UNetGAN:
+    discriminator = UNetDiscriminator(width=discriminator_width, depth=discriminator_depth, dtype=dtype)
+    return UNetGAN(generator, discriminator, adversarial_weight=adversarial_weight,
+                   cutmix_probability=cutmix_probability, seed=seed)
 
 
 @register("unet_gan", "a generator (default unet) against a U-Net discriminator (Schönfeld 2020)")
 def _unet_gan(generator: str = "unet", discriminator_width: int = 32, discriminator_depth: int = 4,
-              adversarial_weight: float = 0.01, cutmix_probability: float = 0.0, **generator_args):
+              adversarial_weight: float = 0.01, cutmix_probability: float = 0.0, seed: int = 0,
+              **generator_args):
     if generator in ("unet_gan", "vae_gan"):
         raise SidError(f"generator {generator!r} is itself a GAN; use a plain model name")
     return _gan(build_model(generator, **generator_args), discriminator_width, discriminator_depth,
-                adversarial_weight, cutmix_probability)
+                adversarial_weight, cutmix_probability, seed, generator_args.get("dtype"))
 
 
 @register("vae_gan", "U-Net with a VAE branch, judged by a U-Net discriminator")
-def _vae_gan(discriminator_width: int = 32, discriminator_depth: int = 4,
-             adversarial_weight: float = 0.01, cutmix_probability: float = 0.0, **generator_args):
-    return _gan(VAEUNet(**generator_args), discriminator_width, discriminator_depth,
-                adversarial_weight, cutmix_probability)
+def _vae_gan(discriminator_width: int = 32, discriminator_depth: int = 4, adversarial_weight: float = 0.01,
+             cutmix_probability: float = 0.0, seed: int = 0, **generator_args):
+    return _gan(VAEUNet(seed=seed, **generator_args), discriminator_width, discriminator_depth, adversarial_weight,
+                cutmix_probability, seed, generator_args.get("dtype"))
 
 
 def inference_model(model: keras.Model) -> keras.Model:

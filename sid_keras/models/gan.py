@@ -98,6 +98,7 @@ class UNetGAN(keras.Model):
         discriminator: a :class:`UNetDiscriminator` (default: width 32, depth 4).
         adversarial_weight: weight of the adversarial term beside L1.
         cutmix_probability: probability per step of the CutMix consistency term (0: off).
+        seed: of the CutMix boxes (``train.seed`` in the training recipe).
 
     Compile with two optimizers: ``model.compile(optimizer=g_opt, d_optimizer=d_opt)``.
 
@@ -111,7 +112,7 @@ class UNetGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator=None, adversarial_weight: float = 0.01,
-                 cutmix_probability: float = 0.0, **kwargs):
+                 cutmix_probability: float = 0.0, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(generator, dict):
             generator = keras.saving.deserialize_keras_object(generator)
@@ -125,7 +126,8 @@ class UNetGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.l1_tracker = keras.metrics.Mean(name="l1")
-        self._seed = keras.random.SeedGenerator(0)
+        self.seed = int(seed)
+        self._seed = keras.random.SeedGenerator(self.seed)
         self.built = True
 
     @property
@@ -168,6 +170,7 @@ class UNetGAN(keras.Model):
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
             "adversarial_weight": self.adversarial_weight,
             "cutmix_probability": self.cutmix_probability,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -206,6 +209,14 @@ class UNetGAN(keras.Model):
         return gate * (target + consistency)
 
     def train_step(self, data):
+        """One simultaneous update of both networks from one forward pass.
+
+        The generator and discriminator losses come from the same fake batch and both gradients
+        are taken on one tape, so each network steps against the other's state before the
+        step (the simultaneous gradient play of Goodfellow et al. and Schönfeld et al.); the
+        keras-io alternation would run the generator twice per step for the same signal.
+        Losses are divided by the replica count because each replica's gradients are summed.
+        """
         import tensorflow as tf
 
         x, y = data[0], data[1]
@@ -229,6 +240,4 @@ class UNetGAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         self.d_loss_tracker.update_state(d_loss)
         self.l1_tracker.update_state(l1)
-        if self._compile_metrics is not None:
-            self._compile_metrics.update_state(y, fake)
-        return self.get_metrics_result()
+        return self.compute_metrics(None, y, fake)  # the compiled metrics, then every tracker

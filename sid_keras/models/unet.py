@@ -6,6 +6,8 @@ depth_to_space), so they differ only in the arguments that make them what they a
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 
 import keras
@@ -81,20 +83,56 @@ def check_model_kwargs(cls: type, kwargs: dict, output: str | None = None) -> No
                         "file's metadata) or 'srgb' (SID's learned colour)")
 
 
+@contextlib.contextmanager
+def layer_dtype(dtype):
+    """Layers created inside take ``dtype`` (e.g. ``"mixed_float16"``); the process-wide policy
+    is the same afterwards as before. How a model holds its own precision (keras-hub's way)."""
+    if dtype is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 class SidModel(keras.Model):
     """A functional model whose config is its constructor arguments (keras-hub style).
 
     Subclasses check their extra kwargs with :func:`check_model_kwargs`, build their graph in
-    ``__init__`` and pass their arguments to :meth:`_finish`.
+    ``__init__`` and pass their arguments to :meth:`_finish`. A ``dtype`` argument (a precision
+    policy such as ``"mixed_float16"``) applies to every layer the constructor builds and is
+    saved in the config, so a ``.keras`` file reloads in its own precision.
     """
 
     stride: int = 1  # input sizes are padded to a multiple of this, by the model itself
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def build_in_precision(self, *args, **kw):
+            with layer_dtype(kw.get("dtype")):
+                init(self, *args, **kw)
+            self._sid_dtype = kw.get("dtype")
+
+        build_in_precision.__signature__ = inspect.signature(init)  # Keras reads the arguments from it
+        cls.__init__ = build_in_precision
 
     def _finish(self, config: dict) -> None:
         self._sid_config = dict(config)
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._sid_config}
+        config = {"name": self.name, "trainable": self.trainable, **self._sid_config}
+        dtype = getattr(self, "_sid_dtype", None)
+        if dtype is not None:
+            config["dtype"] = dtype if isinstance(dtype, str) else keras.dtype_policies.serialize(dtype)
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -22,10 +22,11 @@ from sid_keras.render import LINEAR
 class LatentSample(layers.Layer):
     """``z = mean + exp(logvar / 2) * eps`` while training, ``mean`` otherwise; adds the KL loss."""
 
-    def __init__(self, kl_weight: float = 1e-3, **kwargs):
+    def __init__(self, kl_weight: float = 1e-3, seed: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.kl_weight = float(kl_weight)
-        self.seed = keras.random.SeedGenerator(1)
+        self.seed_value = int(seed)
+        self.seed = keras.random.SeedGenerator(self.seed_value)
 
     def call(self, inputs, training=False):
         mean, logvar = inputs
@@ -38,7 +39,7 @@ class LatentSample(layers.Layer):
         return mean + ops.exp(0.5 * logvar) * eps
 
     def get_config(self):
-        return {**super().get_config(), "kl_weight": self.kl_weight}
+        return {**super().get_config(), "kl_weight": self.kl_weight, "seed": self.seed_value}
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")
@@ -50,10 +51,12 @@ class VAEUNet(SidModel):
         latent_channels: channels of the spatial latent at the bottleneck.
         kl_weight: weight of the KL divergence in the loss.
         output: as :class:`~sid_keras.models.unet.UNet`.
+        seed: of the latent sampling.
     """
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
-                 latent_channels: int = 8, kl_weight: float = 1e-3, output: str = LINEAR, **kwargs):
+                 latent_channels: int = 8, kl_weight: float = 1e-3, output: str = LINEAR, seed: int = 1,
+                 **kwargs):
         check_model_kwargs(type(self), kwargs, output)
         inputs = keras.Input((None, None, in_channels), name="packed")
 
@@ -62,7 +65,7 @@ class VAEUNet(SidModel):
             unet_rgb = rgb_head(features, scale, "head")
             mean = layers.Conv2D(latent_channels, 1, name="latent_mean")(bottleneck)
             logvar = layers.Conv2D(latent_channels, 1, name="latent_logvar")(bottleneck)
-            z = LatentSample(kl_weight, name="latent_sample")([mean, logvar])
+            z = LatentSample(kl_weight, seed=seed, name="latent_sample")([mean, logvar])
             for level in reversed(range(depth - 1)):
                 z = upsample(z, width * 2**level, f"vae_up{level + 1}")
                 z = layers.Conv2D(width * 2**level, 3, padding="same", name=f"vae_dec{level + 1}")(z)
@@ -75,4 +78,4 @@ class VAEUNet(SidModel):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
-                          latent_channels=latent_channels, kl_weight=kl_weight, output=output))
+                          latent_channels=latent_channels, kl_weight=kl_weight, output=output, seed=seed))
