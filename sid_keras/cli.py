@@ -80,6 +80,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="use only the first N photos")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--noise-profile", default=None,
+                   help="noise of a `sid-keras calibrate` TOML (or a built-in: SonyA7S2, NikonD850, SonyA7M4)")
     p.add_argument("--stress", action="store_true",
                    help="write the stress validation instead: ISO bands x ratios x illuminants with "
                         "cameras training does not use (list: Stress_<split>_list.txt)")
@@ -90,7 +92,7 @@ def _run_synth(args) -> int:
     from sid_keras.synthetic import synthesize
 
     path = synthesize(args.photos, args.out, split=args.split, seed=args.seed, ratios=args.ratios,
-                      limit=args.limit, workers=args.workers, stress=args.stress,
+                      limit=args.limit, workers=args.workers, stress=args.stress, noise_profile=args.noise_profile,
                       camera_dir="Stress" if args.stress else "Sony", progress=sys.stderr.isatty())
     lines = sum(1 for _ in open(path))
     print(f"wrote {lines} pairs; list: {path}")
@@ -260,6 +262,93 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_finetune(sub) -> None:
+    p = sub.add_parser("finetune", help="adapt a model to your camera: a few real pairs and/or its noise profile")
+    p.add_argument("-o", "--out", required=True, help=".keras file to write")
+    p.add_argument("--model", default=None, help="the .keras model to start from (default: the shipped model)")
+    p.add_argument("--data", default=None, help="root of your pairs (SID layout and list, see README)")
+    p.add_argument("--list", default=None, help="list file of your short/long pairs (2 per ratio is enough)")
+    p.add_argument("--val-list", default=None, help="pairs to validate on (default: --list)")
+    p.add_argument("--photos", nargs="*", default=[], help="clean photo folders for pairs with your camera's noise")
+    p.add_argument("--noise-profile", default=None, help="your camera's profile (`sid-keras calibrate`)")
+    p.add_argument("--steps", type=int, default=600, help="training steps (default 600: minutes on a CPU)")
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other training setting, e.g. --set data.patch_size=64")
+    p.set_defaults(run=_run_finetune)
+
+
+# Fine-tuning epochs: short, so validation and the schedule's steps come often.
+FINETUNE_STEPS_PER_EPOCH = 50
+
+
+def _run_finetune(args) -> int:
+    from sid_keras.config import load_config
+    from sid_keras.training import finetune
+
+    if not args.list and not (args.photos and args.noise_profile):
+        raise SidError("give your camera's pairs (--data and --list) and/or clean photos with its noise profile "
+                       "(--photos and --noise-profile)")
+    if args.list and not args.data:
+        raise SidError("--list needs --data, the folder the listed pairs are relative to")
+    if args.steps <= 0:
+        raise SidError(f"--steps {args.steps}: must be a positive number of training steps")
+    epochs = max(1, round(args.steps / FINETUNE_STEPS_PER_EPOCH))
+    overrides = [f"data.root={args.data or ''!r}", f"data.train_list={args.list or ''!r}",
+                 f"data.val_list={(args.val_list or args.list or '')!r}", f"data.photos={list(args.photos)!r}",
+                 f"data.noise_profile={args.noise_profile or 'virtual'!r}", f"train.epochs={epochs}",
+                 f"train.steps_per_epoch={FINETUNE_STEPS_PER_EPOCH}", f"train.learning_rate={args.learning_rate!r}",
+                 f"train.step_epochs={max(1, epochs // 2)}", "train.gamma=0.5", f"train.val_every={epochs}",
+                 *args.overrides]
+    config = load_config("shipped", overrides)
+    if not config.data.val_list:
+        raise SidError("fine-tuning on photos alone needs pairs to check the result on: give --data and --val-list")
+    finetune(args.model, config, args.out, overwrite=args.overwrite, verbose="auto" if sys.stdout.isatty() else 2)
+    print(f"fine-tuned model: {args.out}  (sid-keras enhance DARK.dng -o out.png --model {args.out})")
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="your camera's noise profile from dark and flat frames")
+    p.add_argument("frames", nargs="+", help="dark and flat raw frames (files or folders, e.g. iso800/)")
+    p.add_argument("-o", "--out", required=True, help="noise profile TOML to write (e.g. mycamera.toml)")
+    p.add_argument("--name", default=None, help="the camera's name in the profile (default: the file's stem)")
+    p.add_argument("--figure", default=None, help="PNG of the fits (default: next to the profile; needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing profile")
+    p.set_defaults(run=_run_calibrate)
+
+
+def _run_calibrate(args) -> int:
+    import pathlib
+
+    import numpy as np
+
+    from sid_keras.calibration import calibrate, format_table, profile_toml, write_figure
+    from sid_keras.io import atomic_path, check_outputs_free
+
+    out = pathlib.Path(args.out)
+    if out.suffix.lower() != ".toml":
+        raise SidError(f"{out}: give the profile a .toml name, e.g. mycamera.toml")
+    check_outputs_free(out.parent, [out.name], args.overwrite)
+    calibration, shadings, samples = calibrate(args.frames, name=args.name or out.stem)
+    print(format_table(calibration))
+    with atomic_path(out, overwrite=True) as tmp:
+        pathlib.Path(tmp).write_text(profile_toml(calibration))
+    if shadings:
+        shading = out.with_name(f"{out.stem}.dark_shading.npz")
+        with atomic_path(shading) as tmp:
+            np.savez_compressed(tmp, **{f"iso{iso:g}": m for iso, m in shadings.items()})
+        print(f"dark shading (fixed pattern per ISO): {shading}")
+    figure = pathlib.Path(args.figure) if args.figure else out.with_name(f"{out.stem}.fits.png")
+    if write_figure(figure, calibration, samples):
+        print(f"fits: {figure}")
+    else:
+        print("fits: not drawn (pip install 'sid-keras[plots]' for the figure)")
+    print(f"noise profile: {out}  (sid-keras synth --noise-profile {out}; data.noise_profile = '{out}')")
+    return 0
+
+
 def _add_tune(sub) -> None:
     p = sub.add_parser("tune", help="hyperparameter search (keras-tuner) from a tuning/ job file")
     p.add_argument("--job", required=True, help="search job TOML, e.g. tuning/synthetic_quick.toml")
@@ -304,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's log, Python warnings and tracebacks (or SID_KERAS_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_models, _add_tune, _add_export):
+    for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_finetune, _add_calibrate,
+                _add_models, _add_tune, _add_export):
         add(sub)
     return parser
 

@@ -41,13 +41,11 @@ SONY_K_OFFSET = -0.00193
 Range = tuple[float, float]
 
 
-def iso_to_gain(iso: float) -> float:
-    """System gain (DN/e-) of a Sony A7S II at ``iso``: the reference scale of ISO bands."""
-    return SONY_K_PER_ISO * float(iso) + SONY_K_OFFSET
-
-
-def gain_to_iso(gain: float) -> float:
-    return (float(gain) - SONY_K_OFFSET) / SONY_K_PER_ISO
+def iso_to_gain(iso: float, profile: "NoiseProfile | None" = None) -> float:
+    """System gain (DN/e-) at ``iso``: the profile's own law, else the Sony A7S II's (the
+    reference scale of ISO bands)."""
+    slope, offset = profile.gain_per_iso if profile is not None else (SONY_K_PER_ISO, SONY_K_OFFSET)
+    return max(slope * float(iso) + offset, 1e-6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +61,8 @@ class NoiseProfile:
         read_slope, read_bias, read_spread: log-linear law of the read-noise scale in K.
         row_slope, row_bias, row_spread: the same for the per-row offset.
         bias_sigma: spread (DN) of the black-level error of a frame (colour bias).
+        gain_per_iso: (slope, offset) of the camera's ``K = slope * ISO + offset``; the Sony
+            A7S II's by default, the scale on which ISO bands are stated.
     """
 
     name: str
@@ -75,6 +75,7 @@ class NoiseProfile:
     row_bias: Range
     row_spread: float
     bias_sigma: Range = (0.0, 0.0)
+    gain_per_iso: tuple[float, float] = (SONY_K_PER_ISO, SONY_K_OFFSET)
 
     def law(self, kind: str, gain: float) -> float:
         """Median noise scale (DN) of ``kind`` ('read' or 'row') at ``gain``, mid-range laws."""
@@ -85,7 +86,7 @@ class NoiseProfile:
     def check(self) -> "NoiseProfile":
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, tuple) and (len(value) != 2 or value[0] > value[1]):
+            if field.name != "gain_per_iso" and isinstance(value, tuple) and (len(value) != 2 or value[0] > value[1]):
                 raise SidError(f"noise profile {self.name!r}: {field.name} = {value} is not a (low, high) range")
         if self.gain[0] <= 0:
             raise SidError(f"noise profile {self.name!r}: gain must be > 0 DN per electron")

@@ -145,8 +145,10 @@ class ScenePlan:
     noisy_long: bool = True  # SID's long exposures carry (little) noise; the stress set's do not
 
 
-def plan_scenes(photos: Sequence[str], seed: int, first_id: int, ratios: Sequence[int] = SID_RATIOS) -> list[ScenePlan]:
-    """`sid-keras synth` scenes: the Sony A7S II at ISO 100-3200 under random illuminants."""
+def plan_scenes(photos: Sequence[str], seed: int, first_id: int, ratios: Sequence[int] = SID_RATIOS,
+                noise_profile: str | None = None) -> list[ScenePlan]:
+    """`sid-keras synth` scenes: ISO 100-3200 under random illuminants, with the Sony A7S II's
+    noise (or ``noise_profile``: a `sid-keras calibrate` TOML or a built-in name)."""
     rng = np.random.default_rng(seed)
     plans = []
     for i, photo in enumerate(photos):
@@ -160,17 +162,21 @@ def plan_scenes(photos: Sequence[str], seed: int, first_id: int, ratios: Sequenc
             exposure_scale=float(rng.uniform(*EXPOSURE_SCALE_RANGE)),
             seed=int(rng.integers(2**31)),
             ratios=tuple(int(r) for r in ratios),
+            noise_profile=noise_profile or noise.SONY_A7S2.name,
         ))
     return plans
 
 
 def plan_stress_scenes(photos: Sequence[str], seed: int, first_id: int,
-                       cells_per_photo: int = STRESS_CELLS_PER_PHOTO) -> list[ScenePlan]:
+                       cells_per_photo: int = STRESS_CELLS_PER_PHOTO,
+                       noise_profile: str | None = None) -> list[ScenePlan]:
     """The stress grid: every (ISO band x ratio) cell gets the same number of photos, each scene
-    a held-out camera (colour response and calibrated noise) under one of three illuminants."""
+    a held-out camera (colour response and calibrated noise, or ``noise_profile`` for every
+    scene) under one of three illuminants."""
     rng = np.random.default_rng(seed)
     cells = [(band, ratio) for band in STRESS_ISO_BANDS for ratio in STRESS_RATIOS]
-    cameras, profiles, lights = list(STRESS_CAMERAS), list(noise.CALIBRATED), list(ILLUMINANTS)
+    cameras, lights = list(STRESS_CAMERAS), list(ILLUMINANTS)
+    profiles = [noise_profile] if noise_profile else list(noise.CALIBRATED)
     plans = []
     for i, photo in enumerate(photos):
         for j in range(cells_per_photo):
@@ -211,7 +217,7 @@ def make_scene(plan: ScenePlan, out_dir: pathlib.Path, camera_dir: str) -> list[
 
     xyz_to_cam = {**TRAINING_CAMERAS, **STRESS_CAMERAS}[plan.camera]
     profile = noise.load_profile(plan.noise_profile)
-    gain = noise.iso_to_gain(plan.iso)
+    gain = noise.iso_to_gain(plan.iso, profile)
     camera = {k: float(v) for k, v in _sample_camera(profile, gain, plan.seed).items()}
     linear = np.clip(linear_photo(plan.photo) @ rgb_to_camera_matrix(xyz_to_cam).T, 0.0, None)
     scene = linear * plan.exposure_scale
@@ -281,12 +287,13 @@ def find_photos(folder: str | os.PathLike) -> list[str]:
 def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, split: str = "train",
                seed: int = 0, ratios: Iterable[int] = SID_RATIOS, limit: int | None = None,
                camera_dir: str = "Sony", first_id: int | None = None, workers: int = 1,
-               stress: bool = False, progress: bool = False) -> pathlib.Path:
+               stress: bool = False, noise_profile: str | None = None, progress: bool = False) -> pathlib.Path:
     """Build a SID-layout dataset from a folder of photos; return the list file written.
 
     Same photos, seed and arguments give the same files. Scene ids start after ``first_id``
     (by default 0 for train, 10000 for test, 20000 for val, as SID numbers its splits).
     ``stress=True`` writes the stress validation grid instead (``ratios`` unused).
+    ``noise_profile``: a `sid-keras calibrate` TOML (or a built-in profile's name) for the noise.
     """
     photos = find_photos(photos_dir)[:limit]
     ratios = [int(r) for r in ratios]
@@ -295,7 +302,10 @@ def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, spl
     if first_id is None:
         first_id = {"train": 0, "test": 10000, "val": 20000}.get(split, 30000)
     out = pathlib.Path(out_dir)
-    plans = plan_stress_scenes(photos, seed, first_id) if stress else plan_scenes(photos, seed, first_id, ratios)
+    if noise_profile:
+        noise.load_profile(noise_profile)  # a bad profile fails now, not in a worker
+    plans = (plan_stress_scenes(photos, seed, first_id, noise_profile=noise_profile) if stress
+             else plan_scenes(photos, seed, first_id, ratios, noise_profile))
     args = [(plan, out, camera_dir) for plan in plans]
     if workers > 1:
         import multiprocessing

@@ -286,6 +286,39 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
     return history
 
 
+def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os.PathLike, *,
+             overwrite: bool = False, verbose: int | str = "auto"):
+    """Adapt a trained model (the shipped one by default) to a camera; write it to ``out``.
+
+    The training recipe of ``config`` (its data: a handful of the camera's real pairs and/or
+    pairs synthesised with its calibrated noise profile; its loss, schedule and metrics) runs on
+    the loaded model, whatever its architecture, at a low learning rate, in the spirit of LED's
+    few-shot adaptation (Jin et al., ICCV 2023). The result is a ``.keras`` file that ``enhance``
+    and ``export`` take like any other.
+    """
+    from sid_keras.inference import load_model
+    from sid_keras.io import check_outputs_free
+    from sid_keras.models import inference_model, output_kind
+
+    out = pathlib.Path(out)
+    check_outputs_free(out.parent, [out.name], overwrite)
+    net = inference_model(load_model(model_path))
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, output=output_kind(net)))
+    task = Task(config)
+    data = task.data()
+    if net.inputs[0].shape[-1] != data.channels:
+        raise SidError(f"{model_path or 'the shipped model'} takes {net.inputs[0].shape[-1]} packed channels but "
+                       f"the data has {data.channels}: fine-tune a model made for this sensor's CFA")
+    import keras
+
+    net.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), loss=task.loss(), metrics=task.metrics())
+    history = net.fit(task.train_dataset(data), epochs=config.train.epochs, steps_per_epoch=task.steps_per_epoch(data),
+                      validation_data=data.val, validation_freq=config.train.val_every, callbacks=[task.schedule()],
+                      verbose=verbose)
+    save_model_atomic(net, out)
+    return history
+
+
 @contextlib.contextmanager
 def run_folder_lock(out: pathlib.Path):
     """Hold an exclusive lock on a run folder; a second process is refused with one line.
