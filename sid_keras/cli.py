@@ -44,6 +44,7 @@ def _only_our_lines(verbose: bool):
     saved_levels = {name: logger.level for name, logger in loggers.items()}
     for logger in loggers.values():
         logger.setLevel(logging.ERROR)
+        logger.addFilter(_errors_only)  # a library that resets its level on import stays quiet
     saved_stderr = sys.stderr
     try:
         real_stderr = sys.stderr.fileno() == 2
@@ -69,6 +70,11 @@ def _only_our_lines(verbose: bool):
         os.close(saved_fd)
         for name, logger in loggers.items():
             logger.setLevel(saved_levels[name])
+            logger.removeFilter(_errors_only)
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 def _add_synth(sub) -> None:
@@ -169,8 +175,9 @@ def _add_enhance(sub) -> None:
     p.add_argument("--format", dest="fmt", choices=list(OUTPUT_FORMATS), default=None,
                    help="output format (default: from the output extension, else png); dng: the "
                         "enhanced linear camera RGB as a DNG a raw developer opens")
-    p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels (memory bound)")
-    p.add_argument("--overlap", type=int, default=64, help="tile context in packed pixels")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile side in packed pixels (memory bound; default 512, or a fixed-size model's side)")
+    p.add_argument("--overlap", type=int, default=None, help="tile context in packed pixels (default 64)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--compression", choices=PNG_COMPRESSION, default="fast",
@@ -213,8 +220,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--no-figures", action="store_true", help="skip the side-by-side figures")
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
-    p.add_argument("--tile", type=int, default=512, help="tile side in packed pixels")
-    p.add_argument("--overlap", type=int, default=64, help="tile context in packed pixels")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile side in packed pixels (default 512, or a fixed-size model's side)")
+    p.add_argument("--overlap", type=int, default=None, help="tile context in packed pixels (default 64)")
     p.add_argument("--overwrite", action="store_true", help="replace the metrics already in --out")
     p.set_defaults(run=_run_evaluate)
 

@@ -30,7 +30,10 @@ AUTO_RATIO_RANGE = (1.0, 1000.0)
 # Defaults in packed pixels: 512 (1024 output pixels) tiles with 64 packed pixels of context.
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
+# The shipped model: training, fine-tuning and export start from the .keras file; enhancing uses
+# the same weights as TFLite (no TensorFlow import; the model card says which variant).
 DEFAULT_MODEL_FILE = pathlib.Path(__file__).parent / "assets" / "default.keras"
+DEFAULT_TFLITE_FILE = pathlib.Path(__file__).parent / "assets" / "default.tflite"
 RAW_SUFFIXES = (".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".raw",
                 ".3fr", ".erf", ".mef", ".mos", ".nrw", ".rwl", ".iiq", ".x3f", ".srf", ".sr2", ".kdc", ".dcr")
 
@@ -307,8 +310,10 @@ class Enhancer:
 
     Args:
         model: a Keras model, a path to a ``.keras`` or ``.tflite`` file, None for the model
-            that ships with the package, or a callable on packed tiles (then give ``output``).
-        tile, overlap: in packed pixels.
+            that ships with the package (its TFLite file), or a callable on packed tiles (then
+            give ``output``).
+        tile, overlap: in packed pixels; by default 512 and 64, or a fixed-size model's own
+            side and an eighth of it.
         auto_target: linear mean that ``ratio="auto"`` aims for (default per output kind).
         output: ``"linear"`` or ``"srgb"``, only for a plain callable.
 
@@ -317,19 +322,18 @@ class Enhancer:
         >>> rgb = enhancer.enhance("DARK.dng", ratio="auto")  # doctest: +SKIP
     """
 
-    def __init__(self, model=None, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+    def __init__(self, model=None, *, tile: int | None = None, overlap: int | None = None,
                  auto_target: float | None = None, output: str | None = None):
-        if not (isinstance(tile, int) and isinstance(overlap, int) and overlap >= 0 and tile > 2 * overlap):
-            raise SidError(f"--tile {tile} and --overlap {overlap}: need overlap >= 0 and tile > 2 x overlap "
-                           f"(defaults: {DEFAULT_TILE} and {DEFAULT_OVERLAP})")
         self.channels = None  # packed channels the model takes, when it says
+        fixed_tile = None  # the side of a fixed-size TFLite model's input
         if model is None or isinstance(model, (str, os.PathLike)):
-            path = pathlib.Path(model) if model else DEFAULT_MODEL_FILE
+            path = pathlib.Path(model) if model else DEFAULT_TFLITE_FILE
             if path.suffix.lower() == ".tflite":
                 from sid_keras.lite import tflite_predictor
 
                 self.predict = tflite_predictor(path)
                 kind, self.channels = self.predict.output_kind, self.predict.channels
+                fixed_tile = self.predict.fixed_tile
             else:
                 self._from_keras(load_model(path))
                 kind = self.output
@@ -342,6 +346,13 @@ class Enhancer:
             self.predict, kind = model, output
         else:
             raise SidError(f"cannot enhance with {model!r}: give a Keras model or a model file")
+        if tile is None:
+            tile = fixed_tile or DEFAULT_TILE
+        if overlap is None:
+            overlap = min(DEFAULT_OVERLAP, tile // 8)  # the same share of context as 512 / 64
+        if not (isinstance(tile, int) and isinstance(overlap, int) and overlap >= 0 and tile > 2 * overlap):
+            raise SidError(f"--tile {tile} and --overlap {overlap}: need overlap >= 0 and tile > 2 x overlap "
+                           f"(defaults: {DEFAULT_TILE} and {DEFAULT_OVERLAP}, or the model's fixed size)")
         self.output = kind
         self.tile, self.overlap = tile, overlap
         self.auto_target = AUTO_TARGET_MEAN[kind] if auto_target is None else auto_target

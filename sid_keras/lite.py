@@ -93,6 +93,7 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
 
     predict.output_kind = kind
     predict.channels = int(inp["shape"][-1])
+    predict.fixed_tile = int(signature[1]) if fixed and signature[1] == signature[2] else None
     return predict
 
 

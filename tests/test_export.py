@@ -41,7 +41,8 @@ def exported(tmp_path_factory):
 def test_export_writes_every_file_with_builtin_ops_only(exported):
     out = exported / "out"
     report = json.loads((out / "export_report.json").read_text())
-    assert set(report["files"]) == {"model_fp32.tflite", "model_fp16_32.tflite", "model_int8_32.tflite"}
+    assert set(report["files"]) == {"model_fp32.tflite", "model_fp16_32.tflite", "model_int8w_32.tflite",
+                                    "model_int8_32.tflite"}
     assert (out / "saved_model" / "saved_model.pb").exists()
     for name, info in report["files"].items():
         assert not [op for op in info["ops"] if op.upper().startswith("FLEX")], name
@@ -49,6 +50,7 @@ def test_export_writes_every_file_with_builtin_ops_only(exported):
     assert report["files"]["model_fp16_32.tflite"]["gpu_problems"] == []
     assert report["files"]["model_fp32.tflite"]["psnr_vs_keras"] > 60
     assert report["files"]["model_fp16_32.tflite"]["psnr_vs_keras"] > 45
+    assert report["files"]["model_int8w_32.tflite"]["psnr_vs_keras"] > 35
     assert report["files"]["model_int8_32.tflite"]["psnr_vs_keras"] > 25
     info = json.loads((out / "model_info.json").read_text())
     assert info["tiling"] == {"tile": 32, "overlap": 4, "blend": "linear ramps over the overlap"}
