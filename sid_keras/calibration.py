@@ -214,7 +214,7 @@ def _law(gains: Sequence[float], sigmas: Sequence[float]) -> tuple[float, float,
     return float(slope), float(bias), spread
 
 
-def calibrate(items: Sequence[str | os.PathLike], *, name: str | None = None, log=print) -> tuple:
+def calibrate(items: Sequence[str | os.PathLike], *, name: str | None = None) -> tuple:
     """Read the frames, sort them into darks and flats per ISO, calibrate every ISO and fit the laws.
 
     Returns ``(Calibration, {iso: dark-shading map}, {iso: read-noise sample})``.

@@ -8,7 +8,9 @@ camera RGB into sRGB with the raw file's own colour matrix.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from typing import Callable
 
 import numpy as np
@@ -50,15 +52,16 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SidError(f"{path}: no such model file")
-    try:
-        interpreter = interpreter_class()(model_path=path, num_threads=num_threads or os.cpu_count())
-    except (ValueError, RuntimeError) as err:
-        raise SidError(f"{path}: not a loadable TFLite model ({err})") from None
-    try:
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as err:
-        raise SidError(f"{path}: cannot run with builtin TFLite ops ({str(err).splitlines()[0]}); "
-                       "export it again with `sid-keras export`") from None
+    with _runtime_log_hidden():
+        try:
+            interpreter = interpreter_class()(model_path=path, num_threads=num_threads or os.cpu_count())
+        except (ValueError, RuntimeError) as err:
+            raise SidError(f"{path}: not a loadable TFLite model ({err})") from None
+        try:
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise SidError(f"{path}: cannot run with builtin TFLite ops ({str(err).splitlines()[0]}); "
+                           "export it again with `sid-keras export`") from None
     inp = interpreter.get_input_details()[0]
     kind = output_kind_of_input(inp["name"], path)
     out = interpreter.get_output_details()[0]
@@ -95,6 +98,25 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
     predict.channels = int(inp["shape"][-1])
     predict.fixed_tile = int(signature[1]) if fixed and signature[1] == signature[2] else None
     return predict
+
+
+@contextlib.contextmanager
+def _runtime_log_hidden():
+    """LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate" to file descriptor 2
+    when a model loads; hide it from library users too (SID_KERAS_VERBOSE=1 shows it)."""
+    if os.environ.get("SID_KERAS_VERBOSE", "") not in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def output_kind_of_input(name: str, path: str = "<model>") -> str:

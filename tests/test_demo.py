@@ -1,17 +1,30 @@
 """The model that ships with the package, and `sid-keras demo` out of the box."""
 
-
+import numpy as np
 
 from sid_keras.cli import main
-from sid_keras.inference import DEFAULT_MODEL_FILE
+from sid_keras.inference import DEFAULT_MODEL_FILE, DEFAULT_TFLITE_FILE
 
 
 def test_the_shipped_model_is_small_and_loads():
     from sid_keras.inference import load_model
+    from sid_keras.models import output_kind
 
     assert DEFAULT_MODEL_FILE.is_file() and DEFAULT_MODEL_FILE.stat().st_size < 10_000_000
     model = load_model()
-    assert model.get_config()["name"] and model.count_params() == 1_910_400
+    assert model.count_params() == 1_092_528 and output_kind(model) == "linear"
+
+
+def test_the_shipped_tflite_file_is_the_same_model():
+    """`enhance` runs the TFLite twin of default.keras: same output kind, near-identical output."""
+    from sid_keras.inference import Enhancer, load_model
+
+    lite, keras_model = Enhancer(), Enhancer(load_model())
+    assert DEFAULT_TFLITE_FILE.stat().st_size < 3_000_000
+    assert lite.output == keras_model.output == "linear" and (lite.tile, lite.overlap) == (256, 16)
+    packed = np.random.default_rng(0).uniform(0, 0.2, (96, 160, 4)).astype(np.float32)
+    a, b = lite.run(packed, 2), keras_model.run(packed, 2)
+    assert 10 * np.log10(1 / np.mean((a - b) ** 2)) > 35  # dB: int8 weights, float activations
 
 
 def test_demo_enhances_a_dark_raw_better_than_the_classical_pipeline(tmp_path, capsys):
@@ -35,5 +48,5 @@ def test_experiment_that_reproduces_the_shipped_model_matches_it():
 
     config = load_config("shipped")
     shipped = load_model().get_config()
-    assert config.model.name == "fast_unet"
+    assert config.model.name == "unet" and config.model.output == shipped["output"] == "linear"
     assert all(shipped[k] == v for k, v in config.model.args.items())
