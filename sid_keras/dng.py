@@ -60,6 +60,17 @@ def _rationals(values: Sequence[float]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _identity_tags(make: str, model: str) -> list[tuple]:
+    """The tags every DNG we write starts with: who made it, and the DNG version."""
+    return [
+        (TAG_MAKE, ASCII, 0, make, True),
+        (TAG_MODEL, ASCII, 0, model, True),
+        (TAG_UNIQUE_CAMERA_MODEL, ASCII, 0, f"{make} {model}", True),
+        (TAG_DNG_VERSION, BYTE, 4, (1, 4, 0, 0), True),
+        (TAG_DNG_BACKWARD_VERSION, BYTE, 4, (1, 1, 0, 0), True),
+    ]
+
+
 def write_cfa_dng(
     path: str | os.PathLike,
     mosaic: np.ndarray,
@@ -91,11 +102,7 @@ def write_cfa_dng(
     pattern[pattern == 3] = 1
     blacks = np.atleast_1d(np.asarray(black_level, np.float64))
     tags = [
-        (TAG_MAKE, ASCII, 0, make, True),
-        (TAG_MODEL, ASCII, 0, model, True),
-        (TAG_UNIQUE_CAMERA_MODEL, ASCII, 0, f"{make} {model}", True),
-        (TAG_DNG_VERSION, BYTE, 4, (1, 4, 0, 0), True),
-        (TAG_DNG_BACKWARD_VERSION, BYTE, 4, (1, 1, 0, 0), True),
+        *_identity_tags(make, model),
         (TAG_CFA_REPEAT_PATTERN_DIM, SHORT, 2, pattern.shape, True),
         (TAG_CFA_PATTERN, BYTE, pattern.size, tuple(pattern.ravel().tolist()), True),
         (TAG_CFA_PLANE_COLOR, BYTE, 3, (0, 1, 2), True),
@@ -169,11 +176,7 @@ def write_linear_dng(
     gains = np.asarray(white_balance, np.float64)[:3]
     pixels = np.ascontiguousarray(pixels, np.uint16)
     tags = [
-        (TAG_MAKE, ASCII, 0, make, True),
-        (TAG_MODEL, ASCII, 0, model, True),
-        (TAG_UNIQUE_CAMERA_MODEL, ASCII, 0, f"{make} {model}", True),
-        (TAG_DNG_VERSION, BYTE, 4, (1, 4, 0, 0), True),
-        (TAG_DNG_BACKWARD_VERSION, BYTE, 4, (1, 1, 0, 0), True),
+        *_identity_tags(make, model),
         (TAG_ORIENTATION, SHORT, 1, FLIP_TO_TIFF_ORIENTATION.get(int(orientation), 1), True),
         (TAG_BLACK_LEVEL, LONG, 1, 0, True),
         (TAG_WHITE_LEVEL, LONG, 1, LINEAR_DNG_WHITE, True),

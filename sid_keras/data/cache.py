@@ -134,16 +134,22 @@ def build_cache(pairs: Sequence[SidPair], folder: str | os.PathLike, *,
     models; else SID's sRGB targets.
     """
     args = [(str(folder), pair, ratio_cap, linear) for pair in pairs]
-    if workers > 1 and len(pairs) > 1:
+    return _map(_cache_one, args, workers=workers, chunksize=2, progress=progress, desc="decode", unit="pair")
+
+
+def _map(function, args: list[tuple], *, workers: int, chunksize: int, progress: bool, desc: str, unit: str) -> list:
+    """``function(*a)`` for every ``a``, in ``workers`` spawned processes (or here, with a
+    progress bar), results in order."""
+    if workers > 1 and len(args) > 1:
         import multiprocessing
 
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            return pool.starmap(_cache_one, args, chunksize=2)
+            return pool.starmap(function, args, chunksize=chunksize)
     if progress:
         from tqdm import tqdm
 
-        args = tqdm(args, desc="decode", unit="pair")
-    return [_cache_one(*a) for a in args]
+        args = tqdm(args, desc=desc, unit=unit)
+    return [function(*a) for a in args]
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -174,13 +180,5 @@ def cache_photos(photos: Sequence[str], folder: str | os.PathLike, *, workers: i
     memory-mapped uint16 ``.npy``; returns their paths, in order."""
     PackedCache(folder)  # creates the folder, with the same error as the pair cache
     args = [(str(folder), str(photo)) for photo in photos]
-    if workers > 1 and len(args) > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            return pool.starmap(_linear_photo, args, chunksize=8)
-    if progress:
-        from tqdm import tqdm
-
-        args = tqdm(args, desc="linearise photos", unit="photo")
-    return [_linear_photo(*a) for a in args]
+    return _map(_linear_photo, args, workers=workers, chunksize=8, progress=progress, desc="linearise photos",
+                unit="photo")
