@@ -377,7 +377,7 @@ def _run_tune(args) -> int:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="SavedModel + TFLite fp32/fp16/int8 with a parity report")
+    p = sub.add_parser("export", help="SavedModel + TFLite fp32/fp16/int8-weight/int8 with a parity report")
     p.add_argument("model", help=".keras model file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default=None, help="export profile TOML (e.g. export/default.toml)")
