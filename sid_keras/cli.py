@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from sid_keras import __version__
-from sid_keras.errors import SidError, describe
+from sid_keras.errors import SidError, describe, native_stderr_hidden
 from sid_keras.io import DEFAULT_JPEG_QUALITY, OUTPUT_FORMATS, PNG_COMPRESSION
 
 EXIT_USER_ERROR = 1
@@ -50,24 +50,18 @@ def _only_our_lines(verbose: bool):
         real_stderr = sys.stderr.fileno() == 2
     except (AttributeError, OSError, ValueError):
         real_stderr = False
-    sys.stderr.flush()
-    saved_fd = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    if real_stderr:
-        sys.stderr = os.fdopen(os.dup(saved_fd), "w", buffering=1)
     try:
-        with warnings.catch_warnings():
+        with native_stderr_hidden() as terminal, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            yield
+            if real_stderr:  # the package's own lines still reach the terminal
+                sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1)
+            try:
+                yield
+            finally:
+                if real_stderr:
+                    sys.stderr.close()
+                    sys.stderr = saved_stderr
     finally:
-        if real_stderr:
-            sys.stderr.close()
-            sys.stderr = saved_stderr
-        sys.stderr.flush()
-        os.dup2(saved_fd, 2)
-        os.close(saved_fd)
         for name, logger in loggers.items():
             logger.setLevel(saved_levels[name])
             logger.removeFilter(_errors_only)

@@ -8,7 +8,28 @@ without a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+import sys
+
+
+@contextlib.contextmanager
+def native_stderr_hidden():
+    """Point file descriptor 2 at /dev/null while the block runs; yields a duplicate of the
+    real descriptor. Native runtimes (TensorFlow's and LiteRT's C++) log there directly, past
+    Python's ``sys.stderr``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield saved
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class SidError(Exception):

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from typing import Callable
 
 import numpy as np
 
-from sid_keras.errors import SidError
+from sid_keras.errors import SidError, native_stderr_hidden
 from sid_keras.render import LINEAR, SRGB
 
 
@@ -107,16 +106,8 @@ def _runtime_log_hidden():
     if os.environ.get("SID_KERAS_VERBOSE", "") not in ("", "0"):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    try:
+    with native_stderr_hidden():
         yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def output_kind_of_input(name: str, path: str = "<model>") -> str:
