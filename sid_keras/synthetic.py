@@ -105,11 +105,6 @@ def rgb_to_camera_matrix(xyz_to_cam: np.ndarray | None = SONY_A7S2_XYZ_TO_CAM) -
     return m / m.sum(axis=1, keepdims=True)
 
 
-def camera_to_srgb_matrix(xyz_to_cam: np.ndarray | None) -> np.ndarray:
-    """What LibRaw reports as ``color_matrix`` for a camera (3x3): the inverse of the above."""
-    return np.linalg.inv(rgb_to_camera_matrix(xyz_to_cam))
-
-
 def load_photo(path: str | os.PathLike) -> np.ndarray:
     """An sRGB photo as float64 in [0, 1], cropped to even height and width."""
     from PIL import Image

@@ -51,7 +51,6 @@ class Data:
     weights: list  # share of each source in the stream
     items: int  # real pairs plus photos: one epoch is one crop of each, unless configured
     val: object  # tf.data.Dataset of whole frames, batch 1
-    val_count: int
 
     @property
     def channels(self) -> int:
@@ -123,7 +122,7 @@ class Task:
             weights.append(d.synthetic_share if d.train_list else 1.0)
             items += len(cached)
         val_entries = self.cached_pairs(d.val_list, first_burst_only=True, progress=progress)
-        return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side), len(val_entries))
+        return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side))
 
     def steps_per_epoch(self, data: Data) -> int:
         """Configured steps, or SID's epoch: one crop of every training pair (and photo)."""
