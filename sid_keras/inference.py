@@ -11,6 +11,7 @@ interpreter (:mod:`sid_keras.lite`), so one tiling code serves both.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import pathlib
@@ -34,6 +35,8 @@ DEFAULT_OVERLAP = 64
 # the same weights as TFLite (no TensorFlow import; the model card says which variant).
 DEFAULT_MODEL_FILE = pathlib.Path(__file__).parent / "assets" / "default.keras"
 DEFAULT_TFLITE_FILE = pathlib.Path(__file__).parent / "assets" / "default.tflite"
+# Files a batch enhances side by side at most (each holds a raw frame and its output image).
+MAX_LANES = 4
 RAW_SUFFIXES = (".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".raw",
                 ".3fr", ".erf", ".mef", ".mos", ".nrw", ".rwl", ".iiq", ".x3f", ".srf", ".sr2", ".kdc", ".dcr")
 
@@ -325,6 +328,7 @@ class Enhancer:
     def __init__(self, model=None, *, tile: int | None = None, overlap: int | None = None,
                  auto_target: float | None = None, output: str | None = None):
         self.channels = None  # packed channels the model takes, when it says
+        self.tflite_file = None  # set for TFLite models: lanes of a batch each load their own
         fixed_tile = None  # the side of a fixed-size TFLite model's input
         if model is None or isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model) if model else DEFAULT_TFLITE_FILE
@@ -332,6 +336,7 @@ class Enhancer:
                 from sid_keras.lite import tflite_predictor
 
                 self.predict = tflite_predictor(path)
+                self.tflite_file = path
                 kind, self.channels = self.predict.output_kind, self.predict.channels
                 fixed_tile = self.predict.fixed_tile
             else:
@@ -368,6 +373,27 @@ class Enhancer:
     @property
     def white_balance(self) -> bool:
         return self.output == LINEAR
+
+    def lanes(self, files: int) -> list[Enhancer]:
+        """Enhancers that may run side by side on a batch of ``files``, each with its own share of the cores.
+
+        Why: on few cores a network on one thread per file, two files at once, keeps every core
+        busy while the other file is decoded, rendered or encoded (single-threaded stages), where
+        one network on all cores leaves them idle in between. Only TFLite models are replicated (an
+        interpreter serves one thread); a Keras model runs one file at a time on TensorFlow's pool.
+        """
+        cores = os.cpu_count() or 1
+        count = min(files, cores, MAX_LANES)
+        if self.tflite_file is None or count < 2:
+            return [self]
+        from sid_keras.lite import tflite_predictor
+
+        replicas = []
+        for _ in range(count):
+            replica = copy.copy(self)
+            replica.predict = tflite_predictor(self.tflite_file, num_threads=max(1, cores // count))
+            replicas.append(replica)
+        return replicas
 
     def network_input(self, frame: raw.RawFrame, ratio: float) -> np.ndarray:
         """The packed, amplified (and for linear models white-balanced) input of ``frame``."""
@@ -513,11 +539,14 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     """Enhance ``[(input, output)]`` (:func:`plan_outputs`), going on past bad files and failed
     writes; returns ``[(file, message)]`` for the failures.
 
-    A small pipeline overlaps the stages of consecutive files: the next raw is decoded and the
-    previous image encoded in two threads while the network runs on the current one (LibRaw,
-    the network runtimes, numpy and zlib release the GIL), with at most one frame waiting at
-    each stage. ``encoding``: ``quality`` and ``compression`` of :func:`sid_keras.io.write_image`.
+    A small pipeline overlaps the stages of consecutive files: a thread decodes the next raws,
+    the network runs in the lanes of :meth:`Enhancer.lanes` (two files at once on a 2-core
+    machine), and a thread encodes finished images; LibRaw, the network runtimes, numpy and zlib
+    release the GIL. A few files are in flight at a time and messages come in the plan's order.
+    ``encoding``: ``quality`` and ``compression`` of :func:`sid_keras.io.write_image`.
     """
+    import collections
+    import queue
     from concurrent.futures import ThreadPoolExecutor
 
     from sid_keras.io import check_encoding
@@ -529,16 +558,34 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
         from tqdm import tqdm
 
         bar = tqdm(total=len(plan), desc="enhance", unit="file")
+    lanes = enhancer.lanes(len(plan))
+    idle_lanes: queue.SimpleQueue = queue.SimpleQueue()
+    for lane in lanes:
+        idle_lanes.put(lane)
 
     def read(source: pathlib.Path, target: pathlib.Path) -> raw.RawFrame:
         if target.exists() and not overwrite:
             raise SidError(f"{target}: already exists; pass --overwrite to replace it")
         return raw.read_raw(source)
 
-    def finish(source: pathlib.Path, job) -> None:
-        """Collect a finished write (or the error of any stage) of ``source``."""
+    def enhance(reading):
+        frame = reading.result()
+        lane = idle_lanes.get()
         try:
-            log(job.result() if hasattr(job, "result") else job())
+            return frame, *lane.enhance_to_pixels(frame, ratio, fmt)
+        finally:
+            idle_lanes.put(lane)
+
+    def write(source: pathlib.Path, target: pathlib.Path, enhancing) -> list[str]:
+        frame, pixels, value, how = enhancing.result()
+        write_pixels(target, pixels, frame, fmt, overwrite=overwrite, **encoding)
+        return [*frame.notices, f"{source} -> {target} (ratio x{value:.1f} {how})"]
+
+    def finish(source: pathlib.Path, writing) -> None:
+        """Report a finished file: its lines, or the error of whichever stage failed."""
+        try:
+            for line in writing.result():
+                log(line)
         except Exception as err:  # noqa: BLE001 - a bad file, a full disk: report it, go on with the next
             message = describe(err)
             if message is None:
@@ -547,36 +594,16 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
         if bar is not None:
             bar.update()
 
-    with ThreadPoolExecutor(1, "sid-read") as reader, ThreadPoolExecutor(1, "sid-write") as writer:
-        reading = reader.submit(read, *plan[0]) if plan else None
-        writing = None
-        for i, (source, target) in enumerate(plan):
-            current, reading = reading, reader.submit(read, *plan[i + 1]) if i + 1 < len(plan) else None
-            try:
-                frame = current.result()
-                for notice in frame.notices:
-                    log(notice)
-                pixels, value, how = enhancer.enhance_to_pixels(frame, ratio, fmt)
-            except Exception as err:  # noqa: BLE001 - reported in order, by finish()
-                job = _raiser(err)
-            else:
-                def write(target=target, pixels=pixels, frame=frame, value=value, how=how, source=source):
-                    write_pixels(target, pixels, frame, fmt, overwrite=overwrite, **encoding)
-                    return f"{source} -> {target} (ratio x{value:.1f} {how})"
-
-                job = writer.submit(write)
-            if writing is not None:
-                finish(*writing)
-            writing = (source, job)
-        if writing is not None:
-            finish(*writing)
+    in_flight = collections.deque()
+    with ThreadPoolExecutor(1, "sid-read") as reader, ThreadPoolExecutor(len(lanes), "sid-enhance") as network, \
+            ThreadPoolExecutor(1, "sid-write") as writer:
+        for source, target in plan:
+            enhancing = network.submit(enhance, reader.submit(read, source, target))
+            in_flight.append((source, writer.submit(write, source, target, enhancing)))
+            if len(in_flight) > len(lanes) + 1:
+                finish(*in_flight.popleft())
+        while in_flight:
+            finish(*in_flight.popleft())
     if bar is not None:
         bar.close()
     return failures
-
-
-def _raiser(err: Exception) -> Callable[[], str]:
-    def fail() -> str:
-        raise err
-
-    return fail

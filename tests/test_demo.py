@@ -50,3 +50,25 @@ def test_experiment_that_reproduces_the_shipped_model_matches_it():
     shipped = load_model().get_config()
     assert config.model.name == "unet" and config.model.output == shipped["output"] == "linear"
     assert all(shipped[k] == v for k, v in config.model.args.items())
+
+
+def test_a_batch_runs_two_files_at_once_with_the_same_output(tmp_path, write_dng, monkeypatch):
+    """On 2 cores a batch gives each of two lanes its own one-thread interpreter; the images and
+    the order of the messages are those of enhancing the files one by one."""
+    from PIL import Image
+
+    from sid_keras.inference import Enhancer, enhance_files
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    sources = [write_dng(name=f"f{i}.dng", shape=(300, 560 - 40 * i), seed=i)[0] for i in range(3)]
+    enhancer = Enhancer()
+    assert len(enhancer.lanes(3)) == 2 and len(enhancer.lanes(1)) == 1
+    lines: list[str] = []
+    batch = [(s, tmp_path / "batch" / f"{s.stem}.png") for s in sources]
+    assert not enhance_files(enhancer, batch, ratio=20, log=lines.append)
+    assert [line.split(" -> ")[0] for line in lines if " -> " in line] == [str(s) for s in sources]
+    for source, target in batch:
+        alone = tmp_path / "alone" / target.name
+        assert not enhance_files(enhancer, [(source, alone)], ratio=20, log=lambda _: None)
+        a, b = np.asarray(Image.open(target)), np.asarray(Image.open(alone))
+        assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
