@@ -172,7 +172,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--tile", type=int, default=None,
                    help="tile side in packed pixels (memory bound; default 512, or a fixed-size model's side)")
     p.add_argument("--overlap", type=int, default=None,
-                   help="tile context in packed pixels (default 64, or 1/16 of a fixed-size model's tile)")
+                   help="least tile context in packed pixels (default 64, or 1/32 of a fixed-size model's tile)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--compression", choices=PNG_COMPRESSION, default="fast",
@@ -218,7 +218,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--tile", type=int, default=None,
                    help="tile side in packed pixels (default 512, or a fixed-size model's side)")
     p.add_argument("--overlap", type=int, default=None,
-                   help="tile context in packed pixels (default 64, or 1/16 of a fixed-size model's tile)")
+                   help="least tile context in packed pixels (default 64, or 1/32 of a fixed-size model's tile)")
     p.add_argument("--overwrite", action="store_true", help="replace the metrics already in --out")
     p.set_defaults(run=_run_evaluate)
 

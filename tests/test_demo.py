@@ -21,7 +21,7 @@ def test_the_shipped_tflite_file_is_the_same_model():
 
     lite, keras_model = Enhancer(), Enhancer(load_model())
     assert DEFAULT_TFLITE_FILE.stat().st_size < 3_000_000
-    assert lite.output == keras_model.output == "linear" and (lite.tile, lite.overlap) == (256, 16)
+    assert lite.output == keras_model.output == "linear" and (lite.tile, lite.overlap) == (256, 8)
     packed = np.random.default_rng(0).uniform(0, 0.2, (96, 160, 4)).astype(np.float32)
     a, b = lite.run(packed, 2), keras_model.run(packed, 2)
     assert 10 * np.log10(1 / np.mean((a - b) ** 2)) > 35  # dB: int8 weights, float activations

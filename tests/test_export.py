@@ -102,3 +102,23 @@ def test_fixed_size_gpu_file_pads_small_tiles(exported, write_dng):
     fp16_out = fp16.enhance_frame(frame, ratio=20).output
     assert fp16_out.shape == keras_out.shape == (50, 70, 3)
     assert np.abs(fp16_out - keras_out).max() < 0.02
+
+
+def test_int8_weight_file_keeps_full_resolution_convolutions_float():
+    """Dynamic-range kernels quantise activations per tile, which costs shadow detail at full
+    resolution: those convolutions keep float weights, the deeper ones get int8."""
+    from sid_keras.export import _convert
+    from sid_keras.lite import interpreter_class
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(0)
+    net = UNet(width=12, depth=2)
+    content = _convert(net, [1, 32, 32, 4], int8_weights=True)
+    interpreter = interpreter_class()(model_content=content)
+    weights = {d["name"]: d["dtype"] for d in interpreter.get_tensor_details()
+               if "conv" in d["name"] and len(d["shape"]) == 4 and d["shape"][1] == 3}
+    full = {n: t for n, t in weights.items() if "enc1_" in n or "dec1_" in n}
+    deeper = {n: t for n, t in weights.items() if "enc2_" in n}
+    assert full and deeper
+    assert all(t == np.float32 for t in full.values()), full
+    assert all(t == np.int8 for t in deeper.values()), deeper
