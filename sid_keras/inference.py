@@ -602,13 +602,18 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     in_flight = collections.deque()
     with ThreadPoolExecutor(1, "sid-read") as reader, ThreadPoolExecutor(len(lanes), "sid-enhance") as network, \
             ThreadPoolExecutor(1, "sid-write") as writer:
-        for source, target in plan:
-            enhancing = network.submit(enhance, reader.submit(read, source, target))
-            in_flight.append((source, writer.submit(write, source, target, enhancing)))
-            if len(in_flight) > len(lanes) + 1:
+        try:
+            for source, target in plan:
+                enhancing = network.submit(enhance, reader.submit(read, source, target))
+                in_flight.append((source, writer.submit(write, source, target, enhancing)))
+                if len(in_flight) > len(lanes) + 1:
+                    finish(*in_flight.popleft())
+            while in_flight:
                 finish(*in_flight.popleft())
-        while in_flight:
-            finish(*in_flight.popleft())
+        except BaseException:  # Ctrl-C or a bug: drop the files not started; running writes stay atomic
+            for pool in (reader, network, writer):
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
     if bar is not None:
         bar.close()
     return failures

@@ -85,6 +85,20 @@ def test_batch_keeps_going_past_bad_files_and_never_overwrites(tmp_path, write_d
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_an_interrupted_batch_stops_soon_and_leaves_no_partial_file(tmp_path, write_dng, tiny_model):
+    sources = [write_dng(name=f"f{i}.dng", shape=(40, 48), seed=i)[0] for i in range(8)]
+    out = tmp_path / "out"
+    _, plan = plan_outputs(sources, out, None)
+
+    def interrupt(line):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        enhance_files(Enhancer(tiny_model), plan, ratio=10, log=interrupt)
+    written = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert 1 <= len(written) <= 3 and not [n for n in written if n.startswith(".tmp-")]
+
+
 def test_metrics_match_hand_computed_values():
     ref = np.zeros((16, 16, 3), np.float32)
     off_by_one = np.full((16, 16, 3), 1 / 255, np.float32)
