@@ -75,7 +75,8 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
             if h > fh or w > fw:
                 raise SidError(f"{path}: fixed input {fh}x{fw} is smaller than the tile {h}x{w}; "
                                "use a tile size no larger than the model's")
-            x = np.pad(x, ((0, 0), (0, fh - h), (0, fw - w), (0, 0)), mode="symmetric")
+            if (h, w) != (fh, fw):
+                x = np.pad(x, ((0, 0), (0, fh - h), (0, fw - w), (0, 0)), mode="symmetric")
         elif x.shape != state["shape"]:
             interpreter.resize_tensor_input(inp["index"], list(x.shape), strict=False)
             interpreter.allocate_tensors()
