@@ -32,6 +32,19 @@ def test_tiled_output_matches_whole_frame(tiny_model):
     assert psnr_8bit(whole, tiled) > 40
 
 
+@pytest.mark.parametrize("size, tile, step, align", [(2064, 256, 240, 1), (1088, 256, 240, 2), (300, 256, 224, 1),
+                                                     (256, 256, 240, 1), (1000, 64, 40, 3)])
+def test_tiles_are_as_few_as_the_overlap_allows_and_spread_evenly(size, tile, step, align):
+    from sid_keras.inference import _starts
+
+    starts = _starts(size, tile, step, align)
+    gaps = np.diff(starts)
+    assert starts[0] == 0 and starts[-1] == max(size - tile, 0)
+    assert len(starts) == (1 if size <= tile else -(-(size - tile) // step) + 1)  # no more tiles than needed
+    assert all(g <= step + align - 1 for g in gaps) and all(s % align == 0 for s in starts[:-1])
+    assert len(gaps) == 0 or gaps.max() - gaps.min() <= align  # every seam about the same overlap
+
+
 @pytest.mark.parametrize("phase", ["GRBG", "BGGR"])
 def test_odd_sizes_are_padded_back_to_the_full_visible_frame(phase, write_dng, tiny_model):
     path, _ = write_dng(pattern=BAYER_PHASES[phase], shape=(67, 93), black=512, white=16383)
