@@ -11,7 +11,8 @@ median of --repeats runs and the columns that matter are the ratios):
 2. where the time goes inside one enhancement (start-up, read, pack, network, blend, render,
    write);
 3. synthetic frames of --sizes megapixels: seconds and peak memory (RSS) of a fresh process;
-4. a batch of --batch copies in one command against as many separate commands.
+4. a batch of --batch copies in one command against as many separate commands, alternated
+   for --repeats rounds.
 """
 
 from __future__ import annotations
@@ -181,12 +182,19 @@ def main(argv=None) -> int:
             for i in range(args.batch):
                 files.append(os.path.join(folder, f"frame{i:02d}.dng"))
                 shutil.copy(args.raw, files[-1])
-            one = wall(enhance_command(files, os.path.join(tmp, "batch_out"), args.model), 1)
-            separate = sum(wall(enhance_command([f], os.path.join(tmp, "single.png"), args.model), 1) for f in files)
+            # Alternate the two, --repeats rounds, and compare medians: on a shared machine the load
+            # drifts over the minutes a round takes.
+            ones, separates = [], []
+            for _ in range(args.repeats):
+                ones.append(wall(enhance_command(files, os.path.join(tmp, "batch_out"), args.model), 1))
+                separates.append(sum(wall(enhance_command([f], os.path.join(tmp, "single.png"), args.model), 1)
+                                     for f in files))
+            one, separate = statistics.median(ones), statistics.median(separates)
             print(f"{f'{args.batch} files':<40}{'seconds':>9}{'files/s':>9}")
             print(f"{'separate commands (reference)':<40}{separate:>9.2f}{args.batch / separate:>9.2f}")
             print(f"{'one batch command':<40}{one:>9.2f}{args.batch / one:>9.2f}   "
-                  f"throughput x{separate / one:.2f}")
+                  f"throughput x{separate / one:.2f} (medians; rounds: "
+                  f"{' '.join(f'x{s / o:.2f}' for s, o in zip(separates, ones))})")
     return 0
 
 

@@ -544,10 +544,10 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     """Enhance ``[(input, output)]`` (:func:`plan_outputs`), going on past bad files and failed
     writes; returns ``[(file, message)]`` for the failures.
 
-    A small pipeline overlaps the stages of consecutive files: a thread decodes the next raws,
-    the network runs in the lanes of :meth:`Enhancer.lanes` (two files at once on a 2-core
-    machine), and a thread encodes finished images; LibRaw, the network runtimes, numpy and zlib
-    release the GIL. A few files are in flight at a time and messages come in the plan's order.
+    A small pipeline overlaps the stages of consecutive files: threads decode the next raws, the
+    network runs in the lanes of :meth:`Enhancer.lanes` (two files at once on a 2-core machine),
+    and threads encode finished images; LibRaw, the network runtimes, numpy and zlib release the
+    GIL. A few files are in flight at a time and messages come in the plan's order.
     ``encoding``: ``quality`` and ``compression`` of :func:`sid_keras.io.write_image`.
     """
     import collections
@@ -600,8 +600,10 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
             bar.update()
 
     in_flight = collections.deque()
-    with ThreadPoolExecutor(1, "sid-read") as reader, ThreadPoolExecutor(len(lanes), "sid-enhance") as network, \
-            ThreadPoolExecutor(1, "sid-write") as writer:
+    # As many readers and writers as lanes, so that the lanes start together and the last files'
+    # images are encoded side by side instead of one after another on one core.
+    with ThreadPoolExecutor(len(lanes), "sid-read") as reader, ThreadPoolExecutor(len(lanes), "sid-enhance") as network, \
+            ThreadPoolExecutor(len(lanes), "sid-write") as writer:
         try:
             for source, target in plan:
                 enhancing = network.submit(enhance, reader.submit(read, source, target))
