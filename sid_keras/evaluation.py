@@ -1,7 +1,9 @@
 """SID's test protocol: full frames, published PSNR/SSIM, per-ratio tables, classical baselines.
 
 Metrics are computed the published way: outputs clipped to [0, 1] and quantised to 8 bits, PSNR
-with data range 255, SSIM with an 11x11 Gaussian window (sigma 1.5) on RGB. Beside the model the
+with data range 255, SSIM with an 11x11 Gaussian window (sigma 1.5) on RGB. The ground truth is
+LibRaw's development of the long exposure with SID's settings, without LibRaw's maximum
+adjustment (:func:`sid_keras.raw.render_reference` says why). Beside the model the
 same frames are scored for SID's "scaled" reference (the short exposure rendered by rawpy and
 scaled to the ground truth's mean) and for that reference plus a classical denoiser (non-local
 means), so every table shows the model's margin over each.
@@ -148,9 +150,9 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
 def load_pair(pair, *, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, truths: dict | None = None):
     """(short frame, ratio, SID's ground truth in sRGB [0, 1]) of a list pair.
 
-    The truth is LibRaw's rendering of the long exposure (SID's protocol), cropped to the packed
-    window so it aligns with the model's output. ``truths`` keeps the last one, as consecutive
-    shorts of a list share their long exposure.
+    The truth is LibRaw's rendering of the long exposure (:func:`sid_keras.raw.render_reference`),
+    cropped to the packed window so it aligns with the model's output. ``truths`` keeps the last
+    one, as consecutive shorts of a list share their long exposure.
     """
     frame, long_frame, ratio = pair.read(ratio_cap)
     key = str(pair.long)

@@ -180,3 +180,21 @@ def test_display_loss_weighs_shadows_as_the_image_shows_them_and_stays_finite():
     assert np.all(np.isfinite(tape.gradient(y, x).numpy()))
     np.testing.assert_allclose(display_curve(tf.constant([0.3])).numpy(), render.tone_curve(np.float32([0.3])),
                                rtol=1e-6)
+
+
+def test_ground_truth_keeps_the_exposure_of_a_frame_without_clipped_highlights(tmp_path):
+    """LibRaw by default takes a brightest value over 0.75 of the white level as the white level,
+    brightening such a frame by up to a third; the ground truth must keep its real exposure."""
+    import rawpy
+
+    mosaic = np.full((64, 96), 512 + 6000, np.uint16)
+    mosaic[:8, :8] = 512 + int(0.8 * (16383 - 512))  # the brightest patch: 0.8 of the white level
+    path = tmp_path / "long.dng"
+    write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383,
+                  as_shot_neutral=(1.0, 1.0, 1.0))
+    truth = raw.render_reference(path, linear=True).astype(np.float64) / 65535
+    assert np.median(truth) == pytest.approx(6000 / (16383 - 512), rel=0.02)
+    with rawpy.imread(str(path)) as developed:  # what LibRaw's default would have made of it
+        default = developed.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16, user_flip=0,
+                                        output_color=rawpy.ColorSpace.raw, gamma=(1, 1)) / 65535
+    assert np.median(default) == pytest.approx(np.median(truth) / 0.8, rel=0.02)

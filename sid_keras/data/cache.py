@@ -29,7 +29,8 @@ from sid_keras.errors import SidError
 from sid_keras.io import atomic_path, save_npy_atomic
 from sid_keras.render import UINT16_SCALE
 
-CACHE_VERSION = 2  # bump when the stored layout changes (2: white-balance gains in the metadata)
+CACHE_VERSION = 3  # bump when what is stored changes (2: white-balance gains in the metadata;
+                   # 3: truths rendered without LibRaw's maximum adjustment)
 
 
 @dataclasses.dataclass(frozen=True)
