@@ -73,6 +73,8 @@ def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfi
 
 
 def _convert(net, shape, *, fp16=False, int8_weights=False, dynamic_range=False, representative=None) -> bytes:
+    if int8_weights:  # dynamic range, float again at full resolution
+        return _float_at_full_resolution(_convert(net, shape, dynamic_range=True), _convert(net, shape))
     import tensorflow as tf
 
     from sid_keras.models import frozen_forward
@@ -83,8 +85,6 @@ def _convert(net, shape, *, fp16=False, int8_weights=False, dynamic_range=False,
     if fp16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    if int8_weights:
-        return _float_at_full_resolution(_convert(net, shape, dynamic_range=True), _convert(net, shape))
     if dynamic_range:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
     if representative is not None:
