@@ -28,6 +28,9 @@ class DataConfig:
     noise_profile: str = "virtual"  # "virtual", a calibrated camera, or a `sid-keras calibrate` TOML
     ratio_range: list = dataclasses.field(default_factory=lambda: [1.0, 300.0])  # synthetic, log-uniform
     synthetic_share: float = 0.5  # share of synthetic samples when both pairs and photos are given
+    # Colour responses of the synthetic pairs: "training" (the Sony bodies of
+    # sid_keras.synthetic.TRAINING_CAMERAS) or "pairs" (the colour matrices of train_list's files).
+    cameras: str = "training"
     cache_dir: str = ""  # default: sid_keras.data.cache.default_cache_dir()
     patch_size: int = 512  # packed pixels (SID: 512, i.e. 1024 output pixels)
     batch_size: int = 1  # global batch (SID: 1)
@@ -242,6 +245,11 @@ def validate(config: Config) -> None:
                        "metadata) or 'srgb' (SID's learned colour)")
     if len(d.ratio_range) != 2 or not 1 <= d.ratio_range[0] <= d.ratio_range[1]:
         raise SidError(f"[data] ratio_range = {d.ratio_range}: give [low, high] with 1 <= low <= high")
+    if d.cameras not in ("training", "pairs"):
+        raise SidError(f"[data] cameras = {d.cameras!r}: use 'training' (the shipped model's colour responses) "
+                       "or 'pairs' (those of your pairs' files)")
+    if d.cameras == "pairs" and not d.train_list:
+        raise SidError("[data] cameras = 'pairs' takes the colour responses of train_list's files: give train_list")
     if not 0 <= d.synthetic_share <= 1:
         raise SidError(f"[data] synthetic_share = {d.synthetic_share}: must be between 0 and 1")
     if not d.train_list and not d.photos:

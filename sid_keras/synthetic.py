@@ -105,6 +105,15 @@ def rgb_to_camera_matrix(xyz_to_cam: np.ndarray | None = SONY_A7S2_XYZ_TO_CAM) -
     return m / m.sum(axis=1, keepdims=True)
 
 
+def file_colour_response(color_matrix: np.ndarray | None) -> np.ndarray:
+    """Linear sRGB -> white-balanced camera RGB of a file's camera: the inverse of the matrix
+    LibRaw develops the file with (rawpy's ``color_matrix``), so synthetic pairs get its colours."""
+    from sid_keras.render import camera_to_srgb
+
+    m = np.linalg.inv(camera_to_srgb(color_matrix).astype(np.float64))
+    return m / m.sum(axis=1, keepdims=True)
+
+
 def load_photo(path: str | os.PathLike) -> np.ndarray:
     """An sRGB photo as float64 in [0, 1], cropped to even height and width."""
     from PIL import Image

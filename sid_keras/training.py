@@ -117,12 +117,26 @@ class Task:
         if d.photos:
             photos = [p for folder in d.photos for p in find_photos(folder)]
             cached = cache_photos(photos, self._cache_dir(), workers=d.decode_workers, progress=progress)
+            responses = self.colour_responses(d.train_list) if d.cameras == "pairs" else None
             sources.append(synthetic_source(cached, patch_size=d.patch_size, seed=seed,
-                                            profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range)))
+                                            profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range),
+                                            colour_responses=responses))
             weights.append(d.synthetic_share if d.train_list else 1.0)
             items += len(cached)
         val_entries = self.cached_pairs(d.val_list, first_burst_only=True, progress=progress)
         return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side))
+
+    def colour_responses(self, list_name: str) -> list[np.ndarray]:
+        """The distinct colour responses of the listed pairs' cameras (from each short file's matrix)."""
+        from sid_keras import raw
+        from sid_keras.data import read_sid_list
+        from sid_keras.synthetic import file_colour_response
+
+        responses = {}
+        for pair in read_sid_list(list_name, self.config.data.root):
+            response = file_colour_response(raw.read_raw(pair.short).color_matrix)
+            responses.setdefault(response.round(4).tobytes(), response)
+        return list(responses.values())
 
     def steps_per_epoch(self, data: Data) -> int:
         """Configured steps, or SID's epoch: one crop of every training pair (and photo)."""

@@ -121,3 +121,18 @@ def test_stress_grid_is_balanced_and_uses_held_out_cameras():
         assert plan.camera in synthetic.STRESS_CAMERAS and plan.noise_profile in noise.CALIBRATED
     assert len(cells) == 12 and set(cells.values()) == {2}  # 24 scenes: every cell twice
     assert not set(synthetic.STRESS_CAMERAS) & set(synthetic.TRAINING_CAMERAS)
+
+
+def test_a_files_colour_response_is_its_cameras(tmp_path):
+    """Fine-tuning synthesises pairs with the colours of the user's files: the response read back
+    from a DNG's matrix is the camera's own (identity for a file without one)."""
+    from sid_keras import raw
+    from sid_keras.dng import write_cfa_dng
+
+    mosaic = np.full((32, 32), 600, np.uint16)
+    for name, xyz_to_cam in [("Fujifilm X-T2", synthetic.STRESS_CAMERAS["Fujifilm X-T2"]), ("no matrix", None)]:
+        path = tmp_path / f"{name}.dng"
+        write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383,
+                      color_matrix=xyz_to_cam)
+        response = synthetic.file_colour_response(raw.read_raw(path).color_matrix)
+        np.testing.assert_allclose(response, synthetic.rgb_to_camera_matrix(xyz_to_cam), atol=1e-4)

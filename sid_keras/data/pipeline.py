@@ -111,12 +111,14 @@ def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0
 
 
 def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, profile=None,
-                     ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE) -> Source:
+                     ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE,
+                     colour_responses: Sequence[np.ndarray] | None = None) -> Source:
     """Training pairs made on the fly from clean photos: new camera, light and noise every step.
 
     Each element crops a ``2 * patch_size`` square of a linearised photo
     (:func:`sid_keras.data.cache.cache_photos`), flips it, and draws: a colour response
-    (:data:`sid_keras.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
+    (``colour_responses``, linear sRGB -> white-balanced camera RGB matrices; default those of
+    :data:`sid_keras.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
     gains), an exposure ratio (log-uniform in ``ratio_range``) and a virtual camera of ``profile``
     (:mod:`sid_keras.noise`, default the virtual family). The target is the clean scene in
     white-balanced camera RGB, clipped at white as LibRaw clips it (before any mosaicking, so it
@@ -138,8 +140,9 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
     if small:
         raise SidError(f"data.patch_size = {patch_size} needs photos of at least {side} pixels a side; "
                        f"{len(small)} are smaller (e.g. {small[0]}): lower data.patch_size")
-    matrices = tf.constant(np.stack([synthetic.rgb_to_camera_matrix(m) for m in synthetic.TRAINING_CAMERAS.values()]),
-                           tf.float32)
+    if colour_responses is None:
+        colour_responses = [synthetic.rgb_to_camera_matrix(m) for m in synthetic.TRAINING_CAMERAS.values()]
+    matrices = tf.constant(np.stack(colour_responses), tf.float32)
     heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
     log_ratio = (float(np.log(ratio_range[0])), float(np.log(ratio_range[1])))
 
@@ -158,7 +161,7 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
         rgb = tf.numpy_function(crop, [index, top, left], tf.uint16, stateful=False)
         rgb = tf.reshape(tf.cast(rgb, tf.float32) / UINT16_SCALE, [side, side, 3])
         rgb, _ = _augment(rgb, rgb, tf.random.stateless_uniform([3], seeds[1]) < 0.5)
-        which = tf.random.stateless_uniform([], seeds[2], 0, len(synthetic.TRAINING_CAMERAS), dtype=tf.int32)
+        which = tf.random.stateless_uniform([], seeds[2], 0, len(colour_responses), dtype=tf.int32)
         scene = tf.maximum(tf.linalg.matvec(matrices[which], rgb), 0.0) * log_uniform(seeds[3], EXPOSURE_RANGE)
         gains = tf.stack([log_uniform(seeds[4], synthetic.RED_GAIN_RANGE), 1.0,
                           log_uniform(seeds[5], synthetic.BLUE_GAIN_RANGE), 1.0])
