@@ -7,8 +7,8 @@ its electrons-to-DN gain per ISO, heavier read-noise tails (Tukey lambda -0.25),
 about 1.5x the strongest of the shipped model's virtual cameras, and the colour responses of
 the stress cameras (Nikon, Canon, Fuji) under three illuminants. The run:
 
-1. writes its dark and flat frames (12 darks and 3 flat levels x 2 at ISO 800, 3200, 12800 and
-   51200) and runs `sid-keras calibrate` on them;
+1. writes its dark and flat frames (12 darks and 3 flat levels x 2 at ISO 400, 1600, 6400, 25600
+   and 51200: the held-out pairs' range) and runs `sid-keras calibrate` on them;
 2. synthesises 6 pairs for fine-tuning (2 per ratio, x30/x100/x300) and 72 held-out pairs
    (24 other photos, every ISO band x ratio of the stress grid) with that profile;
 3. runs `sid-keras finetune` (the calibrated profile on the clean training photos + the 6 pairs);
@@ -46,7 +46,7 @@ def row_sigma(k: float) -> float:
     return 0.9 * k**0.7
 
 
-CALIBRATION_ISOS = (800, 3200, 12800, 51200)  # the ISOs the held-out pairs are shot at
+CALIBRATION_ISOS = (400, 1600, 6400, 25600, 51200)  # spanning the ISOs the held-out pairs are shot at
 DARK_FRAMES, FLAT_LEVELS, FRAME_SHAPE = 12, (1000.0, 3000.0, 7000.0), (256, 384)
 
 
@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model to start from (default: the shipped model)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--learning-rate", default=None, help="fine-tuning learning rate (default: finetune's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting passed on to `sid-keras finetune --set`")
     parser.add_argument("--work", default=None, help="folder for frames, pairs and models (default: temporary)")
     args = parser.parse_args()
     if not (PHOTOS / "train").is_dir():
@@ -118,6 +120,7 @@ def main() -> None:
     tuned = work / "finetuned.keras"
     options = ["--model", args.model] if args.model else []
     options += ["--learning-rate", args.learning_rate] if args.learning_rate else []
+    options += [arg for override in args.overrides for arg in ("--set", override)]
     cli("finetune", *options, "--data", str(pairs), "--list", str(tune_list), "--photos", str(PHOTOS / "train"),
         "--noise-profile", str(profile), "--steps", str(args.steps), "-o", str(tuned), "--overwrite")
     t2 = time.perf_counter()

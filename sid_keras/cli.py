@@ -275,8 +275,11 @@ def _add_finetune(sub) -> None:
     p.add_argument("--val-list", default=None, help="pairs to validate on (default: --list)")
     p.add_argument("--photos", nargs="*", default=[], help="clean photo folders for pairs with your camera's noise")
     p.add_argument("--noise-profile", default=None, help="your camera's profile (`sid-keras calibrate`)")
-    p.add_argument("--steps", type=int, default=600, help="training steps (default 600: minutes on a CPU)")
-    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000: ~10 min on 2 CPU cores)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="default 3e-4 with --photos (measured: benchmarks/finetune.py); 5e-5 with pairs alone")
+    p.add_argument("--ratios", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="exposure ratios of the pairs made from --photos (default: 1 300)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other training setting, e.g. --set data.patch_size=64")
@@ -298,13 +301,18 @@ def _run_finetune(args) -> int:
         raise SidError("--list needs --data, the folder the listed pairs are relative to")
     if args.steps <= 0:
         raise SidError(f"--steps {args.steps}: must be a positive number of training steps")
+    if args.ratios and not 1 <= args.ratios[0] <= args.ratios[1]:
+        raise SidError(f"--ratios {args.ratios[0]:g} {args.ratios[1]:g}: give LOW HIGH with 1 <= LOW <= HIGH, "
+                       "e.g. 30 300")
     epochs = max(1, round(args.steps / FINETUNE_STEPS_PER_EPOCH))
+    learning_rate = args.learning_rate if args.learning_rate is not None else 3e-4 if args.photos else 5e-5
     overrides = [f"data.root={args.data or ''!r}", f"data.train_list={args.list or ''!r}",
                  f"data.val_list={(args.val_list or args.list or '')!r}", f"data.photos={list(args.photos)!r}",
                  f"data.noise_profile={args.noise_profile or 'virtual'!r}", f"train.epochs={epochs}",
-                 f"train.steps_per_epoch={FINETUNE_STEPS_PER_EPOCH}", f"train.learning_rate={args.learning_rate!r}",
-                 f"train.step_epochs={max(1, epochs // 2)}", "train.gamma=0.5", f"train.val_every={epochs}",
-                 *args.overrides]
+                 f"train.steps_per_epoch={FINETUNE_STEPS_PER_EPOCH}", f"train.learning_rate={learning_rate!r}",
+                 f"train.step_epochs={max(1, epochs // 4)}", "train.gamma=0.5", f"train.val_every={epochs}",
+                 f"data.cameras={'pairs' if args.list else 'training'!r}",
+                 *([f"data.ratio_range={list(args.ratios)!r}"] if args.ratios else []), *args.overrides]
     config = load_config("shipped", overrides)
     if not config.data.val_list:
         raise SidError("fine-tuning on photos alone needs pairs to check the result on: give --data and --val-list")

@@ -512,9 +512,10 @@ def render_reference(path: str | os.PathLike, *, linear: bool = False) -> np.nda
     adjustment: by default LibRaw takes the brightest raw value as the white level whenever it
     is over 0.75 of the file's, which brightens a long exposure without clipped highlights by
     up to a third, by an amount no short exposure can tell (65% of the stress set's truths, 11%
-    on average; the classical baselines, scaled to the truth's mean, never saw it). ``linear=True`` gives the same development in white-balanced linear camera RGB (no
-    colour matrix, no curve): the target of ``linear`` models, which
-    :func:`sid_keras.render.render` turns into the sRGB one.
+    on average; the classical baselines, scaled to the truth's mean, never saw it).
+    ``linear=True`` gives the same development in white-balanced linear camera RGB (no colour
+    matrix, no curve): the target of ``linear`` models, which :func:`sid_keras.render.render`
+    turns into the sRGB one.
     """
     import rawpy
 

@@ -128,11 +128,12 @@ def test_bad_calibration_frames_are_one_line_each(frames, tmp_path, capsys):
         calibrate([tmp_path / "nowhere"])
 
 
-def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, capsys):
+def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, capsys, monkeypatch):
     """`sid-keras finetune`: a model, the camera's pairs and profile in; a .keras that enhance takes out."""
     import keras
 
     from conftest import shared_file
+    from sid_keras import training
     from sid_keras.models import UNet
 
     photos = shared_file("photos", "val")
@@ -147,9 +148,26 @@ def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, 
     out = tmp_path / "mine.keras"
     args = ["finetune", "--model", str(base), "--data", str(root), "--list", "Sony_mine_list.txt",
             "--photos", str(photos), "--noise-profile", str(profile), "-o", str(out), "--steps", "20",
+            "--ratios", "50", "200",
             "--set", "data.patch_size=32", "--set", "data.batch_size=2", "--set", "data.val_max_side=64"]
+    synthesised = []  # what the pairs made from photos take from the camera's own pairs
+    task_data, task_colours = training.Task.data, training.Task.colour_responses
+
+    def data(task, **kwargs):
+        synthesised.append(task.config.data.ratio_range)
+        return task_data(task, **kwargs)
+
+    def colour_responses(task, list_name):
+        responses = task_colours(task, list_name)
+        synthesised.append(len(responses))
+        return responses
+
+    monkeypatch.setattr(training.Task, "data", data)
+    monkeypatch.setattr(training.Task, "colour_responses", colour_responses)
     assert main(args) == 0 and out.exists()
     assert "fine-tuned model" in capsys.readouterr().out
+    assert synthesised == [[50.0, 200.0], 1]  # the ratios asked for; the one colour response of the Sony pairs
+    assert "--ratios 50 2: give LOW HIGH" in _one_line(capsys, [*args, "--ratios", "50", "2"])
     assert "already holds mine.keras" in _one_line(capsys, args)  # never replaces a model the user has
     dark = sorted((root / "Sony" / "short").iterdir())[0]
     assert main(["enhance", str(dark), "-o", str(tmp_path / "e.png"), "--model", str(out)]) == 0
