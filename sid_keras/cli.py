@@ -288,6 +288,9 @@ def _add_finetune(sub) -> None:
 
 # Fine-tuning epochs: short, so validation and the schedule's steps come often.
 FINETUNE_STEPS_PER_EPOCH = 50
+# Share of fine-tuning samples made from photos when pairs are given too: a handful of pairs shows
+# few scenes, and the photos bring the content (measured with it: benchmarks/finetune.py).
+FINETUNE_SYNTHETIC_SHARE = 0.8
 
 
 def _run_finetune(args) -> int:
@@ -312,6 +315,7 @@ def _run_finetune(args) -> int:
                  f"train.steps_per_epoch={FINETUNE_STEPS_PER_EPOCH}", f"train.learning_rate={learning_rate!r}",
                  f"train.step_epochs={max(1, epochs // 4)}", "train.gamma=0.5", f"train.val_every={epochs}",
                  f"data.cameras={'pairs' if args.list else 'training'!r}",
+                 f"data.synthetic_share={FINETUNE_SYNTHETIC_SHARE}",
                  *([f"data.ratio_range={list(args.ratios)!r}"] if args.ratios else []), *args.overrides]
     config = load_config("shipped", overrides)
     if not config.data.val_list:

@@ -134,7 +134,11 @@ class Task:
 
         responses = {}
         for pair in read_sid_list(list_name, self.config.data.root):
-            response = file_colour_response(raw.read_raw(pair.short).color_matrix)
+            try:
+                response = file_colour_response(raw.read_raw(pair.short).color_matrix)
+            except np.linalg.LinAlgError:
+                raise SidError(f"{pair.short}: its colour matrix cannot be inverted; synthesise with the "
+                               "shipped model's colours instead (--set data.cameras='training')") from None
             responses.setdefault(response.round(4).tobytes(), response)
         return list(responses.values())
 
