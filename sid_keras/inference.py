@@ -602,7 +602,8 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     in_flight = collections.deque()
     # As many readers and writers as lanes, so that the lanes start together and the last files'
     # images are encoded side by side instead of one after another on one core.
-    with ThreadPoolExecutor(len(lanes), "sid-read") as reader, ThreadPoolExecutor(len(lanes), "sid-enhance") as network, \
+    with ThreadPoolExecutor(len(lanes), "sid-read") as reader, \
+            ThreadPoolExecutor(len(lanes), "sid-enhance") as network, \
             ThreadPoolExecutor(len(lanes), "sid-write") as writer:
         try:
             for source, target in plan:

@@ -133,7 +133,7 @@ def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, 
     import keras
 
     from conftest import shared_file
-    from sid_keras import training
+    from sid_keras.data import pipeline
     from sid_keras.models import UNet
 
     photos = shared_file("photos", "val")
@@ -151,19 +151,13 @@ def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, 
             "--ratios", "50", "200",
             "--set", "data.patch_size=32", "--set", "data.batch_size=2", "--set", "data.val_max_side=64"]
     synthesised = []  # what the pairs made from photos take from the camera's own pairs
-    task_data, task_colours = training.Task.data, training.Task.colour_responses
+    make_source = pipeline.synthetic_source
 
-    def data(task, **kwargs):
-        synthesised.append(task.config.data.ratio_range)
-        return task_data(task, **kwargs)
+    def synthetic_source(photos, **kwargs):
+        synthesised.extend([list(kwargs["ratio_range"]), len(kwargs["colour_responses"])])
+        return make_source(photos, **kwargs)
 
-    def colour_responses(task, list_name):
-        responses = task_colours(task, list_name)
-        synthesised.append(len(responses))
-        return responses
-
-    monkeypatch.setattr(training.Task, "data", data)
-    monkeypatch.setattr(training.Task, "colour_responses", colour_responses)
+    monkeypatch.setattr(pipeline, "synthetic_source", synthetic_source)
     assert main(args) == 0 and out.exists()
     assert "fine-tuned model" in capsys.readouterr().out
     assert synthesised == [[50.0, 200.0], 1]  # the ratios asked for; the one colour response of the Sony pairs
