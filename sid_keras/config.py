@@ -16,6 +16,7 @@ from typing import Any
 from sid_keras.errors import SidError
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).parent / "experiments"
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass
@@ -60,7 +61,9 @@ class TrainConfig:
     val_every: int = 10  # epochs
     steps_per_epoch: int = 0  # 0: one crop per training pair (SID's epoch)
     seed: int = 0
-    mixed_precision: bool = False
+    # "auto": mixed_float16 on a GPU, mixed_bfloat16 on a CPU with BF16 instructions (AVX-512 BF16
+    # or AMX), float32 elsewhere (sid_keras.training.resolve_precision); or one of those names.
+    precision: str = "auto"
     out_dir: str = "runs/sid"
     init_from: str = ""  # a .keras file of the same architecture to start from
     log_images: int = 2  # validation triplets written to TensorBoard
@@ -257,6 +260,8 @@ def validate(config: Config) -> None:
     if d.photos and config.model.output != "linear":
         raise SidError("[data] photos: pairs synthesised on the fly train 'linear' models; "
                        "the 'srgb' output reproduces SID on real pairs (train_list)")
+    if t.precision not in PRECISIONS:
+        raise SidError(f"[train] precision = {t.precision!r}: use one of {', '.join(PRECISIONS)}")
     if t.schedule not in ("step", "sid"):
         raise SidError(f"[train] schedule = {t.schedule!r}: use 'step' (the paper's) or 'sid'")
     if not t.learning_rate > 0 or not 0 < t.gamma <= 1:

@@ -241,9 +241,9 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log) -> dict:
 
     from sid_keras.inference import keras_predictor
     from sid_keras.lite import tflite_predictor
-    from sid_keras.models import inference_model, input_name, output_kind
+    from sid_keras.models import inference_model, input_name, output_kind, with_precision
 
-    net = inference_model(model)
+    net = with_precision(inference_model(model), None)  # phones get float32 graphs to quantise
     config = net.get_config()
     channels, scale = net.inputs[0].shape[-1], config.get("scale", 2)
     kind = output_kind(net)

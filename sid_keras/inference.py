@@ -176,9 +176,9 @@ def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     """A tile predictor from a Keras model (the generator of a GAN), compiled once per shape."""
     import tensorflow as tf
 
-    from sid_keras.models import inference_model
+    from sid_keras.models import inference_model, with_precision
 
-    net = inference_model(model)
+    net = with_precision(inference_model(model), None)  # float32, whatever it was trained in
     fn = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
     return lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()
 

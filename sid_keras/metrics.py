@@ -33,11 +33,30 @@ def psnr(y_true, y_pred, display: bool = False):
 
 
 def ssim(y_true, y_pred, display: bool = False):
-    """Per-image SSIM (Gaussian 11x11, sigma 1.5) for images in [0, 1]."""
+    """Per-image SSIM (Gaussian 11x11, sigma 1.5) for images in [0, 1].
+
+    ``tf.image.ssim``'s definition (valid windows, K1 = 0.01, K2 = 0.03, mean over positions and
+    channels), with the Gaussian window applied as two 1-D passes to the four local statistics at
+    once: 22 instead of 121 multiply-adds a pixel, which made SSIM a fifth of a training step.
+    """
     import tensorflow as tf
 
     y_true, y_pred = _prepare(y_true, y_pred, display)
-    return tf.image.ssim(y_true, y_pred, max_val=1.0, filter_size=SSIM_WINDOW, filter_sigma=SSIM_SIGMA)
+    channels = y_true.shape[-1]
+    coords = tf.range(SSIM_WINDOW, dtype=tf.float32) - (SSIM_WINDOW - 1) / 2
+    gauss = tf.nn.softmax(-0.5 * tf.square(coords) / SSIM_SIGMA**2)
+    columns = tf.tile(tf.reshape(gauss, [SSIM_WINDOW, 1, 1, 1]), [1, 1, 4 * channels, 1])
+    rows = tf.reshape(columns, [1, SSIM_WINDOW, 4 * channels, 1])
+    stats = tf.concat([y_true, y_pred, y_true * y_pred, tf.square(y_true) + tf.square(y_pred)], axis=-1)
+    local = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(stats, columns, [1, 1, 1, 1], "VALID"), rows,
+                                   [1, 1, 1, 1], "VALID")
+    mean_true, mean_pred, cross, squares = tf.split(local, 4, axis=-1)
+    c1, c2 = 0.01**2, 0.03**2
+    num0 = 2.0 * mean_true * mean_pred
+    den0 = tf.square(mean_true) + tf.square(mean_pred)
+    luminance = (num0 + c1) / (den0 + c1)
+    structure = (2.0 * cross - num0 + c2) / (squares - den0 + c2)
+    return tf.reduce_mean(luminance * structure, axis=[-3, -2, -1])
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")

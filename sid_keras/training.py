@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -158,10 +159,15 @@ class Task:
                       seed=self.config.train.seed, start=self.first_element(data, epoch))
 
     # -- model ---------------------------------------------------------------------------------
+    @functools.cached_property
+    def precision(self) -> Precision:
+        """The precision this run computes in (``train.precision``, "auto" resolved once)."""
+        return resolve_precision(self.config.train.precision)
+
     def model_args(self, channels: int, scale: int) -> dict:
         args = {"in_channels": channels, "scale": scale, "output": self.config.model.output, **self.config.model.args}
-        if self.config.train.mixed_precision:
-            args["dtype"] = "mixed_float16"  # held by the model, not set for the whole process
+        if self.precision.policy != FLOAT32:
+            args["dtype"] = self.precision.policy  # held by the model, not set for the whole process
         if self.is_gan:
             args.setdefault("seed", self.config.train.seed)
         return args
@@ -267,7 +273,56 @@ class Task:
 
 
 def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in ("name", "trainable")}
+    """An architecture's config without what may differ between runs of it (its precision too)."""
+    return {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}
+
+
+FLOAT32 = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """The Keras dtype policy a run trains in, and why it was chosen (printed at start)."""
+
+    policy: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"training precision: {self.policy} ({self.reason})"
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), from /proc/cpuinfo.
+
+    Elsewhere oneDNN emulates bfloat16 and a step is several times slower than float32.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(setting: str = "auto", *, gpus: int | None = None, cpuinfo: str | None = None) -> Precision:
+    """``train.precision`` as a Keras policy: "auto" picks what measured fastest at equal quality
+    (benchmarks/train_speed.py): mixed_float16 on a GPU, mixed_bfloat16 on a CPU with BF16,
+    float32 elsewhere. Mixed policies keep float32 master weights, loss and metrics."""
+    if setting != "auto":
+        return Precision(setting, "train.precision")
+    if gpus is None:
+        import tensorflow as tf
+
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    if gpus:
+        return Precision("mixed_float16", f"auto: {gpus} GPU(s)")
+    if cpu_has_bf16(cpuinfo):
+        return Precision("mixed_bfloat16", "auto: this CPU computes bfloat16 natively")
+    return Precision(FLOAT32, "auto: this CPU has no bfloat16 instructions")
 
 
 def pick_strategy():
@@ -289,6 +344,7 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
     with run_folder_lock(task.out):
         task.check_run_dir()
         data = task.data(progress=progress)
+        log(task.precision.describe())
         checkpoint = task.checkpoint(log)
         with pick_strategy().scope():
             model = task.build_model(data.channels, data.scale)
@@ -304,7 +360,7 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
 
 
 def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os.PathLike, *,
-             overwrite: bool = False, verbose: int | str = "auto"):
+             overwrite: bool = False, verbose: int | str = "auto", log=print):
     """Adapt a trained model (the shipped one by default) to a camera; write it to ``out``.
 
     The training recipe of ``config`` (its data: a handful of the camera's real pairs and/or
@@ -315,7 +371,7 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
     """
     from sid_keras.inference import load_model
     from sid_keras.io import check_outputs_free
-    from sid_keras.models import inference_model, output_kind
+    from sid_keras.models import inference_model, output_kind, with_precision
 
     out = pathlib.Path(out)
     check_outputs_free(out.parent, [out.name], overwrite)
@@ -328,11 +384,15 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
                        f"the data has {data.channels}: fine-tune a model made for this sensor's CFA")
     import keras
 
-    net.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), loss=task.loss(), metrics=task.metrics())
-    history = net.fit(task.train_dataset(data), epochs=config.train.epochs, steps_per_epoch=task.steps_per_epoch(data),
-                      validation_data=data.val, validation_freq=config.train.val_every, callbacks=[task.schedule()],
-                      verbose=verbose)
-    save_model_atomic(net, out)
+    log(task.precision.describe())
+    trained = with_precision(net, task.precision.policy)
+
+    trained.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), loss=task.loss(),
+                    metrics=task.metrics())
+    history = trained.fit(task.train_dataset(data), epochs=config.train.epochs,
+                          steps_per_epoch=task.steps_per_epoch(data), validation_data=data.val,
+                          validation_freq=config.train.val_every, callbacks=[task.schedule()], verbose=verbose)
+    save_model_atomic(with_precision(trained, net.dtype_policy.name), out)  # in the precision it came in
     return history
 
 

@@ -257,17 +257,18 @@ def test_two_workers_on_loopback_hold_the_same_weights_and_resume_exactly(mini_d
     assert int(np.load(killed / "steps0.npy")) == epochs * steps
 
 
-def test_mixed_precision_training_runs(mini_dataset, tmp_path):
+def test_mixed_precision_training_runs(mini_dataset, tmp_path, capsys):
     """In process: the mixed_float16 policy belongs to the model, not to the process."""
     import keras
 
     out = tmp_path / "mixed"
     args = _train_args(mini_dataset, out, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3",
-                       "--set", "train.mixed_precision=true")
+                       "--set", "train.precision='mixed_float16'")
     assert main(args) == 0
+    assert "training precision: mixed_float16 (train.precision)" in capsys.readouterr().out
     assert keras.config.dtype_policy().name == "float32"
     config = json.loads((out / "config.json").read_text())
-    assert config["train"]["mixed_precision"] is True
+    assert config["train"]["precision"] == "mixed_float16"
     from sid_keras.inference import load_model
 
     assert load_model(out / "final.keras").get_config()["dtype"] == "mixed_float16"

@@ -182,6 +182,46 @@ def test_display_loss_weighs_shadows_as_the_image_shows_them_and_stays_finite():
                                rtol=1e-6)
 
 
+def test_the_fast_training_maths_equal_their_textbook_forms():
+    """What made a training step faster changed no value: the curve over its whole range and
+    its gradient, SSIM against tf.image.ssim, Tukey-lambda noise and the colour response."""
+    import tensorflow as tf
+
+    from sid_keras import noise
+    from sid_keras.data.pipeline import camera_rgb
+    from sid_keras.losses import display_curve
+    from sid_keras.metrics import ssim
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(np.concatenate([np.linspace(-0.1, 1.5, 4001), rng.uniform(0, 1, 4000)]).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        fast = display_curve(x)
+        powered = tf.pow(tf.maximum(x, render.CURVE_BREAK), render.LIBRAW_POWER)
+        textbook = tf.where(x < render.CURVE_BREAK, x * render.LIBRAW_TOE_SLOPE,
+                            powered * (1 + render.CURVE_OFFSET) - render.CURVE_OFFSET)
+    np.testing.assert_allclose(fast.numpy(), textbook.numpy(), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(tape.gradient(fast, x).numpy(), tape.gradient(textbook, x).numpy(), rtol=1e-5)
+
+    a = rng.uniform(0, 1, (3, 40, 33, 3)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    reference = tf.image.ssim(a, b, max_val=1.0, filter_size=11, filter_sigma=1.5).numpy()
+    np.testing.assert_allclose(ssim(a, b).numpy(), reference, atol=2e-6)
+    assert not np.allclose(reference, 1.0)
+
+    seed = tf.constant([3, 4], tf.int64)
+    for lam in (-0.3, 0.0, 0.14):
+        u = tf.random.stateless_uniform([5000], seed, 1e-6, 1 - 1e-6).numpy().astype(np.float64)
+        expected = np.log(u / (1 - u)) if lam == 0 else (u**lam - (1 - u) ** lam) / lam
+        np.testing.assert_allclose(noise.tukey_lambda(seed, [5000], tf.constant(lam)).numpy(), expected,
+                                   rtol=1e-4, atol=1e-4)
+
+    matrix = rng.normal(size=(3, 3)).astype(np.float32)
+    rgb = rng.uniform(size=(8, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(camera_rgb(tf.constant(rgb), tf.constant(matrix)).numpy(), rgb @ matrix.T, rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_ground_truth_keeps_the_exposure_of_a_frame_without_clipped_highlights(tmp_path):
     """LibRaw by default takes a brightest value over 0.75 of the white level as the white level,
     brightening such a frame by up to a third; the ground truth must keep its real exposure."""

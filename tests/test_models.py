@@ -5,6 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from sid_keras.config import load_config
 from sid_keras.errors import SidError
 from sid_keras.metrics import PSNR
 from sid_keras.models import MODELS, UNet, build_model, count_macs, inference_model
@@ -191,7 +192,7 @@ def test_precision_is_held_by_the_model_and_saved_with_it(tmp_path):
     from sid_keras.training import Task
 
     before = keras.config.dtype_policy().name
-    model = Task(load_config("synthetic", ["train.mixed_precision=true", "model.args={width=4, depth=2}"])).build_model()
+    model = Task(load_config("synthetic", ["train.precision='mixed_float16'", "model.args={width=4, depth=2}"])).build_model()
     assert keras.config.dtype_policy().name == before == "float32"  # nothing process-wide changed
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert {layer.compute_dtype for layer in convs} == {"float16"}
@@ -204,6 +205,29 @@ def test_precision_is_held_by_the_model_and_saved_with_it(tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(x), np.float32), np.asarray(model(x), np.float32), atol=1e-3)
     plain = build_model("unet", width=4, depth=2)
     assert "dtype" not in plain.get_config() and plain.layers[2].compute_dtype == "float32"
+
+
+def test_auto_precision_follows_the_hardware_and_inference_runs_in_float32():
+    """bfloat16 only where the CPU computes it (emulated, a step is slower than float32)."""
+    from sid_keras.models import with_precision
+    from sid_keras.training import resolve_precision
+
+    amx = "processor : 0\nflags : fpu sse avx2 avx512f amx_bf16 amx_tile\n"
+    avx2 = "processor : 0\nflags : fpu sse avx2 fma\n"
+    assert resolve_precision("auto", gpus=0, cpuinfo=amx).policy == "mixed_bfloat16"
+    assert resolve_precision("auto", gpus=0, cpuinfo=avx2).policy == "float32"
+    assert resolve_precision("auto", gpus=1, cpuinfo=avx2).policy == "mixed_float16"
+    assert resolve_precision("float32", gpus=1, cpuinfo=amx).policy == "float32"
+    with pytest.raises(SidError, match="precision = 'bf16'"):
+        load_config("synthetic", ["train.precision='bf16'"])
+
+    trained = build_model("unet", width=4, depth=2, dtype="mixed_bfloat16")
+    net = with_precision(trained, None)
+    assert "dtype" not in net.get_config() and net.layers[2].compute_dtype == "float32"
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), trained.get_weights()))
+    assert with_precision(net, "float32") is net
+    x = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 4)).astype("float32")
+    np.testing.assert_allclose(np.asarray(trained(x), np.float32), np.asarray(net(x)), atol=0.02)
 
 
 def test_gan_noise_is_seeded_by_the_training_config():

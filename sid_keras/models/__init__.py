@@ -113,6 +113,18 @@ def inference_model(model: keras.Model) -> keras.Model:
     return model.generator if isinstance(model, UNetGAN) else model
 
 
+def with_precision(net: keras.Model, policy: str | None) -> keras.Model:
+    """The same network and weights computing in ``policy`` (None: float32); ``net`` itself if it
+    already does. A run trains in its own precision (``train.precision``); inference and export
+    use float32 whatever the file was trained in."""
+    policy = policy or "float32"
+    if net.dtype_policy.name == policy:
+        return net
+    twin = type(net).from_config({**net.get_config(), "dtype": None if policy == "float32" else policy})
+    twin.set_weights(net.get_weights())
+    return twin
+
+
 def output_kind(model: keras.Model) -> str:
     """``"linear"`` or ``"srgb"``: what the model predicts, from its own config."""
     return inference_model(model).get_config().get("output", SRGB)
@@ -197,4 +209,5 @@ __all__ = [
     "inference_model",
     "input_name",
     "output_kind",
+    "with_precision",
 ]

@@ -187,8 +187,8 @@ class UNetGAN(keras.Model):
     def _compute_gan_losses(self, x, y, training=True):
         fake = self.generator(x, training=training)
         seen_fake, seen_y = self._as_seen(fake), self._as_seen(y)
-        real_global, real_pixel = self.discriminator(seen_y, training=training)
-        fake_global, fake_pixel = self.discriminator(seen_fake, training=training)
+        real_global, real_pixel = self._judge(seen_y, training)
+        fake_global, fake_pixel = self._judge(seen_fake, training)
         d_loss = _bce(1.0, real_global) + _bce(0.0, fake_global) + _bce(1.0, real_pixel) + _bce(0.0, fake_pixel)
         if self.cutmix_probability > 0:
             d_loss = d_loss + self._cutmix_loss(seen_y, seen_fake, real_pixel, fake_pixel)
@@ -198,11 +198,15 @@ class UNetGAN(keras.Model):
         g_loss = l1 + self.adversarial_weight * adversarial + regularisers
         return fake, l1, g_loss, d_loss
 
+    def _judge(self, image, training):
+        """The discriminator's (global, per-pixel) logits, in float32 whatever it computes in."""
+        return tuple(ops.cast(logits, "float32") for logits in self.discriminator(image, training=training))
+
     def _cutmix_loss(self, y, fake, real_pixel, fake_pixel):
         """CutMix: the decoder must find the pasted real box, consistently with its own outputs."""
         mask = _cutmix_mask(ops.shape(y), self._seed)
         mixed = mask * y + (1.0 - mask) * ops.stop_gradient(fake)
-        _, mixed_pixel = self.discriminator(mixed, training=True)
+        _, mixed_pixel = self._judge(mixed, True)
         target = ops.mean(ops.binary_crossentropy(mask, mixed_pixel, from_logits=True))
         consistency = ops.mean(ops.square(mixed_pixel - (mask * real_pixel + (1 - mask) * fake_pixel)))
         gate = ops.cast(keras.random.uniform((), seed=self._seed) < self.cutmix_probability, "float32")
