@@ -10,6 +10,8 @@ configuration, all with the same seed, so every configuration sees the very same
   Pow kernel, SSIM with a 2-D window, a per-pixel matvec and Pow in the synthesis), rebuilt here
   by swapping those four functions back in: the reference every other row is divided by;
 - ``float32``, ``float32_xla`` (``jit_compile=True``), ``mixed_bfloat16``: today's code;
+- ``bf16_intra1`` / ``bf16_inter1``: one thread per op and two ops at once, or the reverse
+  (TensorFlow's default is two and two on this machine);
 - ``*_avx2`` rows: the same with oneDNN held to AVX2 (``ONEDNN_MAX_CPU_ISA``), the closest this
   machine gets to the AVX2-only machines (whose cores are also slower: compare ratios);
 - ``default``: what `sid-keras train` picks here (``train.precision = "auto"``).
@@ -38,14 +40,18 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
-CONFIGS = {  # name: (precision, jit_compile, code, oneDNN ISA cap)
-    "before": ("float32", False, "before", None),
-    "float32": ("float32", False, "today", None),
-    "float32_xla": ("float32", True, "today", None),
-    "mixed_bfloat16": ("mixed_bfloat16", False, "today", None),
-    "before_avx2": ("float32", False, "before", "AVX2"),
-    "float32_avx2": ("float32", False, "today", "AVX2"),
-    "default": ("auto", False, "today", None),
+CONFIGS = {  # name: (precision, jit_compile, code, oneDNN ISA cap, (intra-op, inter-op threads) or None)
+    "before": ("float32", False, "before", None, None),
+    "float32": ("float32", False, "today", None, None),
+    "float32_xla": ("float32", True, "today", None, None),
+    "mixed_bfloat16": ("mixed_bfloat16", False, "today", None, None),
+    "bf16_intra1": ("mixed_bfloat16", False, "today", None, (1, 2)),
+    "bf16_inter1": ("mixed_bfloat16", False, "today", None, (2, 1)),
+    "float32_intra1": ("float32", False, "today", None, (1, 2)),
+    "before_avx2": ("float32", False, "before", "AVX2", None),
+    "float32_avx2": ("float32", False, "today", "AVX2", None),
+    "float32_avx2_intra1": ("float32", False, "today", "AVX2", (1, 2)),
+    "default": ("auto", False, "today", None, None),
 }
 WARMUP = 10
 
@@ -114,7 +120,10 @@ def child(name: str, args) -> dict:
     from sid_keras.models import with_precision
     from sid_keras.training import Task
 
-    precision, jit, code, _ = CONFIGS[name]
+    precision, jit, code, _, threads = CONFIGS[name]
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(threads[1])
     if code == "before":
         use_code_before()
     config = load_config("shipped", [f"data.root={json.dumps(args.val)}",
