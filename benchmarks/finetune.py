@@ -115,9 +115,9 @@ def main() -> None:
     cli("calibrate", str(work / "frames"), "-o", str(profile), "--overwrite")
     pairs = work / "pairs"
     tune_list = synthesize(PHOTOS / "train", pairs, split="tune", stress=True, noise_profile=str(profile),
-                           limit=2, camera_dir="Virtual", seed=1)  # 3 cells per photo: 2 pairs per ratio
+                           limit=2, camera_dir="Virtual", seed=1, overwrite=True)  # 3 cells a photo: 2 pairs a ratio
     held_list = synthesize(PHOTOS / "val", pairs, split="heldout", stress=True, noise_profile=str(profile),
-                           limit=24, camera_dir="Virtual", seed=2, first_id=50000)
+                           limit=24, camera_dir="Virtual", seed=2, first_id=50000, overwrite=True)
     t1 = time.perf_counter()
     tuned = work / "finetuned.keras"
     options = ["--model", args.model] if args.model else []

@@ -153,6 +153,9 @@ def calibrate_iso(iso: float, darks: Sequence[raw.RawFrame], flats: Sequence[raw
     row_free = residual - row_means
     width = residual.shape[2]
     read_var = float(row_free.var())
+    if not read_var > 0:
+        raise SidError(f"ISO {iso:g}: the dark frames have no noise (every pixel at one value): not a sensor's raw "
+                       "data, or clipped at black; shoot real dark frames with the lens capped")
     row_sigma = math.sqrt(max(float(row_means.var()) - read_var / width, 0.0))
     rng = np.random.default_rng(0)
     sample = rng.choice(row_free.ravel(), size=min(TUKEY_SAMPLES, row_free.size), replace=False)
@@ -219,7 +222,16 @@ def calibrate(items: Sequence[str | os.PathLike], *, name: str | None = None) ->
 
     Returns ``(Calibration, {iso: dark-shading map}, {iso: read-noise sample})``.
     """
-    frames = [raw.read_raw(path) for path in find_frames(items)]
+    paths = find_frames(items)
+    names = {}
+    for path in paths:
+        names.setdefault(raw.camera_name(path), path)
+    names.pop(None, None)
+    if len(names) > 1:
+        (first, a), (second, b) = list(names.items())[:2]
+        raise SidError(f"the frames come from different cameras ({a.name}: {first}; {b.name}: {second}); "
+                       "calibrate one camera at a time")
+    frames = [raw.read_raw(path) for path in paths]
     keys = {_camera_key(f) for f in frames}
     if len(keys) > 1:
         sizes = sorted({f"{k[0][1]}x{k[0][0]}" for k in keys})

@@ -35,6 +35,44 @@ class StepSchedule(keras.callbacks.Callback):
             logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
 
 
+def read_record(path: pathlib.Path, key: str) -> dict:
+    """A run folder's JSON record holding ``key`` ({} if absent); a file that cannot be read, or
+    is not such a record, is one line naming it."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SidError(f"{path}: unreadable ({type(err).__name__}); delete it, or choose another "
+                       "train.out_dir") from None
+    if not isinstance(record, dict) or key not in record:
+        raise SidError(f"{path}: not a sid-keras run record (no {key!r}); delete it, or choose another "
+                       "train.out_dir")
+    return record
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first non-finite loss, remembering where (``diverged``), so that no
+    weights computed from it become a checkpoint or a result."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.diverged = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss) and self.diverged is None:
+            self.diverged = f"epoch {self.epoch + 1}, step {batch + 1} (loss {float(loss)})"
+            self.model.stop_training = True
+
+
+def finite_weights(model) -> bool:
+    return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Weights, optimizer state and epoch after every epoch, written so no crash can tear them.
 
@@ -79,7 +117,8 @@ class Checkpoint(keras.callbacks.Callback):
         return 0
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save(self.model, epoch + 1)
+        if finite_weights(self.model):  # a diverged epoch leaves the last good checkpoint in place
+            self.save(self.model, epoch + 1)
 
     def save(self, model, epochs_done: int) -> None:
         """Save ``model`` (weights and optimizer state) after ``epochs_done`` epochs."""
@@ -110,9 +149,7 @@ class KeepBest(keras.callbacks.Callback):
         self.monitor = monitor
 
     def _best(self) -> float:
-        if self.record.exists():
-            return float(json.loads(self.record.read_text())[self.monitor])
-        return -np.inf
+        return float(read_record(self.record, self.monitor).get(self.monitor, -np.inf))
 
     def on_epoch_end(self, epoch, logs=None):
         self.update(self.model, (logs or {}).get(self.monitor), epoch + 1)

@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 130
 
 
 # Python loggers of the libraries underneath (deprecation notices and the like).
-_LIBRARY_LOGGERS = ("tensorflow", "absl", "keras", "keras_tuner", "h5py")
+_LIBRARY_LOGGERS = ("tensorflow", "absl", "keras", "keras_tuner", "h5py", "tifffile")
 
 
 @contextlib.contextmanager
@@ -54,7 +54,7 @@ def _only_our_lines(verbose: bool):
         with native_stderr_hidden() as terminal, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if real_stderr:  # the package's own lines still reach the terminal
-                sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1)
+                sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, errors="surrogateescape")
             try:
                 yield
             finally:
@@ -65,6 +65,48 @@ def _only_our_lines(verbose: bool):
         for name, logger in loggers.items():
             logger.setLevel(saved_levels[name])
             logger.removeFilter(_errors_only)
+
+
+def _print_while_read(line: str) -> None:
+    """``print``, until the reader of stdout goes away (``| head -1``): the work goes on quietly
+    and its results still count."""
+    if getattr(_print_while_read, "closed", False):
+        return
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        _print_while_read.closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail either
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM ends a command as Ctrl-C does, so temporary files are removed on the way out
+    (the default would end the process on the spot and leave them)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _names_print_as_bytes() -> None:
+    """A file name that is not UTF-8 (ordinary on Linux) prints as the bytes it is, not a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="surrogateescape")
 
 
 def _errors_only(record: logging.LogRecord) -> bool:
@@ -85,6 +127,7 @@ def _add_synth(sub) -> None:
     p.add_argument("--stress", action="store_true",
                    help="write the stress validation instead: ISO bands x ratios x illuminants with "
                         "cameras training does not use (list: Stress_<split>_list.txt)")
+    p.add_argument("--overwrite", action="store_true", help="replace the scenes and list of an earlier run")
     p.set_defaults(run=_run_synth)
 
 
@@ -93,7 +136,8 @@ def _run_synth(args) -> int:
 
     path = synthesize(args.photos, args.out, split=args.split, seed=args.seed, ratios=args.ratios,
                       limit=args.limit, workers=args.workers, stress=args.stress, noise_profile=args.noise_profile,
-                      camera_dir="Stress" if args.stress else "Sony", progress=sys.stderr.isatty())
+                      camera_dir="Stress" if args.stress else "Sony", progress=sys.stderr.isatty(),
+                      overwrite=args.overwrite)
     lines = sum(1 for _ in open(path))
     print(f"wrote {lines} pairs; list: {path}")
     return 0
@@ -181,17 +225,16 @@ def _add_enhance(sub) -> None:
 
 
 def _run_enhance(args) -> int:
-    import pathlib
-
     from sid_keras.inference import Enhancer, enhance_files, expand_inputs, plan_outputs
 
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise SidError(f"no raw files found in {' '.join(args.inputs)}")
-    fmt, plan = plan_outputs(inputs, pathlib.Path(args.out), args.fmt)
+    fmt, plan = plan_outputs(inputs, args.out, args.fmt)
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
     failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
-                             progress=sys.stderr.isatty(), quality=args.quality, compression=args.compression)
+                             progress=sys.stderr.isatty(), log=_print_while_read, quality=args.quality,
+                             compression=args.compression)
     for _, message in failures:
         print(f"sid-keras enhance: failed: {message}", file=sys.stderr)
     if failures:
@@ -331,7 +374,7 @@ def _add_calibrate(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="noise profile TOML to write (e.g. mycamera.toml)")
     p.add_argument("--name", default=None, help="the camera's name in the profile (default: the file's stem)")
     p.add_argument("--figure", default=None, help="PNG of the fits (default: next to the profile; needs matplotlib)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing profile")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing profile, shading map and figure")
     p.set_defaults(run=_run_calibrate)
 
 
@@ -346,17 +389,22 @@ def _run_calibrate(args) -> int:
     out = pathlib.Path(args.out)
     if out.suffix.lower() != ".toml":
         raise SidError(f"{out}: give the profile a .toml name, e.g. mycamera.toml")
-    check_outputs_free(out.parent, [out.name], args.overwrite)
+    shading = out.with_name(f"{out.stem}.dark_shading.npz")
+    figure = pathlib.Path(args.figure) if args.figure else out.with_name(f"{out.stem}.fits.png")
+    if figure.is_dir() or figure.suffix.lower() != ".png":
+        raise SidError(f"--figure {figure}: give the figure a .png file name, e.g. {out.stem}.fits.png")
+    for path in (out, shading, figure):  # every output checked before the frames are read
+        if not path.parent.is_dir():
+            raise SidError(f"{path.parent}: no such folder to write {path.name} in; create it first")
+        check_outputs_free(path.parent, [path.name], args.overwrite)
     calibration, shadings, samples = calibrate(args.frames, name=args.name or out.stem)
     print(format_table(calibration))
     with atomic_path(out, overwrite=True) as tmp:
         pathlib.Path(tmp).write_text(profile_toml(calibration))
     if shadings:
-        shading = out.with_name(f"{out.stem}.dark_shading.npz")
         with atomic_path(shading) as tmp:
             np.savez_compressed(tmp, **{f"iso{iso:g}": m for iso, m in shadings.items()})
         print(f"dark shading (fixed pattern per ISO): {shading}")
-    figure = pathlib.Path(args.figure) if args.figure else out.with_name(f"{out.stem}.fits.png")
     if write_figure(figure, calibration, samples):
         print(f"fits: {figure}")
     else:
@@ -400,15 +448,24 @@ def _run_export(args) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A command line that cannot be parsed is one line naming what is wrong, exit 1 (argparse
+    prints a usage block and exits 2, the status this package keeps for bugs)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="sid-keras",
         description="Learning to See in the Dark with Keras 3: enhance extremely underexposed raw photos.",
     )
     parser.add_argument("--version", action="version", version=f"sid-keras {__version__}")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's log, Python warnings and tracebacks (or SID_KERAS_VERBOSE=1)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_finetune, _add_calibrate,
                 _add_models, _add_tune, _add_export):
         add(sub)
@@ -416,13 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _names_print_as_bytes()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
     verbose = args.verbose or os.environ.get("SID_KERAS_VERBOSE", "") not in ("", "0")
-    with _only_our_lines(verbose):
+    with _only_our_lines(verbose), _terminate_as_interrupt():
         try:
             return args.run(args)
         except KeyboardInterrupt:

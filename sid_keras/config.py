@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import sys
 from typing import Any
@@ -184,6 +185,8 @@ def build_dataclass(cls, values, where: str):
     kwargs = {}
     for name, value in values.items():
         field = fields[name]
+        if not _all_finite(value):
+            raise SidError(f"[{where}] {name} = {value!r}: must be finite (no inf or nan)")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         if isinstance(default, bool):
             if not isinstance(value, bool):
@@ -206,6 +209,17 @@ def build_dataclass(cls, values, where: str):
 
 
 _TYPE_NAMES = {str: "string", list: "list", dict: "table"}
+
+
+def _all_finite(value) -> bool:
+    """No inf or nan anywhere in a config value (numbers, lists, inline tables)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -237,6 +251,8 @@ def validate(config: Config) -> None:
                                ("data", "decode_workers", d.decode_workers)]:
         if not isinstance(value, int) or value <= 0:
             raise SidError(f"[{where}] {name} = {value!r}: must be a positive integer")
+    if t.seed < 0:
+        raise SidError(f"[train] seed = {t.seed}: must be >= 0")
     if t.steps_per_epoch < 0:
         raise SidError(f"[train] steps_per_epoch = {t.steps_per_epoch}: must be >= 0 (0: one crop per pair)")
     if not d.ratio_cap > 0:

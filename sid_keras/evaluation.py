@@ -119,7 +119,7 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
     from sid_keras.io import write_image
 
     out = pathlib.Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "figures" if figures else out).mkdir(parents=True, exist_ok=True)  # no empty figures/ to block a rerun
     results: list[PairResult] = []
     failures: list[tuple[str, str]] = []
     truths: dict[str, np.ndarray] = {}

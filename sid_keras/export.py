@@ -30,7 +30,6 @@ import numpy as np
 
 from sid_keras import __version__
 from sid_keras.errors import SidError
-from sid_keras.io import atomic_path
 from sid_keras.render import CURVE_BREAK, LINEAR
 
 # Ops the TFLite GPU delegate cannot run, or that signal a dynamic graph (delegate docs).

@@ -15,7 +15,7 @@ import copy
 import dataclasses
 import os
 import pathlib
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -254,9 +254,9 @@ def check_memory(frame: raw.RawFrame, bytes_per_pixel: int, tile: int) -> None:
         return
     height, width = frame.mosaic.shape
     scale = frame.cfa.scale
-    strip_rows = min(tile * scale, height)
+    strip_rows = min(tile * scale, height)  # a tile larger than the frame is the frame
     needed = (height * width * bytes_per_pixel + strip_rows * width * STRIP_BYTES_PER_PIXEL
-              + (tile * scale) ** 2 * TILE_ACTIVATION_BYTES_PER_PIXEL)
+              + strip_rows * min(tile * scale, width) * TILE_ACTIVATION_BYTES_PER_PIXEL)
     if needed > available:
         raise SidError(f"{frame.path}: a {width}x{height} frame needs about {needed / 2**30:.1f} GB to enhance "
                        f"and {available / 2**30:.1f} GB is free; use a smaller --tile, free memory, or write "
@@ -482,22 +482,26 @@ def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
             found.append(path)
     seen, unique = set(), []
     for p in found:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
+        real = os.path.realpath(p)  # unlike Path.resolve, no error on a symlink loop: read_raw reports it
+        if real not in seen:
+            seen.add(real)
             unique.append(p)
     return unique
 
 
-def plan_outputs(inputs: Sequence[pathlib.Path], out: pathlib.Path, fmt: str | None) -> tuple[str, list]:
+def plan_outputs(inputs: Sequence[pathlib.Path], out: str | os.PathLike, fmt: str | None) -> tuple[str, list]:
     """The output format and ``[(input, output file)]`` of an enhance command, checked up front.
 
     ``out`` is a file name for one input (its extension picks the format) or a folder (an
-    existing one, or a name without extension); a ``fmt`` that contradicts the extension, an
-    unknown extension, and two inputs that would write the same file are refused before any work.
+    existing one, a name ending in a slash, or a name without extension); a ``fmt`` that
+    contradicts the extension, an unknown extension, two inputs that would write the same file
+    and an output that is an input are refused before any work.
     """
     from sid_keras.io import EXTENSION_FORMATS, OUTPUT_FORMATS, format_for
 
-    is_file_name = not out.is_dir() and out.suffix != ""
+    named_folder = str(out).endswith(("/", os.sep))
+    out = pathlib.Path(out)
+    is_file_name = not named_folder and not out.is_dir() and out.suffix != ""
     if is_file_name and out.suffix.lower() not in EXTENSION_FORMATS:
         raise SidError(f"{out}: unknown output extension {out.suffix!r}; use "
                        f"{', '.join(sorted(EXTENSION_FORMATS))} or a folder name")
@@ -508,6 +512,7 @@ def plan_outputs(inputs: Sequence[pathlib.Path], out: pathlib.Path, fmt: str | N
         if fmt is not None and OUTPUT_FORMATS[format_for(out, fmt)] != OUTPUT_FORMATS[named]:
             raise SidError(f"{out}: the name says {named} but --format is {fmt}; make them agree")
         chosen = format_for(out, fmt) if fmt else named
+        _refuse_writing_over_inputs(inputs, [out])
         return chosen, [(inputs[0], out)]
     chosen = format_for(out, fmt) if fmt else "png"
     plan = [(source, out / f"{source.stem}{OUTPUT_FORMATS[chosen]}") for source in inputs]
@@ -517,7 +522,27 @@ def plan_outputs(inputs: Sequence[pathlib.Path], out: pathlib.Path, fmt: str | N
             raise SidError(f"{seen[target]} and {source} would both write {target}; "
                            "enhance them into separate folders")
         seen[target] = source
+    _refuse_writing_over_inputs(inputs, [target for _, target in plan])
     return chosen, plan
+
+
+def _refuse_writing_over_inputs(inputs: Sequence[pathlib.Path], targets: Sequence[pathlib.Path]) -> None:
+    """A camera file is irreplaceable: an output that is an input (the same path, a hard link or a
+    symlink to it) is refused, ``--overwrite`` or not."""
+    def identity(path: pathlib.Path):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    sources = {identity(p): p for p in inputs}
+    sources.pop(None, None)
+    for target in targets:
+        source = sources.get(identity(target))
+        if source is not None:
+            raise SidError(f"{target}: is the input {source} itself; an input file is never replaced, "
+                           "--overwrite or not: choose another output name or folder")
 
 
 def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, fmt: str, *,
@@ -589,16 +614,21 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     def finish(source: pathlib.Path, writing) -> None:
         """Report a finished file: its lines, or the error of whichever stage failed."""
         try:
-            for line in writing.result():
-                log(line)
+            lines = writing.result()
         except Exception as err:  # noqa: BLE001 - a bad file, a full disk: report it, go on with the next
             message = describe(err)
             if message is None:
                 raise
+            if str(source) not in message and str(target_of[source]) not in message:
+                message = f"{source}: {message}"  # out of memory, say: the line names the file too
             failures.append((str(source), message))
+            lines = []
+        for line in lines:  # outside the try: a file written is a success whatever happens to its line
+            log(line)
         if bar is not None:
             bar.update()
 
+    target_of = dict(plan)
     in_flight = collections.deque()
     # As many readers and writers as lanes, so that the lanes start together and the last files'
     # images are encoded side by side instead of one after another on one core.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import tempfile
@@ -11,6 +12,42 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from sid_keras.errors import SidError
+
+
+# Temporary files and folders of this package are named ".tmp-sid-keras-PID-...": a later run
+# removes those of processes that no longer exist (killed with SIGKILL), and nobody else's.
+TEMPORARY_PREFIX = ".tmp-sid-keras-"
+
+
+def _temporary_prefix() -> str:
+    return f"{TEMPORARY_PREFIX}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> None:
+    """Remove the temporary files and folders that killed sid-keras processes left in ``folder``."""
+    import shutil
+
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(TEMPORARY_PREFIX):
+            continue
+        pid = entry.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
 
 
 @contextlib.contextmanager
@@ -34,14 +71,21 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     if not overwrite and os.path.exists(path):
         raise SidError(f"{path}: already exists; pass --overwrite to replace it")
     suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    remove_stale_temporaries(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(), suffix=suffix, dir=folder)
+    except OSError as err:  # a read-only folder: name the file the user asked for
+        raise OSError(err.errno, err.strerror, path) from err
     os.close(fd)
     try:
         os.chmod(tmp, _mode_for(path))
         try:
             yield tmp
         except OSError as err:
-            raise OSError(err.errno, err.strerror, path) from err
+            code = err.errno
+            if code is None and "written" in str(err):  # numpy's tofile (tifffile): a short write, a full disk
+                code = errno.ENOSPC
+            raise OSError(code, os.strerror(code) if code else str(err), path) from err
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -76,9 +120,12 @@ def check_outputs_free(folder: str | os.PathLike, names: Iterable[str], overwrit
 
 
 @contextlib.contextmanager
-def staged_folder(folder: str | os.PathLike) -> Iterator[pathlib.Path]:
+def staged_folder(folder: str | os.PathLike, *, merge: bool = False) -> Iterator[pathlib.Path]:
     """A temporary folder inside ``folder`` whose entries move into ``folder`` only if the block
-    succeeds: a failure halfway (a bad profile, a full disk) leaves no partial outputs."""
+    succeeds: a failure halfway (a bad profile, a full disk) leaves no partial outputs.
+
+    ``merge``: subfolders are merged file by file into those already there (a dataset's splits
+    share ``Sony/short``), instead of replacing them."""
     import shutil
 
     folder = pathlib.Path(folder)
@@ -86,9 +133,18 @@ def staged_folder(folder: str | os.PathLike) -> Iterator[pathlib.Path]:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise SidError(f"{folder}: is a file, or lies under one; give a folder for the outputs") from None
-    stage = pathlib.Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    remove_stale_temporaries(folder)
+    stage = pathlib.Path(tempfile.mkdtemp(prefix=_temporary_prefix(), dir=folder))
     try:
         yield stage
+        if merge:
+            for source in sorted(stage.rglob("*")):
+                target = folder / source.relative_to(stage)
+                if source.is_dir():
+                    target.mkdir(exist_ok=True)
+                else:
+                    os.replace(source, target)
+            return
         for entry in stage.iterdir():
             target = folder / entry.name
             if target.is_dir() and not target.is_symlink():

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -368,6 +368,76 @@ def exposure_ratio(
     return check_ratio(ratio)
 
 
+def _read_tiff(path: str, read: Callable):
+    """``read(tifffile.TiffFile)`` for a TIFF-based raw (DNG, NEF, ARW, CR2...); None for other
+    formats or a structure tifffile does not follow (LibRaw then decides alone)."""
+    import logging
+
+    with open(path, "rb") as f:
+        if f.read(4) not in (b"II*\x00", b"MM\x00*"):
+            return None
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # its complaints about odd tags are not the user's business
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return read(tif)
+    except Exception:  # noqa: BLE001 - a structure tifffile cannot follow
+        return None
+    finally:
+        logger.setLevel(level)
+
+
+def tiff_data_end(path: str) -> int | None:
+    """Where the image data of a TIFF-based raw ends, from its IFDs and SubIFDs."""
+    def end_of(tif) -> int:
+        pages, end = list(tif.pages), 0
+        while pages:
+            page = pages.pop()
+            end = max([end, *(o + c for o, c in zip(page.dataoffsets, page.databytecounts))])
+            pages += list(getattr(page, "pages", None) or [])
+        return end
+
+    return _read_tiff(path, end_of)
+
+
+def camera_name(path: str | os.PathLike) -> str | None:
+    """The camera a TIFF-based raw names (Make and Model, or DNG's UniqueCameraModel); None if
+    the file does not say."""
+    def name_of(tif) -> str | None:
+        tags = tif.pages[0].tags
+        words = [str(tags[key].value).strip("\x00 ") for key in ("Make", "Model") if key in tags]
+        if not any(words) and "UniqueCameraModel" in tags:
+            words = [str(tags["UniqueCameraModel"].value)]
+        return " ".join(w for w in words if w) or None
+
+    return _read_tiff(os.fspath(path), name_of)
+
+
+def open_raw(path: str):
+    """``rawpy.imread``, also for a file name that is not UTF-8 (an ordinary name on Linux, which
+    LibRaw cannot be given): such a file is handed to LibRaw from memory."""
+    import rawpy
+
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        with open(path, "rb") as f:
+            return rawpy.imread(f)
+    return rawpy.imread(path)
+
+
+def check_complete(path: str) -> None:
+    """Refuse a file whose image data ends early (a copy cut short): LibRaw fills the missing
+    part with black and reports nothing."""
+    end, size = tiff_data_end(path), os.path.getsize(path)
+    if end is not None and end > size:
+        raise SidError(f"{path}: truncated: its image data runs to byte {end:,} but the file has {size:,} bytes; "
+                       "copy it again from the camera or card")
+
+
 def read_raw(
     path: str | os.PathLike,
     *,
@@ -386,13 +456,19 @@ def read_raw(
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
+        if os.path.islink(path):
+            raise SidError(f"{path}: a symlink to nothing (broken, or a loop); skipped")
         raise SidError(f"{path}: no such file")
     try:
         import rawpy
     except ImportError as err:  # pragma: no cover - rawpy is a core dependency
         raise SidError("reading raw files needs rawpy: pip install rawpy") from err
     try:
-        with rawpy.imread(path) as raw:
+        check_complete(path)  # opens the file first: LibRaw would call an unreadable file corrupt
+    except PermissionError:
+        raise SidError(f"{path}: permission denied: this user cannot read it; fix its permissions") from None
+    try:
+        with open_raw(path) as raw:
             pattern = raw.raw_pattern
             cfa_layout(None if pattern is None else np.asarray(pattern), path)
             mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
@@ -522,7 +598,7 @@ def render_reference(path: str | os.PathLike, *, linear: bool = False) -> np.nda
     path = os.fspath(path)
     colour = dict(output_color=rawpy.ColorSpace.raw, gamma=(1, 1)) if linear else {}
     try:
-        with rawpy.imread(path) as raw:
+        with open_raw(path) as raw:
             return raw.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16,
                                    user_flip=0, adjust_maximum_thr=0.0, **colour)
     except rawpy.LibRawError as err:

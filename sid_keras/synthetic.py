@@ -291,13 +291,17 @@ def find_photos(folder: str | os.PathLike) -> list[str]:
 def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, split: str = "train",
                seed: int = 0, ratios: Iterable[int] = SID_RATIOS, limit: int | None = None,
                camera_dir: str = "Sony", first_id: int | None = None, workers: int = 1,
-               stress: bool = False, noise_profile: str | None = None, progress: bool = False) -> pathlib.Path:
+               stress: bool = False, noise_profile: str | None = None, progress: bool = False,
+               overwrite: bool = False) -> pathlib.Path:
     """Build a SID-layout dataset from a folder of photos; return the list file written.
 
     Same photos, seed and arguments give the same files. Scene ids start after ``first_id``
     (by default 0 for train, 10000 for test, 20000 for val, as SID numbers its splits).
     ``stress=True`` writes the stress validation grid instead (``ratios`` unused).
     ``noise_profile``: a `sid-keras calibrate` TOML (or a built-in profile's name) for the noise.
+    The dataset appears whole or not at all: scenes are written to a staging folder and moved
+    into ``out_dir`` at the end, the list last; files already there (the same scene ids, the same
+    list) are refused unless ``overwrite``.
     """
     photos = find_photos(photos_dir)[:limit]
     ratios = [int(r) for r in ratios]
@@ -310,18 +314,26 @@ def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, spl
         noise.load_profile(noise_profile)  # a bad profile fails now, not in a worker
     plans = (plan_stress_scenes(photos, seed, first_id, noise_profile=noise_profile) if stress
              else plan_scenes(photos, seed, first_id, ratios, noise_profile))
-    args = [(plan, out, camera_dir) for plan in plans]
-    if workers > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            results = pool.starmap(make_scene, args, chunksize=4)
-    else:
-        results = [make_scene(*a) for a in _progress(args, progress, "synth")]
     list_path = out / f"{camera_dir}_{split}_list.txt"
-    from sid_keras.io import atomic_path
+    ids = {f"{plan.scene_id:05d}_" for plan in plans}
+    taken = [p for kind in ("short", "long") if (out / camera_dir / kind).is_dir()
+             for p in sorted((out / camera_dir / kind).iterdir()) if p.name[:6] in ids]
+    taken += [list_path] if list_path.exists() else []
+    if taken and not overwrite:
+        raise SidError(f"{out}: already holds {len(taken)} of this dataset's files (e.g. {taken[0]}); pass "
+                       "--overwrite to replace them, or write to another --out")
+    from sid_keras.io import atomic_path, staged_folder
 
-    with atomic_path(list_path) as tmp:
+    with staged_folder(out, merge=True) as stage:
+        args = [(plan, stage, camera_dir) for plan in plans]
+        if workers > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                results = pool.starmap(make_scene, args, chunksize=4)
+        else:
+            results = [make_scene(*a) for a in _progress(args, progress, "synth")]
+    with atomic_path(list_path) as tmp:  # last: a dataset with a list is a whole dataset
         with open(tmp, "w") as f:
             f.writelines(line + "\n" for lines in results for line in lines)
     return list_path

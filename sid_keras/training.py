@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
 import os
 import pathlib
@@ -251,21 +250,54 @@ class Task:
         from sid_keras.callbacks import KeepBest, ValidationImages
 
         t = self.config.train
-        return [
+        return [  # the checkpoint last: an epoch it records has its log row and best model already
+            self.divergence,
             self.schedule(),
-            checkpoint,
-            KeepBest(self.out / "best.keras", monitor="val_psnr"),
             keras.callbacks.CSVLogger(str(self.out / "log.csv"), append=True),
+            KeepBest(self.out / "best.keras", monitor="val_psnr"),
             keras.callbacks.TensorBoard(str(self.out / "tensorboard"), write_graph=False),
             ValidationImages(self.out / "tensorboard" / "images", data.val, t.val_every, t.log_images),
+            checkpoint,
         ]
+
+    def trim_log(self, epochs_done: int) -> None:
+        """Drop the log rows of epochs after the checkpoint (a kill between the row and the
+        checkpoint): the resumed run writes them again, so log.csv matches the checkpoint."""
+        from sid_keras.io import atomic_path
+
+        log = self.out / "log.csv"
+        if not log.exists():
+            return
+        header, *rows = log.read_text().splitlines(keepends=True)
+        epochs = [row.split(",", 1)[0].strip() for row in rows]
+        kept = [row for row, epoch in zip(rows, epochs) if epoch.isdigit() and int(epoch) < epochs_done]
+        if len(kept) != len(rows):
+            with atomic_path(log) as tmp:
+                pathlib.Path(tmp).write_text(header + "".join(kept))
+
+    @functools.cached_property
+    def divergence(self):
+        """The run's guard against a non-finite loss (first among its callbacks)."""
+        from sid_keras.callbacks import StopOnNonFiniteLoss
+
+        return StopOnNonFiniteLoss()
+
+    def raise_if_diverged(self) -> None:
+        if self.divergence.diverged:
+            raise SidError(f"training diverged at {self.divergence.diverged}; nothing of it was kept (the last "
+                           f"good checkpoint in {self.out / 'checkpoint'} stays): lower train.learning_rate")
 
     def check_run_dir(self) -> None:
         """Refuse to resume a run of another architecture in the same folder."""
+        from sid_keras.callbacks import read_record
+
+        read_record(self.out / "best.json", "val_psnr")  # unreadable: one line now, not at every epoch
         saved = self.out / "config.json"
         if not saved.exists():
             return
-        previous = json.loads(saved.read_text()).get("model", {})
+        previous = read_record(saved, "model")["model"]
+        if not isinstance(previous, dict):
+            raise SidError(f"{saved}: not a sid-keras run config; delete it, or choose another train.out_dir")
         if previous != dataclasses.asdict(self.config.model):
             raise SidError(f"{self.out} holds a run of model {previous.get('name')!r} with args "
                            f"{previous.get('args')}; resume it with the same model or choose another "
@@ -350,11 +382,13 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
             model = task.build_model(data.channels, data.scale)
             task.init_weights(model)
             initial_epoch = checkpoint.restore(model)
+        task.trim_log(initial_epoch)
         config.write(task.out / "config.json")
         history = model.fit(task.train_dataset(data, epoch=initial_epoch), epochs=config.train.epochs,
                             initial_epoch=initial_epoch, steps_per_epoch=task.steps_per_epoch(data),
                             validation_data=data.val, validation_freq=config.train.val_every,
                             callbacks=task.callbacks(data, checkpoint), verbose=verbose)
+        task.raise_if_diverged()
         save_model_atomic(model, task.out / "final.keras")
     return history
 
@@ -374,6 +408,9 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
     from sid_keras.models import inference_model, output_kind, with_precision
 
     out = pathlib.Path(out)
+    if out.suffix != ".keras" or not out.parent.is_dir():
+        raise SidError(f"{out}: the fine-tuned model is written as a .keras file in an existing folder, "
+                       "e.g. -o mine.keras")
     check_outputs_free(out.parent, [out.name], overwrite)
     net = inference_model(load_model(model_path))
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, output=output_kind(net)))
@@ -391,7 +428,11 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
                     metrics=task.metrics())
     history = trained.fit(task.train_dataset(data), epochs=config.train.epochs,
                           steps_per_epoch=task.steps_per_epoch(data), validation_data=data.val,
-                          validation_freq=config.train.val_every, callbacks=[task.schedule()], verbose=verbose)
+                          validation_freq=config.train.val_every, callbacks=[task.divergence, task.schedule()],
+                          verbose=verbose)
+    if task.divergence.diverged:
+        raise SidError(f"fine-tuning diverged at {task.divergence.diverged}; {out} was not written: "
+                       "lower --learning-rate")
     save_model_atomic(with_precision(trained, net.dtype_policy.name), out)  # in the precision it came in
     return history
 

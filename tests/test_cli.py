@@ -72,7 +72,9 @@ def test_enhance_errors_are_one_line(tmp_path, tiny_model_file, capsys):
     assert "no such model file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["enhance", "x.dng", "-o", "o.png", "--ratio", "-3"])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 1  # a usage error is one line, exit 1, like every other failure
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ratio" in err[0] and "sid-keras enhance --help" in err[0]
 
 
 def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):

@@ -1,0 +1,363 @@
+"""What sid-keras promises a user, one test per promise (README: "What sid-keras guarantees").
+
+Each test runs the command as a user would, on files the test writes itself.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from sid_keras.cli import main
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    UNet(width=4, depth=3).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo_dataset(tmp_path_factory):
+    """A 3-scene synthetic training set and a 1-scene validation set, from photos made here."""
+    from PIL import Image
+
+    photos = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        smooth = np.kron(rng.uniform(0, 255, (12, 12, 3)), np.ones((8, 8, 1)))
+        Image.fromarray(smooth.astype(np.uint8)).save(photos / f"p{i}.png")
+    root = tmp_path_factory.mktemp("dataset")
+    for split, seed in (("train", 0), ("val", 1)):
+        assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", split, "--limit", "3",
+                     "--workers", "1", "--seed", str(seed)]) == 0
+    return root
+
+
+def _train(root, out, *extra):
+    return main(["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(root))}",
+                 "--set", f"train.out_dir={json.dumps(str(out))}", "--set", "model.args={width=4, depth=3}",
+                 "--set", "data.patch_size=16", "--set", "data.batch_size=2", "--set", "train.val_every=1",
+                 "--set", "train.log_images=0", "--set", "train.steps_per_epoch=3", *extra])
+
+
+def _failure(capsys, command, *needles) -> str:
+    assert main(command) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) <= 2 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_an_input_raw_file_is_never_replaced_by_an_output(tmp_path, write_dng, tiny_model_file, capsys):
+    path, _ = write_dng("a.dng")
+    before = path.read_bytes()
+    _failure(capsys, ["enhance", str(path), "-o", str(path), "--overwrite", "--model", str(tiny_model_file)],
+             "is the input", "never replaced")
+    link = tmp_path / "link.dng"
+    os.link(path, link)
+    _failure(capsys, ["enhance", str(path), "-o", str(link), "--overwrite", "--model", str(tiny_model_file)],
+             "is the input")
+    (tmp_path / "sym.dng").symlink_to(path)
+    _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "sym.dng"), "--overwrite",
+                      "--model", str(tiny_model_file)], "is the input")
+    # a folder enhanced into itself as DNG
+    _failure(capsys, ["enhance", str(tmp_path), "-o", str(tmp_path), "--format", "dng", "--overwrite",
+                      "--model", str(tiny_model_file)], "is the input")
+    assert path.read_bytes() == before
+
+
+def test_a_truncated_raw_file_is_an_error_naming_it(tmp_path, write_dng, tiny_model_file, capsys):
+    path, _ = write_dng("cut.dng", shape=(128, 192))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file)],
+             str(path), "truncated")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_batch_processes_non_utf8_names_and_skips_symlink_loops(tmp_path, write_dng, tiny_model_file):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    path, _ = write_dng("plain.dng")
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.dng")
+    shutil.copy(path, odd)
+    shutil.copy(path, folder / "plain.dng")
+    (folder / "loop1.dng").symlink_to(folder / "loop2.dng")
+    (folder / "loop2.dng").symlink_to(folder / "loop1.dng")
+    out = tmp_path / "out"
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-m", "sid_keras.cli", "enhance", str(folder), "-o", str(out),
+                          "--model", str(tiny_model_file)], capture_output=True, timeout=300)
+    assert run.returncode == 1
+    assert b"2 of 4 files failed" in run.stderr and b"symlink" in run.stderr and b"Traceback" not in run.stderr
+    assert b"caf\xe9.dng -> " in run.stdout  # the name printed as the bytes it is
+    assert sorted(os.listdir(os.fsencode(out))) == [b"caf\xe9.png", b"plain.png"]
+
+
+def test_a_closed_stdout_does_not_turn_written_files_into_failures(tmp_path, write_dng, tiny_model_file):
+    import subprocess
+
+    for i in range(3):
+        write_dng(f"f{i}.dng", seed=i)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sid_keras.cli", "enhance", *[str(tmp_path / f"f{i}.dng") for i in range(3)],
+               "-o", str(out), "--model", str(tiny_model_file)]
+    read, write = os.pipe()
+    os.close(read)  # the reader went away before the first line, as `| head -0` does
+    run = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["f0.png", "f1.png", "f2.png"]
+
+
+def test_calibrate_checks_every_output_before_reading_frames(tmp_path, capsys):
+    figure = tmp_path / "mine.png"
+    figure.write_bytes(b"my own picture")
+    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml"), "--figure", str(figure)],
+             "already holds mine.png", "--overwrite")
+    (tmp_path / "cam.fits.png").write_bytes(b"an earlier figure")
+    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "cam.fits.png")
+    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "new.toml"), "--figure", str(tmp_path)],
+             ".png file name")
+    assert figure.read_bytes() == b"my own picture" and not (tmp_path / "cam.toml").exists()
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("train.learning_rate=inf", "learning_rate = inf"),
+    ("data.ratio_range=[1, inf]", "ratio_range"),
+    ("train.epochs=inf", "epochs = inf"),
+    ("data.patch_size=nan", "patch_size = nan"),
+    ("train.seed=-1", "seed = -1"),
+])
+def test_a_non_finite_or_negative_setting_is_refused_up_front(tmp_path, capsys, setting, needle):
+    out = tmp_path / "run"
+    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(tmp_path))}",
+                      "--set", f"train.out_dir={json.dumps(str(out))}", "--set", setting], needle)
+    assert not out.exists()
+
+
+def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_writes_no_result(photo_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(photo_dataset, out, "--set", "train.epochs=1") == 0
+    good = (out / "checkpoint" / "latest.weights.h5").read_bytes()
+    (out / "final.keras").unlink()
+    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
+                      "--set", f"train.out_dir={json.dumps(str(out))}", "--set", "model.args={width=4, depth=3}",
+                      "--set", "data.patch_size=16", "--set", "data.batch_size=2", "--set", "train.val_every=1",
+                      "--set", "train.log_images=0", "--set", "train.steps_per_epoch=3", "--set", "train.epochs=4",
+                      "--set", "train.learning_rate=1e30"], "diverged", "checkpoint")
+    assert (out / "checkpoint" / "latest.weights.h5").read_bytes() == good
+    assert not (out / "final.keras").exists()
+
+
+def test_finetune_checks_its_output_before_training(tmp_path, capsys):
+    _failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
+                      "--val-list", "x.txt", "-o", str(tmp_path / "m.txt")], "m.txt", ".keras")
+    _failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
+                      "--val-list", "x.txt", "-o", str(tmp_path / "nowhere" / "m.keras")], "existing folder")
+
+
+def test_unreadable_run_records_are_one_line_at_start(photo_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.json").write_text("{not json")
+    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
+                      "--set", f"train.out_dir={json.dumps(str(out))}"], "best.json", "unreadable")
+    (out / "best.json").unlink()
+    (out / "config.json").write_text(json.dumps({"something": "else"}))
+    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
+                      "--set", f"train.out_dir={json.dumps(str(out))}"], "config.json", "not a sid-keras run")
+
+
+def test_an_output_folder_may_have_a_dot_and_a_huge_tile_is_clamped(tmp_path, write_dng, tiny_model_file):
+    path, _ = write_dng("a.dng")
+    out = tmp_path / "night.2024"
+    assert main(["enhance", str(path), "-o", f"{out}/", "--tile", "100000", "--model", str(tiny_model_file)]) == 0
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+    assert pathlib.Path(out / "a.png").stat().st_size > 0
+
+
+def test_temporaries_of_killed_runs_are_removed_and_sigterm_leaves_none(tmp_path, write_dng, tiny_model_file):
+    import subprocess
+
+    from sid_keras.io import TEMPORARY_PREFIX
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f"{TEMPORARY_PREFIX}{gone.stdout.strip()}-abc.png"  # a process killed with SIGKILL
+    stale.write_bytes(b"half an image")
+    stage = out / f"{TEMPORARY_PREFIX}{gone.stdout.strip()}-stage"
+    stage.mkdir()
+    running = out / f"{TEMPORARY_PREFIX}{os.getpid()}-abc.png"  # a process still at work: not ours to touch
+    running.write_bytes(b"in progress")
+    path, _ = write_dng("a.dng")
+    assert main(["enhance", str(path), "-o", str(out), "--model", str(tiny_model_file)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.png", running.name])
+
+    # SIGTERM mid-batch: the command ends as Ctrl-C does and leaves no temporary file behind
+    many = [str(write_dng(f"m{i}.dng", shape=(512, 768), seed=i)[0]) for i in range(20)]
+    target = tmp_path / "many"
+    proc = subprocess.Popen([sys.executable, "-m", "sid_keras.cli", "enhance", *many, "-o", str(target),
+                             "--model", str(tiny_model_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline()  # the first file is written
+    proc.terminate()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not [p for p in target.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_synthetic_dataset_is_written_whole_or_not_at_all(tmp_path, capsys):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 60 * (i + 1), np.uint8)).save(photos / f"p{i}.png")
+    (photos / "p2.png").write_text("not an image")  # a bad photo after two good ones
+    out = tmp_path / "data"
+    _failure(capsys, ["synth", "--photos", str(photos), "--out", str(out), "--workers", "1"], "p2.png")
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    (photos / "p2.png").unlink()
+    assert main(["synth", "--photos", str(photos), "--out", str(out), "--workers", "1", "--split", "val"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _failure(capsys, ["synth", "--photos", str(photos), "--out", str(out), "--workers", "1", "--split", "val",
+                      "--seed", "3"], "already holds", "--overwrite")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # another split beside it, and an explicit --overwrite, both work
+    assert main(["synth", "--photos", str(photos), "--out", str(out), "--workers", "1", "--split", "train"]) == 0
+    assert main(["synth", "--photos", str(photos), "--out", str(out), "--workers", "1", "--split", "val",
+                 "--seed", "3", "--overwrite"]) == 0
+    assert len((out / "Sony_val_list.txt").read_text().splitlines()) == 6
+    assert len((out / "Sony_train_list.txt").read_text().splitlines()) == 6
+
+
+def test_evaluate_without_figures_leaves_no_figures_folder(photo_dataset, tiny_model_file, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--data", str(photo_dataset), "--list", "Sony_val_list.txt", "--model",
+                 str(tiny_model_file), "--out", str(out), "--no-figures"]) == 0
+    assert (out / "metrics.json").exists() and not (out / "figures").exists()
+
+
+def test_the_log_matches_the_checkpoint_after_a_resume(photo_dataset, tmp_path):
+    out = tmp_path / "run"
+    assert _train(photo_dataset, out, "--set", "train.epochs=2") == 0
+    log = out / "log.csv"
+    header, *rows = log.read_text().splitlines()
+    # killed after writing the row of epoch 3 but before its checkpoint: the row goes, and comes back once
+    log.write_text("\n".join([header, *rows, "2" + rows[-1][1:]]) + "\n")
+    assert _train(photo_dataset, out, "--set", "train.epochs=3") == 0
+    epochs = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]
+
+
+def test_a_read_only_output_folder_is_named_not_the_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from sid_keras.errors import describe
+    from sid_keras.io import atomic_path
+
+    def refuse(**kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".tmp-sid-keras-1-x.png"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(OSError) as failure:
+        with atomic_path(tmp_path / "out.png"):
+            pass
+    message = describe(failure.value)
+    assert str(tmp_path / "out.png") in message and ".tmp" not in message
+
+
+def test_out_of_memory_names_the_file(tmp_path, write_dng, tiny_model_file, monkeypatch, capsys):
+    from sid_keras.inference import Enhancer
+
+    def exhausted(self, *args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(Enhancer, "enhance_to_pixels", exhausted)
+    path, _ = write_dng("big.dng")
+    _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)],
+             f"{path}: not enough memory")
+
+
+def test_calibrate_refuses_frames_of_two_cameras(tmp_path, write_dng, capsys):
+    write_dng("a.dng", make="Sony", model="ILCE-7SM2")
+    write_dng("b.dng", make="Nikon", model="D850")
+    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "different cameras",
+             "ILCE-7SM2", "D850")
+    assert not (tmp_path / "cam.toml").exists()
+
+
+def test_calibrate_names_dark_frames_without_noise(tmp_path, capsys):
+    from sid_keras.dng import write_cfa_dng
+
+    rng = np.random.default_rng(0)
+    for iso in (100, 800):
+        for i in range(4):  # darks that are one value: no sensor gives those
+            write_cfa_dng(tmp_path / f"iso{iso}" / f"dark{i}.dng", np.full((64, 96), 512, np.uint16),
+                          np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383)
+        for level in (3000, 6000):
+            for j in range(2):
+                flat = rng.poisson(level, (64, 96)) + 512
+                write_cfa_dng(tmp_path / f"iso{iso}" / f"flat{level}_{j}.dng", flat.astype(np.uint16),
+                              np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383)
+    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "ISO 100", "no noise")
+
+
+def test_a_full_disk_under_tiff_and_dng_output_says_so(tmp_path, write_dng, tiny_model_file, monkeypatch, capsys):
+    """tifffile writes through numpy's tofile, whose short write carries no errno (seen on a full tmpfs)."""
+    import tifffile
+
+    def short_write(self, *args, **kwargs):
+        raise OSError("1179648 requested and 102264 written")
+
+    path, _ = write_dng("a.dng")
+    monkeypatch.setattr(tifffile.FileHandle, "write_array", short_write)
+    for name in ("out.tif", "out.dng"):
+        _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / name), "--model", str(tiny_model_file)],
+                 f"{tmp_path / name}: the disk is full")
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp", "out"))]  # nothing half-written
+
+
+def test_permission_denied_and_library_log_lines_stay_one_clear_line(tmp_path, write_dng, tiny_model_file,
+                                                                      monkeypatch, capsys):
+    import errno
+    import logging
+
+    from sid_keras import raw
+
+    path, _ = write_dng("locked.dng")
+
+    def denied(name, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(name))
+
+    monkeypatch.setattr(raw, "open", denied, raising=False)  # root reads any file: deny it here
+    err = _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)],
+                   str(path))
+    assert "corrupt" not in err and "permission" in err.lower()
+    monkeypatch.undo()
+
+    original = raw.check_complete
+
+    def chatty(name):
+        logging.getLogger("tifffile").warning("TiffTag 50740: coercing invalid ASCII")
+        return original(name)
+
+    monkeypatch.setattr(raw, "check_complete", chatty)
+    assert main(["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)]) == 0
+    assert "TiffTag" not in capsys.readouterr().err
