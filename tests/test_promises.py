@@ -87,6 +87,18 @@ def test_a_truncated_raw_file_is_an_error_naming_it(tmp_path, write_dng, tiny_mo
     assert not (tmp_path / "out.png").exists()
 
 
+def test_a_raw_cut_at_a_tile_boundary_is_not_developed_half_black(tmp_path, tiny_model_file, capsys):
+    """The real Blackmagic DNG (lossless-JPEG tiles) cut at 1,700,000 bytes: LibRaw itself fills
+    the missing tiles with black and reports nothing."""
+    from conftest import shared_file
+
+    cut = tmp_path / "cut.dng"
+    cut.write_bytes(shared_file("raw", "blackmagic_pocket4k.dng").read_bytes()[:1_700_000])
+    _failure(capsys, ["enhance", str(cut), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file)],
+             f"{cut}: truncated: its image data runs to byte 3,359,558 but the file has 1,700,000 bytes")
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_a_batch_processes_non_utf8_names_and_skips_symlink_loops(tmp_path, write_dng, tiny_model_file):
     folder = tmp_path / "shots"
     folder.mkdir()
