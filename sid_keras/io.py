@@ -45,9 +45,13 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> None:
         if not entry.name.startswith(TEMPORARY_PREFIX):
             continue
         pid = entry.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 @contextlib.contextmanager

@@ -390,9 +390,12 @@ def _read_tiff(path: str, read: Callable):
         logger.setLevel(level)
 
 
-def tiff_data_end(path: str) -> int | None:
-    """Where the image data of a TIFF-based raw ends, from its IFDs and SubIFDs."""
-    def end_of(tif) -> int:
+def dng_data_end(path: str) -> int | None:
+    """Where the image data of a DNG ends, from its IFDs and SubIFDs (None for other formats:
+    their makers' tags need not follow the TIFF rules this reads)."""
+    def end_of(tif) -> int | None:
+        if "DNGVersion" not in tif.pages[0].tags:
+            return None
         pages, end = list(tif.pages), 0
         while pages:
             page = pages.pop()
@@ -430,9 +433,9 @@ def open_raw(path: str):
 
 
 def check_complete(path: str) -> None:
-    """Refuse a file whose image data ends early (a copy cut short): LibRaw fills the missing
-    part with black and reports nothing."""
-    end, size = tiff_data_end(path), os.path.getsize(path)
+    """Refuse a DNG whose image data ends early (a copy cut short): LibRaw fills the missing
+    tiles with black and reports nothing."""
+    end, size = dng_data_end(path), os.path.getsize(path)
     if end is not None and end > size:
         raise SidError(f"{path}: truncated: its image data runs to byte {end:,} but the file has {size:,} bytes; "
                        "copy it again from the camera or card")
