@@ -51,6 +51,19 @@ def read_record(path: pathlib.Path, key: str) -> dict:
     return record
 
 
+class RunLog(keras.callbacks.CSVLogger):
+    """log.csv: Keras's CSV log, whose columns include the validation-only metrics
+    (:data:`sid_keras.metrics.VALIDATION_ONLY`) even when the first epoch does not validate."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and not any(k.startswith("val_") for k in logs or {}):
+            from sid_keras.metrics import VALIDATION_ONLY
+
+            keys = sorted(logs or {})
+            self.keys = keys + [f"val_{k}" for k in [*keys, *VALIDATION_ONLY]]
+        super().on_epoch_end(epoch, logs)
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop training at the first non-finite loss, remembering where (``diverged``), so that no
     weights computed from it become a checkpoint or a result."""

@@ -1,4 +1,4 @@
-"""PSNR and SSIM as Keras metrics (training/validation, float images clipped to [0, 1]).
+"""PSNR and SSIM as Keras metrics (float images clipped to [0, 1]); SSIM on validation only.
 
 The published SID protocol (8-bit quantisation, data range 255) lives in
 :mod:`sid_keras.evaluation`; these are the in-graph versions `fit` reports. For ``linear``
@@ -8,6 +8,9 @@ describe the image a user sees, as for ``srgb`` models.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import keras
 from keras import ops
 
@@ -16,6 +19,24 @@ from sid_keras.losses import display_curve
 # SSIM as Wang et al. 2004 and SID's evaluation: Gaussian window 11x11, sigma 1.5.
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
+# Metrics computed on validation only: SSIM of every training batch cost a sixth of a training
+# step (benchmarks/train_speed.py) and nothing reads it; the loss and PSNR track training.
+VALIDATION_ONLY = ("ssim",)
+_step = threading.local()
+
+
+@contextlib.contextmanager
+def training_step():
+    """Inside (a model's ``train_step``, as it is traced), validation-only metrics are skipped."""
+    _step.training = True
+    try:
+        yield
+    finally:
+        _step.training = False
+
+
+def in_training_step() -> bool:
+    return getattr(_step, "training", False)
 
 
 def _prepare(y_true, y_pred, display: bool):
@@ -78,6 +99,10 @@ class SSIM(keras.metrics.MeanMetricWrapper):
     def __init__(self, name="ssim", dtype=None, display: bool = False):
         super().__init__(ssim, name=name, dtype=dtype, display=display)
         self.display = display
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if not in_training_step():  # validation only (VALIDATION_ONLY)
+            super().update_state(y_true, y_pred, sample_weight=sample_weight)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "display": self.display}

@@ -247,13 +247,13 @@ class Task:
         """The callbacks of a ``fit`` run: schedule, checkpoint, best model, CSV, TensorBoard, images."""
         import keras
 
-        from sid_keras.callbacks import KeepBest, ValidationImages
+        from sid_keras.callbacks import KeepBest, RunLog, ValidationImages
 
         t = self.config.train
         return [  # the checkpoint last: an epoch it records has its log row and best model already
             self.divergence,
             self.schedule(),
-            keras.callbacks.CSVLogger(str(self.out / "log.csv"), append=True),
+            RunLog(str(self.out / "log.csv"), append=True),
             KeepBest(self.out / "best.keras", monitor="val_psnr"),
             keras.callbacks.TensorBoard(str(self.out / "tensorboard"), write_graph=False),
             ValidationImages(self.out / "tensorboard" / "images", data.val, t.val_every, t.log_images),

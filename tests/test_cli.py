@@ -123,6 +123,8 @@ def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys):
     lines = (out / "log.csv").read_text().strip().splitlines()
     losses = [float(line.split(",")[lines[0].split(",").index("loss")]) for line in lines[1:]]
     assert losses[-1] < losses[0]
+    header = lines[0].split(",")  # the first epoch does not validate: its columns still hold SSIM's
+    assert "ssim" not in header and float(lines[-1].split(",")[header.index("val_ssim")]) > 0
     from sid_keras.inference import load_model
     from sid_keras.models import output_kind
 
@@ -141,7 +143,7 @@ def test_train_evaluate_and_bad_configs(mini_dataset, tmp_path, capsys):
     for name in ("config.json", "best.keras", "final.keras", "log.csv", "best.json"):
         assert (out / name).exists(), name
     lines = (out / "log.csv").read_text().strip().splitlines()
-    assert len(lines) == 4 and "val_psnr" in lines[0]
+    assert len(lines) == 4 and "val_psnr" in lines[0] and "val_ssim" in lines[0]
     losses = [float(line.split(",")[lines[0].split(",").index("loss")]) for line in lines[1:]]
     assert losses[-1] < losses[0]
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "unet"

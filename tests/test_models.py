@@ -239,3 +239,20 @@ def test_gan_noise_is_seeded_by_the_training_config():
     gan = Task(config).build_model()
     assert gan.get_config()["seed"] == 7
     assert gan.generator.get_layer("latent_sample").get_config()["seed"] == 7
+
+
+def test_ssim_is_a_validation_metric_only():
+    """SSIM of every training batch cost a sixth of a step and nothing reads it: fit reports it
+    for validation only, the same value evaluate gives."""
+    from sid_keras.metrics import SSIM
+
+    model = build_model("unet", width=4, depth=2)
+    model.compile(keras.optimizers.Adam(1e-3), loss="mae", metrics=[PSNR(display=True), SSIM(display=True)])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (4, 16, 16, 4)).astype("float32")
+    y = rng.uniform(0, 1, (4, 32, 32, 3)).astype("float32")
+    history = model.fit(x, y, batch_size=2, epochs=1, validation_data=(x, y), verbose=0).history
+    assert "ssim" not in history and "psnr" in history
+    assert 0 < history["val_ssim"][0] < 1
+    assert model.evaluate(x, y, batch_size=2, verbose=0, return_dict=True)["ssim"] == pytest.approx(
+        history["val_ssim"][0], abs=1e-6)

@@ -127,6 +127,22 @@ class SidModel(keras.Model):
     def _finish(self, config: dict) -> None:
         self._sid_config = dict(config)
 
+    def train_step(self, data):
+        """Keras's step, with the validation-only metrics (:data:`sid_keras.metrics.VALIDATION_ONLY`)
+        left out of the traced graph and of the training logs."""
+        from sid_keras import metrics
+
+        with metrics.training_step():
+            return super().train_step(data)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        from sid_keras import metrics
+
+        results = super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        if metrics.in_training_step():
+            results = {k: v for k, v in results.items() if k not in metrics.VALIDATION_ONLY}
+        return results
+
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, **self._sid_config}
         dtype = getattr(self, "_sid_dtype", None)
