@@ -47,3 +47,28 @@ def write_dng(tmp_path):
         return path, mosaic
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory):
+    """A 4-wide, 3-level U-Net saved as a .keras file: what the CLI tests enhance with."""
+    keras = pytest.importorskip("keras")
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    UNet(width=4, depth=3).save(path)
+    return path
+
+
+def one_line_failure(capsys, command, *needles) -> str:
+    """Run a CLI command that must fail: exit 1, one or two lines on stderr holding each of
+    ``needles``, no traceback."""
+    from sid_keras.cli import main
+
+    assert main(command) == 1
+    err = capsys.readouterr().err.strip()
+    assert 1 <= len(err.splitlines()) <= 2 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err

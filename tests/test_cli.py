@@ -36,17 +36,6 @@ def test_help_lists_the_commands(capsys):
         assert command in out
 
 
-@pytest.fixture(scope="module")
-def tiny_model_file(tmp_path_factory):
-    keras = pytest.importorskip("keras")
-    from sid_keras.models import UNet
-
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    UNet(width=4, depth=3).save(path)
-    return path
-
-
 def test_enhance_writes_once_and_refuses_to_overwrite(tmp_path, write_dng, tiny_model_file, capsys):
     dng, _ = write_dng(name="dark.dng")
     out = tmp_path / "out.png"

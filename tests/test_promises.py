@@ -11,20 +11,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import one_line_failure
 
 from sid_keras.cli import main
 
 keras = pytest.importorskip("keras")
-
-
-@pytest.fixture(scope="module")
-def tiny_model_file(tmp_path_factory):
-    from sid_keras.models import UNet
-
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    UNet(width=4, depth=3).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +42,20 @@ def _train(root, out, *extra):
                  "--set", "train.log_images=0", "--set", "train.steps_per_epoch=3", *extra])
 
 
-def _failure(capsys, command, *needles) -> str:
-    assert main(command) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) <= 2 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
-
-
 def test_an_input_raw_file_is_never_replaced_by_an_output(tmp_path, write_dng, tiny_model_file, capsys):
     path, _ = write_dng("a.dng")
     before = path.read_bytes()
-    _failure(capsys, ["enhance", str(path), "-o", str(path), "--overwrite", "--model", str(tiny_model_file)],
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(path), "--overwrite", "--model", str(tiny_model_file)],
              "is the input", "never replaced")
     link = tmp_path / "link.dng"
     os.link(path, link)
-    _failure(capsys, ["enhance", str(path), "-o", str(link), "--overwrite", "--model", str(tiny_model_file)],
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(link), "--overwrite", "--model", str(tiny_model_file)],
              "is the input")
     (tmp_path / "sym.dng").symlink_to(path)
-    _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "sym.dng"), "--overwrite",
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "sym.dng"), "--overwrite",
                       "--model", str(tiny_model_file)], "is the input")
     # a folder enhanced into itself as DNG
-    _failure(capsys, ["enhance", str(tmp_path), "-o", str(tmp_path), "--format", "dng", "--overwrite",
+    one_line_failure(capsys, ["enhance", str(tmp_path), "-o", str(tmp_path), "--format", "dng", "--overwrite",
                       "--model", str(tiny_model_file)], "is the input")
     assert path.read_bytes() == before
 
@@ -82,7 +64,7 @@ def test_a_truncated_raw_file_is_an_error_naming_it(tmp_path, write_dng, tiny_mo
     path, _ = write_dng("cut.dng", shape=(128, 192))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
-    _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file)],
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file)],
              str(path), "truncated")
     assert not (tmp_path / "out.png").exists()
 
@@ -94,7 +76,7 @@ def test_a_raw_cut_at_a_tile_boundary_is_not_developed_half_black(tmp_path, tiny
 
     cut = tmp_path / "cut.dng"
     cut.write_bytes(shared_file("raw", "blackmagic_pocket4k.dng").read_bytes()[:1_700_000])
-    _failure(capsys, ["enhance", str(cut), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file)],
+    one_line_failure(capsys, ["enhance", str(cut), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file)],
              f"{cut}: truncated: its image data runs to byte 3,359,558 but the file has 1,700,000 bytes")
     assert not (tmp_path / "out.png").exists()
 
@@ -138,11 +120,11 @@ def test_a_closed_stdout_does_not_turn_written_files_into_failures(tmp_path, wri
 def test_calibrate_checks_every_output_before_reading_frames(tmp_path, capsys):
     figure = tmp_path / "mine.png"
     figure.write_bytes(b"my own picture")
-    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml"), "--figure", str(figure)],
+    one_line_failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml"), "--figure", str(figure)],
              "already holds mine.png", "--overwrite")
     (tmp_path / "cam.fits.png").write_bytes(b"an earlier figure")
-    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "cam.fits.png")
-    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "new.toml"), "--figure", str(tmp_path)],
+    one_line_failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "cam.fits.png")
+    one_line_failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "new.toml"), "--figure", str(tmp_path)],
              ".png file name")
     assert figure.read_bytes() == b"my own picture" and not (tmp_path / "cam.toml").exists()
 
@@ -156,7 +138,7 @@ def test_calibrate_checks_every_output_before_reading_frames(tmp_path, capsys):
 ])
 def test_a_non_finite_or_negative_setting_is_refused_up_front(tmp_path, capsys, setting, needle):
     out = tmp_path / "run"
-    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(tmp_path))}",
+    one_line_failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(tmp_path))}",
                       "--set", f"train.out_dir={json.dumps(str(out))}", "--set", setting], needle)
     assert not out.exists()
 
@@ -166,7 +148,7 @@ def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_writes_no_resu
     assert _train(photo_dataset, out, "--set", "train.epochs=1") == 0
     good = (out / "checkpoint" / "latest.weights.h5").read_bytes()
     (out / "final.keras").unlink()
-    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
+    one_line_failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
                       "--set", f"train.out_dir={json.dumps(str(out))}", "--set", "model.args={width=4, depth=3}",
                       "--set", "data.patch_size=16", "--set", "data.batch_size=2", "--set", "train.val_every=1",
                       "--set", "train.log_images=0", "--set", "train.steps_per_epoch=3", "--set", "train.epochs=4",
@@ -176,9 +158,9 @@ def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_writes_no_resu
 
 
 def test_finetune_checks_its_output_before_training(tmp_path, capsys):
-    _failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
+    one_line_failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
                       "--val-list", "x.txt", "-o", str(tmp_path / "m.txt")], "m.txt", ".keras")
-    _failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
+    one_line_failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
                       "--val-list", "x.txt", "-o", str(tmp_path / "nowhere" / "m.keras")], "existing folder")
 
 
@@ -186,11 +168,11 @@ def test_unreadable_run_records_are_one_line_at_start(photo_dataset, tmp_path, c
     out = tmp_path / "run"
     out.mkdir()
     (out / "best.json").write_text("{not json")
-    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
+    one_line_failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
                       "--set", f"train.out_dir={json.dumps(str(out))}"], "best.json", "unreadable")
     (out / "best.json").unlink()
     (out / "config.json").write_text(json.dumps({"something": "else"}))
-    _failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
+    one_line_failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
                       "--set", f"train.out_dir={json.dumps(str(out))}"], "config.json", "not a sid-keras run")
 
 
@@ -242,12 +224,12 @@ def test_a_synthetic_dataset_is_written_whole_or_not_at_all(tmp_path, capsys):
         Image.fromarray(np.full((64, 64, 3), 60 * (i + 1), np.uint8)).save(photos / f"p{i}.png")
     (photos / "p2.png").write_text("not an image")  # a bad photo after two good ones
     out = tmp_path / "data"
-    _failure(capsys, ["synth", "--photos", str(photos), "--out", str(out), "--workers", "1"], "p2.png")
+    one_line_failure(capsys, ["synth", "--photos", str(photos), "--out", str(out), "--workers", "1"], "p2.png")
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
     (photos / "p2.png").unlink()
     assert main(["synth", "--photos", str(photos), "--out", str(out), "--workers", "1", "--split", "val"]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    _failure(capsys, ["synth", "--photos", str(photos), "--out", str(out), "--workers", "1", "--split", "val",
+    one_line_failure(capsys, ["synth", "--photos", str(photos), "--out", str(out), "--workers", "1", "--split", "val",
                       "--seed", "3"], "already holds", "--overwrite")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     # another split beside it, and an explicit --overwrite, both work
@@ -303,14 +285,14 @@ def test_out_of_memory_names_the_file(tmp_path, write_dng, tiny_model_file, monk
 
     monkeypatch.setattr(Enhancer, "enhance_to_pixels", exhausted)
     path, _ = write_dng("big.dng")
-    _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)],
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)],
              f"{path}: not enough memory")
 
 
 def test_calibrate_refuses_frames_of_two_cameras(tmp_path, write_dng, capsys):
     write_dng("a.dng", make="Sony", model="ILCE-7SM2")
     write_dng("b.dng", make="Nikon", model="D850")
-    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "different cameras",
+    one_line_failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "different cameras",
              "ILCE-7SM2", "D850")
     assert not (tmp_path / "cam.toml").exists()
 
@@ -328,7 +310,7 @@ def test_calibrate_names_dark_frames_without_noise(tmp_path, capsys):
                 flat = rng.poisson(level, (64, 96)) + 512
                 write_cfa_dng(tmp_path / f"iso{iso}" / f"flat{level}_{j}.dng", flat.astype(np.uint16),
                               np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383)
-    _failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "ISO 100", "no noise")
+    one_line_failure(capsys, ["calibrate", str(tmp_path), "-o", str(tmp_path / "cam.toml")], "ISO 100", "no noise")
 
 
 def test_a_full_disk_under_tiff_and_dng_output_says_so(tmp_path, write_dng, tiny_model_file, monkeypatch, capsys):
@@ -341,7 +323,7 @@ def test_a_full_disk_under_tiff_and_dng_output_says_so(tmp_path, write_dng, tiny
     path, _ = write_dng("a.dng")
     monkeypatch.setattr(tifffile.FileHandle, "write_array", short_write)
     for name in ("out.tif", "out.dng"):
-        _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / name), "--model", str(tiny_model_file)],
+        one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / name), "--model", str(tiny_model_file)],
                  f"{tmp_path / name}: the disk is full")
         assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp", "out"))]  # nothing half-written
 
@@ -359,7 +341,7 @@ def test_permission_denied_and_library_log_lines_stay_one_clear_line(tmp_path, w
         raise PermissionError(errno.EACCES, "Permission denied", str(name))
 
     monkeypatch.setattr(raw, "open", denied, raising=False)  # root reads any file: deny it here
-    err = _failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)],
+    err = one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)],
                    str(path))
     assert "corrupt" not in err and "permission" in err.lower()
     monkeypatch.undo()

@@ -12,32 +12,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import one_line_failure, shared_file
 
 from sid_keras import raw
 from sid_keras.cli import main
 from sid_keras.errors import SidError
 
 keras = pytest.importorskip("keras")
-
-
-@pytest.fixture(scope="module")
-def tiny_model_file(tmp_path_factory):
-    from sid_keras.models import UNet
-
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    UNet(width=4, depth=3).save(path)
-    return path
-
-
-def _one_line_failure(capsys, command) -> str:
-    """Run a CLI command that must fail: exit 1, at most two lines on stderr, no traceback."""
-    assert main(command) == 1
-    err = capsys.readouterr().err.strip()
-    lines = err.splitlines()
-    assert 1 <= len(lines) <= 2 and "Traceback" not in err, err
-    return err
 
 
 def test_a_user_sees_only_the_package_lines_unless_verbose(tmp_path, tiny_model_file):
@@ -101,9 +82,9 @@ def test_model_and_frame_mismatch_and_bad_tiling_are_refused(tmp_path, write_dng
     xtrans = tmp_path / "xtrans.keras"
     UNet(in_channels=9, scale=3, width=4, depth=2).save(xtrans)
     dng, _ = write_dng(name="bayer.dng")
-    err = _one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.png"), "--model", str(xtrans)])
+    err = one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.png"), "--model", str(xtrans)])
     assert "bayer frame" in err and "X-Trans" in err
-    err = _one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.png"), "--model", str(xtrans),
+    err = one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.png"), "--model", str(xtrans),
                                      "--overlap", "-8"])
     assert "--overlap -8" in err
     assert not (tmp_path / "o.png").exists()
@@ -113,15 +94,15 @@ def test_bad_output_paths_are_refused_before_any_work(tmp_path, write_dng, tiny_
     dng, _ = write_dng(name="frame.dng")
     base = ["--model", str(tiny_model_file)]
     (tmp_path / "afile").write_text("x")
-    err = _one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "afile" / "o.png"), *base])
+    err = one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "afile" / "o.png"), *base])
     assert "is a file" in err
-    err = _one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.xyz"), *base])
+    err = one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.xyz"), *base])
     assert "unknown output extension '.xyz'" in err
-    err = _one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.png"), "--format", "tiff16", *base])
+    err = one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / "o.png"), "--format", "tiff16", *base])
     assert "--format is tiff16" in err
     (tmp_path / "other").mkdir()
     twin, _ = write_dng(name="other/frame.dng")
-    err = _one_line_failure(capsys, ["enhance", str(dng), str(twin), "-o", str(tmp_path / "out"), *base])
+    err = one_line_failure(capsys, ["enhance", str(dng), str(twin), "-o", str(tmp_path / "out"), *base])
     assert "would both write" in err
     assert not (tmp_path / "out").exists()
     # a file whose name looks like a glob is still the file
@@ -135,14 +116,14 @@ def test_unvalidated_numbers_and_bad_config_values_are_one_line(tmp_path, capsys
                               ("data.val_max_side=0", "val_max_side = 0"),
                               ("data=5", "[data] must be a table"),
                               ("model.output='rgb'", "output = 'rgb'")]:
-        assert expected in _one_line_failure(capsys, run + ["--set", setting])
+        assert expected in one_line_failure(capsys, run + ["--set", setting])
     with pytest.raises(SidError, match="must be positive integers"):
         from sid_keras.models import build_model
 
         build_model("unet", width=0)
     bad_toml = tmp_path / "latin1.toml"
     bad_toml.write_bytes("[train]\n# caf\xe9\nepochs = 3\n".encode("latin-1"))
-    assert "not a UTF-8 text file" in _one_line_failure(capsys, ["train", "--config", str(bad_toml)])
+    assert "not a UTF-8 text file" in one_line_failure(capsys, ["train", "--config", str(bad_toml)])
     for ratio in ("1e9", "1e-7", "nan"):
         with pytest.raises(SidError, match="must be between"):
             raw.check_ratio(ratio)
@@ -153,7 +134,7 @@ def test_a_failed_start_leaves_the_run_folder_untouched_and_usable(tmp_path, cap
     out = tmp_path / "run"
     args = ["train", "--config", "synthetic", "--set", f"train.out_dir='{out}'",
             "--set", f"data.root='{tmp_path / 'missing'}'"]
-    assert "no such dataset folder" in _one_line_failure(capsys, args)
+    assert "no such dataset folder" in one_line_failure(capsys, args)
     assert not out.exists()  # nothing written: the next, corrected command starts cleanly
 
 
@@ -212,25 +193,25 @@ def test_export_demo_and_evaluate_keep_existing_outputs(tmp_path, tiny_model_fil
     out = tmp_path / "exported"
     out.mkdir()
     (out / "model_info.json").write_text("{}")
-    err = _one_line_failure(capsys, ["export", str(tiny_model_file), "--out", str(out)])
+    err = one_line_failure(capsys, ["export", str(tiny_model_file), "--out", str(out)])
     assert "already holds model_info.json" in err
     profile = tmp_path / "bad.toml"
     profile.write_text("tile = -4\n")
-    assert "tile = -4" in _one_line_failure(capsys, ["export", str(tiny_model_file), "--out", str(tmp_path / "e2"),
+    assert "tile = -4" in one_line_failure(capsys, ["export", str(tiny_model_file), "--out", str(tmp_path / "e2"),
                                                      "--profile", str(profile)])
     profile.write_text("tiles = 4\n")
-    assert "unknown config keys in [export profile]: tiles" in _one_line_failure(
+    assert "unknown config keys in [export profile]: tiles" in one_line_failure(
         capsys, ["export", str(tiny_model_file), "--out", str(tmp_path / "e2"), "--profile", str(profile)])
     assert not (tmp_path / "e2" / "saved_model").exists()
     demo = tmp_path / "demo"
     demo.mkdir()
     (demo / "output.png").write_bytes(b"mine")
-    assert "already holds output.png" in _one_line_failure(capsys, ["demo", "--out", str(demo)])
+    assert "already holds output.png" in one_line_failure(capsys, ["demo", "--out", str(demo)])
     assert (demo / "output.png").read_bytes() == b"mine"
     ev = tmp_path / "ev"
     ev.mkdir()
     (ev / "metrics.json").write_text("{}")
-    err = _one_line_failure(capsys, ["evaluate", "--data", str(tmp_path), "--list", "x.txt", "--out", str(ev)])
+    err = one_line_failure(capsys, ["evaluate", "--data", str(tmp_path), "--list", "x.txt", "--out", str(ev)])
     assert "already holds metrics.json" in err
 
 
