@@ -96,6 +96,7 @@ def step_times(model, dataset, steps: int) -> list[float]:
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            float((logs or {}).get("loss", 0.0))  # read each step's loss, as the run's divergence guard does
             ends.append(time.perf_counter())
 
     model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[Clock()])
