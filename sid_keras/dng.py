@@ -4,9 +4,9 @@
   SID-layout datasets: mosaic, CFA pattern, black and white levels, colour matrix, as-shot white
   balance, exposure time and ISO are DNG tags, so synthetic files read like camera files.
 - :func:`write_linear_dng`: an enhanced result (`sid-keras enhance --format dng`), demosaiced
-  linear camera RGB (LinearRaw) with the source's colour matrix, white balance and orientation,
-  so raw developers (darktable, RawTherapee, Lightroom, LibRaw) develop it like a clean long
-  exposure.
+  linear camera RGB (LinearRaw, lossless JPEG) with the source's camera names, colour matrix,
+  white balance, orientation and crop, so raw developers (darktable, RawTherapee, Lightroom,
+  LibRaw) develop it like a clean long exposure.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sid_keras import __version__
 from sid_keras.io import atomic_path
 from sid_keras.render import UINT16_SCALE
 
@@ -35,6 +36,8 @@ TAG_CFA_LAYOUT = 50711
 TAG_BLACK_LEVEL_REPEAT_DIM = 50713
 TAG_BLACK_LEVEL = 50714
 TAG_WHITE_LEVEL = 50717
+TAG_DEFAULT_CROP_ORIGIN = 50719
+TAG_DEFAULT_CROP_SIZE = 50720
 TAG_COLOR_MATRIX_1 = 50721
 TAG_AS_SHOT_NEUTRAL = 50728
 TAG_CALIBRATION_ILLUMINANT_1 = 50778
@@ -43,6 +46,9 @@ TAG_ORIENTATION = 274
 
 PHOTOMETRIC_CFA = 32803
 PHOTOMETRIC_LINEAR_RAW = 34892
+COMPRESSION_LOSSLESS_JPEG = 7
+# Tiles of the compressed linear DNG: each one a lossless-JPEG stream (DNG 1.4, section 3).
+LINEAR_DNG_TILE = 256
 # LibRaw's flip code -> TIFF/DNG Orientation (1 normal, 3 180°, 6 90° CW, 8 90° CCW).
 FLIP_TO_TIFF_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
 LINEAR_DNG_WHITE = UINT16_SCALE
@@ -60,12 +66,13 @@ def _rationals(values: Sequence[float]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _identity_tags(make: str, model: str) -> list[tuple]:
-    """The tags every DNG we write starts with: who made it, and the DNG version."""
+def _identity_tags(make: str | None, model: str | None, unique_model: str | None = None) -> list[tuple]:
+    """The tags every DNG we write starts with: which camera (Make and Model when known), and the
+    DNG version."""
+    names = [(TAG_MAKE, make), (TAG_MODEL, model)]
     return [
-        (TAG_MAKE, ASCII, 0, make, True),
-        (TAG_MODEL, ASCII, 0, model, True),
-        (TAG_UNIQUE_CAMERA_MODEL, ASCII, 0, f"{make} {model}", True),
+        *[(tag, ASCII, 0, name, True) for tag, name in names if name],
+        (TAG_UNIQUE_CAMERA_MODEL, ASCII, 0, unique_model or " ".join(n for _, n in names if n), True),
         (TAG_DNG_VERSION, BYTE, 4, (1, 4, 0, 0), True),
         (TAG_DNG_BACKWARD_VERSION, BYTE, 4, (1, 1, 0, 0), True),
     ]
@@ -151,6 +158,121 @@ def linear_dng_pixels(camera_rgb: np.ndarray, white_balance: Sequence[float]) ->
     return np.rint(stored, out=stored).astype(np.uint16)
 
 
+def _huffman_lengths(counts: np.ndarray) -> np.ndarray:
+    """Code lengths (at most 16 bits) for the difference categories' ``counts``, plus a last
+    dummy symbol that takes the all-ones code JPEG reserves (ITU T.81, Annex K.2)."""
+    import heapq
+
+    freq = np.append(np.asarray(counts, np.int64), 0) + 1  # every category codable
+    while True:
+        heap = [(int(f), i, [i]) for i, f in enumerate(freq)]
+        heapq.heapify(heap)
+        lengths = np.zeros(freq.size, np.int64)
+        while len(heap) > 1:
+            fa, ia, a = heapq.heappop(heap)
+            fb, _, b = heapq.heappop(heap)
+            lengths[a + b] += 1
+            heapq.heappush(heap, (fa + fb, ia, a + b))
+        if lengths.max() <= 16:
+            break
+        freq = np.maximum(freq, freq.sum() >> 10)  # flatten a very skewed histogram
+    deepest = int(np.flatnonzero(lengths == lengths.max())[-1])
+    lengths[[deepest, -1]] = lengths[[-1, deepest]]  # the dummy takes a deepest place
+    return lengths
+
+
+def _lossless_jpeg(block: np.ndarray) -> bytes:
+    """One (H, W, C) uint16 block as a lossless JPEG (ITU T.81 process 14, predictor 1: the left
+    neighbour; each row starts from the one above), with a Huffman table fitted to the block."""
+    height, width, channels = block.shape
+    x = block.astype(np.int64)
+    predicted = np.empty_like(x)
+    predicted[:, 1:] = x[:, :-1]
+    predicted[1:, 0] = x[:-1, 0]
+    predicted[0, 0] = 1 << 15
+    diff = (x - predicted) & 0xFFFF
+    diff = np.where(diff > 0x8000, diff - 0x10000, diff).ravel()  # modulo 2^16, in (-32768, 32768]
+    magnitude = np.abs(diff)
+    category = np.zeros(diff.size, np.int64)
+    nonzero = magnitude > 0
+    category[nonzero] = np.floor(np.log2(magnitude[nonzero])).astype(np.int64) + 1
+    extra = np.where(diff < 0, diff - 1, diff) & ((1 << category) - 1)
+    extra_bits = np.where(category == 16, 0, category)  # 32768 is coded by its category alone
+
+    lengths = _huffman_lengths(np.bincount(category, minlength=17))
+    symbols = sorted(range(lengths.size), key=lambda sym: (lengths[sym], sym == lengths.size - 1, sym))
+    codes = np.zeros(lengths.size, np.int64)
+    code, previous = 0, lengths[symbols[0]]
+    for sym in symbols:
+        code <<= int(lengths[sym] - previous)
+        previous = lengths[sym]
+        codes[sym] = code
+        code += 1
+    # Bit-pack every (code, extra bits) word; none is longer than 32 bits, so each 64-bit word of
+    # the stream holds the start of at least one and a word spills into the next one at most.
+    size = lengths[category] + extra_bits
+    value = (codes[category] << extra_bits) | (extra & ((1 << extra_bits) - 1))
+    offset = np.concatenate([[0], np.cumsum(size)])
+    total = int(offset[-1])
+    offset = offset[:-1]
+    word, shift = offset >> 6, offset & 63
+    aligned = (value << (64 - size)).astype(np.uint64)
+    words = np.zeros(total // 64 + 2, np.uint64)
+    starts = np.flatnonzero(np.diff(word, prepend=-1))
+    words[word[starts]] = np.bitwise_or.reduceat(aligned >> shift.astype(np.uint64), starts)
+    spills = shift + size > 64
+    words[word[spills] + 1] |= aligned[spills] << (64 - shift[spills]).astype(np.uint64)
+    stream = words.byteswap().view(np.uint8)[: (total + 7) // 8].copy()
+    if total % 8:
+        stream[-1] |= (1 << (8 - total % 8)) - 1  # pad with one bits
+    stream = np.insert(stream, np.flatnonzero(stream == 0xFF) + 1, 0)  # byte stuffing
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    ids = range(1, channels + 1)
+    frame = bytes([16]) + height.to_bytes(2, "big") + width.to_bytes(2, "big") + bytes([channels])
+    frame += b"".join(bytes([i, 0x11, 0]) for i in ids)
+    used = [sym for sym in symbols if sym != lengths.size - 1]
+    counts = np.bincount(lengths[used], minlength=17)[1:17]
+    table = bytes([0]) + bytes(counts.tolist()) + bytes(used)
+    scan = bytes([channels]) + b"".join(bytes([i, 0]) for i in ids) + bytes([1, 0, 0])
+    return (b"\xff\xd8" + segment(0xC3, frame) + segment(0xC4, table) + segment(0xDA, scan)
+            + stream.tobytes() + b"\xff\xd9")
+
+
+def _lossless_jpeg_tiles(pixels: np.ndarray, tile: tuple[int, int]):
+    """Each tile of (H, W, C) uint16 pixels as one lossless-JPEG stream of C components, as DNG
+    stores tiled LinearRaw data. Edge tiles are padded with what the left predictor codes in a
+    bit a sample: the last column repeated, then rows of one value."""
+    height, width, channels = pixels.shape
+    tile_height, tile_width = tile
+    for top in range(0, height, tile_height):
+        for left in range(0, width, tile_width):
+            block = pixels[top:top + tile_height, left:left + tile_width]
+            rows, cols = block.shape[:2]
+            padded = np.empty((tile_height, tile_width, channels), np.uint16)
+            padded[:rows, :cols] = block
+            padded[:rows, cols:] = block[:, -1:]
+            padded[rows:] = block[-1, 0]
+            yield _lossless_jpeg(padded)
+
+
+def _tile_shape(width: int) -> tuple[int, int]:
+    """LINEAR_DNG_TILE square, but never wider than the image (a multiple of 16, as TIFF wants):
+    LibRaw wraps a tile's rows at the image's width."""
+    return LINEAR_DNG_TILE, max(16, min(LINEAR_DNG_TILE, width // 16 * 16))
+
+
+def _camera_names(make: str | None, model: str | None, unique_model: str | None) -> tuple[str, str, str]:
+    """Make, Model and UniqueCameraModel, all present (darktable refuses a DNG without Make): a
+    missing Make/Model is split from the unique name, as camera DNGs name it ("Blackmagic Pocket
+    Cinema Camera 4K"), and a file that names no camera is "sid_keras enhanced"."""
+    first, _, rest = (unique_model or "").partition(" ")
+    make, model = make or first or "sid_keras", model or rest or "enhanced"
+    return make, model, unique_model or f"{make} {model}"
+
+
 def write_linear_dng(
     path: str | os.PathLike,
     pixels: np.ndarray,
@@ -158,33 +280,49 @@ def write_linear_dng(
     white_balance: Sequence[float],
     color_matrix: np.ndarray | None,
     orientation: int = 0,
+    crop: Sequence[int] | None = None,
     overwrite: bool = True,
-    make: str = "sid_keras",
-    model: str = "enhanced",
+    make: str | None = None,
+    model: str | None = None,
+    unique_model: str | None = None,
 ) -> None:
-    """Write linear camera RGB as a LinearRaw DNG (``pixels``: :func:`linear_dng_pixels`, uint16).
+    """Write linear camera RGB as a LinearRaw DNG (``pixels``: :func:`linear_dng_pixels`, uint16),
+    compressed losslessly.
 
     AsShotNeutral = 1 / gains: a developer applying the as-shot white balance gets the model's
     output back, then applies the colour matrix (rawpy's ``color_matrix`` of the source, camera
-    -> sRGB; none if the source had none) and its curve. ``orientation`` is LibRaw's flip code
-    of the source; the pixels are in sensor orientation.
+    -> sRGB; none if the source had none) and its curve. ColorMatrix1 maps the white to that
+    neutral, as DNG requires: developers that find the scene's white from the two (RawTherapee,
+    darktable) then keep the model's colours, and LibRaw (which normalises the matrix) is
+    unaffected. ``orientation`` is LibRaw's flip code of the source; the pixels are in sensor
+    orientation; ``crop`` = (top, left, height, width) is the source's default crop. ``make``,
+    ``model`` and ``unique_model`` name the source's camera, as far as it did.
     """
     import tifffile
 
     from sid_keras.render import has_color_matrix
 
     gains = np.asarray(white_balance, np.float64)[:3]
+    neutral = 1.0 / gains
     pixels = np.ascontiguousarray(pixels, np.uint16)
     tags = [
-        *_identity_tags(make, model),
+        *_identity_tags(*_camera_names(make, model, unique_model)),
         (TAG_ORIENTATION, SHORT, 1, FLIP_TO_TIFF_ORIENTATION.get(int(orientation), 1), True),
         (TAG_BLACK_LEVEL, LONG, 1, 0, True),
         (TAG_WHITE_LEVEL, LONG, 1, LINEAR_DNG_WHITE, True),
-        (TAG_AS_SHOT_NEUTRAL, RATIONAL, 3, _rationals(1.0 / gains), True),
+        (TAG_AS_SHOT_NEUTRAL, RATIONAL, 3, _rationals(neutral), True),
     ]
     if has_color_matrix(color_matrix):
-        tags += [(TAG_COLOR_MATRIX_1, SRATIONAL, 9, _rationals(xyz_to_camera(color_matrix).ravel()), True),
+        xyz_to_raw = np.diag(neutral / neutral.max()) @ xyz_to_camera(color_matrix)
+        tags += [(TAG_COLOR_MATRIX_1, SRATIONAL, 9, _rationals(xyz_to_raw.ravel()), True),
                  (TAG_CALIBRATION_ILLUMINANT_1, SHORT, 1, ILLUMINANT_D65, True)]
+    if crop is not None:
+        top, left, height, width = (int(v) for v in crop)
+        tags += [(TAG_DEFAULT_CROP_ORIGIN, LONG, 2, (left, top), True),
+                 (TAG_DEFAULT_CROP_SIZE, LONG, 2, (width, height), True)]
+    tile = _tile_shape(pixels.shape[1])
     with atomic_path(path, overwrite=overwrite) as tmp:
-        tifffile.imwrite(tmp, pixels, photometric=PHOTOMETRIC_LINEAR_RAW, planarconfig="contig",
-                         subfiletype=0, extratags=tags, metadata=None)
+        tifffile.imwrite(tmp, _lossless_jpeg_tiles(pixels, tile), shape=pixels.shape, dtype=np.uint16,
+                         tile=tile, compression=COMPRESSION_LOSSLESS_JPEG,
+                         photometric=PHOTOMETRIC_LINEAR_RAW, planarconfig="contig", subfiletype=0,
+                         software=f"sid-keras {__version__}", extratags=tags, metadata=None)

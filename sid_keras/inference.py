@@ -554,8 +554,11 @@ def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, 
     if fmt == "dng":
         from sid_keras.dng import write_linear_dng
 
+        names = raw.camera_identity(frame.path) if os.path.isfile(frame.path) else {}
         write_linear_dng(target, pixels, white_balance=frame.white_balance, color_matrix=frame.color_matrix,
-                         orientation=frame.orientation, overwrite=overwrite)
+                         orientation=frame.orientation, crop=frame.crop, overwrite=overwrite,
+                         make=names.get("Make"), model=names.get("Model"),
+                         unique_model=names.get("UniqueCameraModel"))
     else:
         from sid_keras.io import write_image
 

@@ -125,6 +125,7 @@ class RawFrame:
         exposure_time: seconds, or None when the file does not say.
         iso: ISO speed, or None when the file does not say.
         orientation: LibRaw's flip code (0 none, 3 180°, 5 90° CCW, 6 90° CW).
+        crop: the file's default crop (top, left, height, width) in the mosaic, or None.
         path: the file the frame came from, for messages.
         notices: one-line remarks for the user (a white balance or colour matrix that had to be
             replaced because the file lacks it).
@@ -139,6 +140,7 @@ class RawFrame:
     exposure_time: float | None = None
     iso: float | None = None
     orientation: int = 0
+    crop: tuple[int, int, int, int] | None = None
     path: str = "<array>"
     notices: tuple[str, ...] = ()
 
@@ -419,6 +421,31 @@ def camera_name(path: str | os.PathLike) -> str | None:
     return _read_tiff(os.fspath(path), name_of)
 
 
+def camera_identity(path: str | os.PathLike) -> dict[str, str]:
+    """The Make, Model and UniqueCameraModel a TIFF-based raw names (those it has; empty for
+    other formats), for files written from it."""
+    def names_of(tif) -> dict[str, str]:
+        tags = tif.pages[0].tags
+        names = {key: str(tags[key].value).strip("\x00 ") for key in ("Make", "Model", "UniqueCameraModel")
+                 if key in tags}
+        return {key: value for key, value in names.items() if value}
+
+    return _read_tiff(os.fspath(path), names_of) or {}
+
+
+def _default_crop(sizes) -> tuple[int, int, int, int] | None:
+    """LibRaw's first inset crop (a DNG's DefaultCrop) within the visible area, or None when the
+    file has none or it is the whole area."""
+    top = int(sizes.crop_top_margin) - int(sizes.top_margin)
+    left = int(sizes.crop_left_margin) - int(sizes.left_margin)
+    height, width = int(sizes.crop_height), int(sizes.crop_width)
+    inside = (height > 0 and width > 0 and top >= 0 and left >= 0
+              and top + height <= sizes.height and left + width <= sizes.width)
+    if not inside or (height, width) == (sizes.height, sizes.width):
+        return None
+    return top, left, height, width
+
+
 def open_raw(path: str):
     """``rawpy.imread``, also for a file name that is not UTF-8 (an ordinary name on Linux, which
     LibRaw cannot be given): such a file is handed to LibRaw from memory."""
@@ -481,6 +508,7 @@ def read_raw(
             color_matrix = np.array(raw.color_matrix, np.float32)
             other = raw.other
             flip = int(raw.sizes.flip)
+            crop = _default_crop(raw.sizes)
             pattern = np.array(pattern)
     except rawpy.LibRawFileUnsupportedError:
         raise SidError(_unsupported_message(path)) from None
@@ -514,6 +542,7 @@ def read_raw(
         exposure_time=float(other.shutter_speed) or None,
         iso=float(other.iso_speed) or None,
         orientation=flip,
+        crop=crop,
         path=path,
         notices=tuple(notices),
     )
