@@ -176,18 +176,53 @@ def _run_train(args) -> int:
 
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the registered models with parameters and GMACs/MP")
-    p.add_argument("--size", type=int, default=256, help="packed side used to count MACs")
+    p.add_argument("--size", type=int, default=256,
+                   help="packed side to count MACs at; other than 256 counts again from the TF graph (slow)")
+    p.add_argument("--recount", action="store_true",
+                   help="count again from the TF graph (about 20 s) instead of the package's table")
     p.set_defaults(run=_run_models)
 
 
 def _run_models(args) -> int:
-    from sid_keras.models import describe_models
+    if args.recount or args.size != 256:
+        from sid_keras.models import describe_models
 
-    rows = describe_models((args.size, args.size))
-    print(f"{'model':<16}{'parameters':>14}{'GMACs/MP':>10}  description")
+        rows = describe_models((args.size, args.size))
+    else:  # the package's table: no TensorFlow to import
+        import json
+        from importlib import resources
+
+        rows = json.loads(resources.files("sid_keras").joinpath("assets", "models.json").read_text())
+    _print_while_read(f"{'model':<16}{'parameters':>14}{'GMACs/MP':>10}  description")
     for r in rows:
-        print(f"{r['name']:<16}{r['parameters']:>14,}{r['gmacs_per_mp']:>10.1f}  {r['summary']}")
-    print("GMACs per output megapixel, counted from the TF graph (generator only for GANs).")
+        _print_while_read(f"{r['name']:<16}{r['parameters']:>14,}{r['gmacs_per_mp']:>10.1f}  {r['summary']}")
+    _print_while_read("GMACs per output megapixel, counted from the TF graph (generator only for GANs).")
+    return 0
+
+
+def _add_cache(sub) -> None:
+    p = sub.add_parser("cache", help="show (or --clear) the decoded-data cache that training fills")
+    p.add_argument("--clear", action="store_true", help="delete the cached files (they are made again on demand)")
+    p.add_argument("--folder", default=None,
+                   help="a cache folder other than the default (a config's data.cache_dir)")
+    p.set_defaults(run=_run_cache)
+
+
+def _run_cache(args) -> int:
+    import pathlib
+
+    from sid_keras.data.cache import cache_files, clear_cache, default_cache_dir
+
+    folder = pathlib.Path(args.folder) if args.folder else default_cache_dir()
+    if args.clear:
+        count, freed = clear_cache(folder)
+        print(f"removed {count} cached files ({freed / 1e6:,.0f} MB) from {folder}")
+        return 0
+    files = cache_files(folder)
+    size = sum(p.stat().st_size for p in files)
+    print(f"cache folder: {folder} ({len(files)} files, {size / 1e6:,.0f} MB)")
+    if not args.folder:
+        print("set SID_KERAS_CACHE (or XDG_CACHE_HOME) to move it; sid-keras cache --clear frees it")
     return 0
 
 
@@ -467,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show TensorFlow's log, Python warnings and tracebacks (or SID_KERAS_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     for add in (_add_enhance, _add_demo, _add_evaluate, _add_synth, _add_train, _add_finetune, _add_calibrate,
-                _add_models, _add_tune, _add_export):
+                _add_models, _add_tune, _add_export, _add_cache):
         add(sub)
     return parser
 

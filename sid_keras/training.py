@@ -87,6 +87,14 @@ class Task:
 
         return pathlib.Path(self.config.data.cache_dir) if self.config.data.cache_dir else default_cache_dir()
 
+    def cache_notice(self) -> str:
+        """Where the decoded data went and how large it is, said once a run has decoded it."""
+        from sid_keras.data.cache import cache_files
+
+        folder = self._cache_dir()
+        size = sum(p.stat().st_size for p in cache_files(folder))
+        return f"decoded data cached in {folder} ({size / 1e6:,.0f} MB; `sid-keras cache --clear` frees it)"
+
     def cached_pairs(self, list_name: str, *, first_burst_only: bool, progress: bool = False):
         """The pairs of a list file under ``data.root``, decoded once into the cache."""
         from sid_keras.data import build_cache, read_sid_list
@@ -376,6 +384,7 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
     with run_folder_lock(task.out):
         task.check_run_dir()
         data = task.data(progress=progress)
+        log(task.cache_notice())
         log(task.precision.describe())
         checkpoint = task.checkpoint(log)
         with pick_strategy().scope():
@@ -421,6 +430,7 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
                        f"the data has {data.channels}: fine-tune a model made for this sensor's CFA")
     import keras
 
+    log(task.cache_notice())
     log(task.precision.describe())
     trained = with_precision(net, task.precision.policy)
 

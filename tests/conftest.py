@@ -1,9 +1,11 @@
-"""Shared fixtures: DNG files written by the tests, and the real files in ../shared/data."""
+"""Shared fixtures: DNG files and photos written by the tests, and the real raw file in tests/data
+(its source and licence in tests/data/README.md). Nothing here needs ../shared."""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import tempfile
 
 import numpy as np
@@ -11,10 +13,17 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-# Decode caches of the tests stay out of the user's cache folder.
-os.environ.setdefault("SID_KERAS_CACHE", tempfile.mkdtemp(prefix="sid_keras_test_cache_"))
+# Decode caches of the tests stay out of the user's cache folder, and go when the tests end.
+TEST_CACHE = tempfile.mkdtemp(prefix="sid_keras_test_cache_")
+os.environ.setdefault("SID_KERAS_CACHE", TEST_CACHE)
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
+
+TEST_DATA = pathlib.Path(__file__).resolve().parent / "data"
+# A real Bayer DNG: Blackmagic Pocket Cinema Camera 4K, 12-bit lossless JPEG, CC0 (tests/data/README.md).
+BLACKMAGIC_DNG = TEST_DATA / "blackmagic_pocket4k.dng"
 
 BAYER_PHASES = {
     "RGGB": [[0, 1], [3, 2]],
@@ -24,11 +33,31 @@ BAYER_PHASES = {
 }
 
 
-def shared_file(*parts: str) -> pathlib.Path:
-    """A file from ../shared/data, or a clean skip when the folder is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not available")
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> pathlib.Path:
+    """Three clean photos as BSDS ships them (481x321 and 321x481, PNG and JPEG), cut from the
+    package's public-domain astronaut portrait: what `synth`, `train` and `finetune` read."""
+    from PIL import Image
+
+    from sid_keras.demo import DEMO_PHOTO
+
+    portrait = Image.open(DEMO_PHOTO).convert("RGB")
+    folder = tmp_path_factory.mktemp("photos")
+    portrait.crop((0, 0, 481, 321)).save(folder / "a.png")
+    portrait.crop((31, 191, 512, 512)).transpose(Image.Transpose.ROTATE_90).save(folder / "b.png")
+    portrait.crop((20, 100, 501, 421)).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "c.jpg", quality=92)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def film_scan_dng(tmp_path_factory) -> pathlib.Path:
+    """A raw file without a colour filter array (a film scanner's or a linear DNG's): LinearRaw."""
+    from sid_keras.dng import write_linear_dng
+
+    rng = np.random.default_rng(3)
+    path = tmp_path_factory.mktemp("scan") / "film_scan.dng"
+    write_linear_dng(path, rng.integers(0, 65536, (64, 96, 3), dtype=np.uint16), white_balance=(1, 1, 1),
+                     color_matrix=None, make="Nikon", model="LS-40 ED")
     return path
 
 

@@ -65,7 +65,7 @@ def test_calibrate_recovers_the_noise_it_was_given(frames):
     assert set(shadings) == set(CAMERA) and shadings[400].shape == SHAPE
 
 
-def test_cli_writes_a_profile_the_synthesiser_reads(frames, tmp_path, capsys):
+def test_cli_writes_a_profile_the_synthesiser_reads(frames, tmp_path, capsys, photo_folder):
     from sid_keras.noise import load_profile
 
     out = tmp_path / "mycamera.toml"
@@ -77,9 +77,7 @@ def test_cli_writes_a_profile_the_synthesiser_reads(frames, tmp_path, capsys):
     assert (tmp_path / "mycamera.dark_shading.npz").exists()
     assert main(["calibrate", str(frames), "-o", str(out)]) == 1  # an existing profile is kept
     root = tmp_path / "synth"
-    from conftest import shared_file
-
-    photos = shared_file("photos", "val")
+    photos = photo_folder
     assert main(["synth", "--photos", str(photos), "--out", str(root), "--limit", "1", "--ratios", "100",
                  "--workers", "1", "--noise-profile", str(out)]) == 0
 
@@ -128,15 +126,14 @@ def test_bad_calibration_frames_are_one_line_each(frames, tmp_path, capsys):
         calibrate([tmp_path / "nowhere"])
 
 
-def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, capsys, monkeypatch):
+def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, capsys, monkeypatch, photo_folder):
     """`sid-keras finetune`: a model, the camera's pairs and profile in; a .keras that enhance takes out."""
     import keras
 
-    from conftest import shared_file
     from sid_keras.data import pipeline
     from sid_keras.models import UNet
 
-    photos = shared_file("photos", "val")
+    photos = photo_folder
     root = tmp_path / "pairs"
     assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", "mine", "--limit", "2",
                  "--ratios", "100", "--workers", "1"]) == 0

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import BLACKMAGIC_DNG
 
 from sid_keras.cli import main
 
@@ -67,7 +67,7 @@ def test_enhance_errors_are_one_line(tmp_path, tiny_model_file, capsys):
 
 
 def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):
-    dng = shared_file("raw", "blackmagic_pocket4k.dng")
+    dng = BLACKMAGIC_DNG
     out = tmp_path / "bm.png"
     assert main(["enhance", str(dng), "-o", str(out), "--model", str(tiny_model_file)]) == 0
     from PIL import Image
@@ -75,16 +75,15 @@ def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):
     assert Image.open(out).size == (4128, 2176)
 
 
-def test_enhance_rejects_the_film_scanner_nef(tmp_path, tiny_model_file, capsys):
-    nef = shared_file("raw", "nikon_coolscan_film_scanner.nef")
-    assert main(["enhance", str(nef), "-o", str(tmp_path / "n.png"), "--model", str(tiny_model_file)]) == 1
+def test_enhance_rejects_a_raw_without_a_colour_filter_array(tmp_path, tiny_model_file, capsys, film_scan_dng):
+    assert main(["enhance", str(film_scan_dng), "-o", str(tmp_path / "n.png"), "--model", str(tiny_model_file)]) == 1
     assert "no colour filter array" in capsys.readouterr().err
     assert not (tmp_path / "n.png").exists()
 
 
 @pytest.fixture(scope="module")
-def mini_dataset(tmp_path_factory):
-    photos = shared_file("photos", "val")
+def mini_dataset(tmp_path_factory, photo_folder):
+    photos = photo_folder
     root = tmp_path_factory.mktemp("mini")
     assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", "train", "--limit", "3",
                  "--workers", "1"]) == 0
@@ -100,10 +99,10 @@ def _train_args(root, out, *extra):
             *extra]
 
 
-def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys):
+def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys, photo_folder):
     """The shipped recipe's data: clean photos, a new virtual camera and noise every step."""
     out = tmp_path / "onfly"
-    photos = shared_file("photos", "val")
+    photos = photo_folder
     assert main(["train", "--config", "shipped", "--set", f"data.root='{mini_dataset}'",
                  "--set", f"data.photos=['{photos}']", "--set", f"train.out_dir='{out}'",
                  "--set", "model.args={width=4, depth=3}", "--set", "data.patch_size=32", "--set", "data.batch_size=4",

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import BLACKMAGIC_DNG
 
 from sid_keras import raw, render
 from sid_keras.dng import write_cfa_dng
@@ -41,7 +41,7 @@ def test_render_reproduces_libraw_on_a_dng_with_a_colour_matrix(tmp_path):
 
 
 def test_render_reproduces_libraw_on_the_real_blackmagic_dng():
-    assert _render_matches_libraw(shared_file("raw", "blackmagic_pocket4k.dng")) > 40
+    assert _render_matches_libraw(BLACKMAGIC_DNG) > 40
 
 
 def test_white_balance_is_libraw_normalised_and_missing_metadata_falls_back_with_a_notice(tmp_path, write_dng):

@@ -1,9 +1,9 @@
 import multiprocessing
 import os
+import pathlib
 
 import numpy as np
 import pytest
-from conftest import shared_file
 
 from sid_keras import raw
 from sid_keras.data import MISALIGNED_SCENES, PackedCache, build_cache, frame_dataset, read_sid_list, training_dataset
@@ -13,9 +13,9 @@ from sid_keras.synthetic import synthesize
 
 
 @pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    """A 3-photo synthetic dataset made from the real validation photos."""
-    photos = shared_file("photos", "val")
+def synth_root(tmp_path_factory, photo_folder):
+    """A 3-photo synthetic dataset."""
+    photos = photo_folder
     root = tmp_path_factory.mktemp("synth")
     synthesize(photos, root, split="val", limit=3, seed=7)
     return root
@@ -42,12 +42,12 @@ def test_list_parsing_filters_and_missing_files(tmp_path):
         read_sid_list("Sony_train_list.txt", tmp_path)
 
 
-def test_synthetic_dataset_is_read_by_the_sid_loader_and_is_reproducible(synth_root, tmp_path):
+def test_synthetic_dataset_is_read_by_the_sid_loader_and_is_reproducible(synth_root, tmp_path, photo_folder):
     pairs = read_sid_list(synth_root / "Sony_val_list.txt")
     assert len(pairs) == 9  # 3 photos x ratios 100, 250, 300
     entries = build_cache(pairs, tmp_path / "cache")
     assert sorted({round(e.ratio) for e in entries}) == [100, 250, 300]
-    again = synthesize(shared_file("photos", "val"), tmp_path / "again", split="val", limit=3, seed=7)
+    again = synthesize(photo_folder, tmp_path / "again", split="val", limit=3, seed=7)
     a = raw.read_raw(pairs[0].short).mosaic
     b = raw.read_raw(again.parent / "Sony/short" / pairs[0].short.name).mosaic
     np.testing.assert_array_equal(a, b)
@@ -129,3 +129,26 @@ def test_frame_dataset_crops_to_the_model_stride(synth_root, tmp_path):
     entries = build_cache(read_sid_list(synth_root / "Sony_val_list.txt"), tmp_path / "cache")
     shapes = [tuple(x.shape) for x, _ in frame_dataset(entries, multiple=32)]
     assert len(shapes) == 9 and all(s[1] % 32 == 0 and s[2] % 32 == 0 for s in shapes)
+
+
+def test_the_cache_command_shows_and_clears_only_the_packages_files(tmp_path, photo_folder, capsys):
+    from sid_keras.cli import main
+    from sid_keras.data import cache_photos
+
+    folder = tmp_path / "cache"
+    cached = cache_photos([photo_folder], folder)  # a folder of photos is read as sid-keras synth reads it
+    assert len(cached) == 3 and all(pathlib.Path(p).parent == folder for p in cached)
+    (folder / "notes.txt").write_text("the user's own file")
+    assert main(["cache", "--folder", str(folder)]) == 0
+    assert f"cache folder: {folder} (3 files" in capsys.readouterr().out
+    assert main(["cache", "--folder", str(folder), "--clear"]) == 0
+    assert "removed 3 cached files" in capsys.readouterr().out
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def test_the_python_data_api_takes_photos_without_a_cli_made_cache(photo_folder):
+    from sid_keras.data import synthetic_dataset
+
+    photos = sorted(str(p) for p in photo_folder.iterdir())
+    x, y = next(iter(synthetic_dataset(photos, patch_size=16, batch_size=2)))
+    assert x.shape == (2, 16, 16, 4) and y.shape == (2, 32, 32, 3)

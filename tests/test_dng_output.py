@@ -11,7 +11,6 @@ import tifffile
 
 from sid_keras import render
 from sid_keras.dng import linear_dng_pixels, write_linear_dng
-from sid_keras.synthetic import SONY_A7S2_XYZ_TO_CAM
 
 # rawpy's colour_matrix of a Sony A7S II file (camera -> sRGB), the matrix write_linear_dng gets.
 CAMERA_TO_SRGB = np.array([[1.9712, -0.6789, -0.2923, 0], [-0.2910, 1.7484, -0.4574, 0],

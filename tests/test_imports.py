@@ -48,3 +48,28 @@ def test_no_import_cycle_inside_the_package():
         if node not in state:
             visit(node, [node])
     assert cycles == []
+
+
+def test_the_runtime_imports_silently_and_models_lists_without_tensorflow():
+    """A user of the Python API sees no library log, and `sid-keras models` answers at once."""
+    import subprocess
+    import sys
+
+    quiet = subprocess.run([sys.executable, "-c", "import sid_keras.inference"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stdout == quiet.stderr == ""
+    listing = subprocess.run(
+        [sys.executable, "-c", "import sys; from sid_keras.cli import main; code = main(['models']); "
+         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; sys.exit(code)"],
+        capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    assert "unet_gan" in listing.stdout and "7,760,748" in listing.stdout
+
+
+def test_the_models_table_is_what_the_graphs_count():
+    """assets/models.json (what `sid-keras models` prints) against a recount: rewrite it with
+    ``python -c "from sid_keras.models import write_catalogue; write_catalogue()"``."""
+    import json
+
+    from sid_keras.models import CATALOGUE, describe_models
+
+    assert json.loads(CATALOGUE.read_text()) == describe_models()

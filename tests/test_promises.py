@@ -72,10 +72,10 @@ def test_a_truncated_raw_file_is_an_error_naming_it(tmp_path, write_dng, tiny_mo
 def test_a_raw_cut_at_a_tile_boundary_is_not_developed_half_black(tmp_path, tiny_model_file, capsys):
     """The real Blackmagic DNG (lossless-JPEG tiles) cut at 1,700,000 bytes: LibRaw itself fills
     the missing tiles with black and reports nothing."""
-    from conftest import shared_file
+    from conftest import BLACKMAGIC_DNG
 
     cut = tmp_path / "cut.dng"
-    cut.write_bytes(shared_file("raw", "blackmagic_pocket4k.dng").read_bytes()[:1_700_000])
+    cut.write_bytes(BLACKMAGIC_DNG.read_bytes()[:1_700_000])
     one_line_failure(capsys, ["enhance", str(cut), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file)],
              f"{cut}: truncated: its image data runs to byte 3,359,558 but the file has 1,700,000 bytes")
     assert not (tmp_path / "out.png").exists()
@@ -314,17 +314,24 @@ def test_calibrate_names_dark_frames_without_noise(tmp_path, capsys):
 
 
 def test_a_full_disk_under_tiff_and_dng_output_says_so(tmp_path, write_dng, tiny_model_file, monkeypatch, capsys):
-    """tifffile writes through numpy's tofile, whose short write carries no errno (seen on a full tmpfs)."""
+    """tifffile writes a TIFF's pixels through numpy's tofile, whose short write carries no errno
+    (seen on a full tmpfs); the DNG's compressed tiles go through write(), which fails with ENOSPC."""
+    import errno
+
     import tifffile
 
     def short_write(self, *args, **kwargs):
         raise OSError("1179648 requested and 102264 written")
 
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     path, _ = write_dng("a.dng")
-    monkeypatch.setattr(tifffile.FileHandle, "write_array", short_write)
-    for name in ("out.tif", "out.dng"):
-        one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / name), "--model", str(tiny_model_file)],
-                 f"{tmp_path / name}: the disk is full")
+    for name, method, failure in (("out.tif", "write_array", short_write), ("out.dng", "write", no_space)):
+        with monkeypatch.context() as patched:
+            patched.setattr(tifffile.FileHandle, method, failure)
+            one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / name), "--model",
+                                      str(tiny_model_file)], f"{tmp_path / name}: the disk is full")
         assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp", "out"))]  # nothing half-written
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import BAYER_PHASES, shared_file
+from conftest import BAYER_PHASES, BLACKMAGIC_DNG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,7 +136,7 @@ def test_missing_not_raw_truncated_and_tiny_files_are_rejected(tmp_path, write_d
 
 
 def test_real_blackmagic_dng():
-    frame = raw.read_raw(shared_file("raw", "blackmagic_pocket4k.dng"))
+    frame = raw.read_raw(BLACKMAGIC_DNG)
     assert frame.mosaic.shape == (2176, 4128) and frame.mosaic.dtype == np.uint16
     assert frame.cfa.kind == "bayer" and list(frame.black_level) == [512] * 4
     assert frame.exposure_time is None
@@ -145,7 +145,6 @@ def test_real_blackmagic_dng():
     assert 0 <= packed.min() and packed.max() <= 1 and packed.mean() > 0
 
 
-def test_film_scanner_nef_without_cfa_is_rejected():
-    path = shared_file("raw", "nikon_coolscan_film_scanner.nef")
+def test_a_raw_without_a_colour_filter_array_is_rejected(film_scan_dng):
     with pytest.raises(SidError, match="no colour filter array"):
-        raw.read_raw(path)
+        raw.read_raw(film_scan_dng)

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import one_line_failure, shared_file
+from conftest import one_line_failure
 
 from sid_keras import raw
 from sid_keras.cli import main
@@ -235,8 +235,8 @@ def test_messages_name_the_problem_without_python_reprs(tmp_path, write_dng):
         load_model(broken)
 
 
-def test_evaluate_goes_on_past_a_bad_pair(tmp_path, tiny_model_file, capsys):
-    photos = shared_file("photos", "val")
+def test_evaluate_goes_on_past_a_bad_pair(tmp_path, tiny_model_file, capsys, photo_folder):
+    photos = photo_folder
     root = tmp_path / "data"
     assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", "val", "--limit", "2",
                  "--ratios", "100", "--workers", "1"]) == 0

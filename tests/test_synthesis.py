@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from conftest import shared_file
 
 from sid_keras import noise, synthetic
 from sid_keras.errors import SidError
@@ -79,11 +78,11 @@ def test_noise_profiles_load_by_name_or_from_toml(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def linear_photos(tmp_path_factory):
+def linear_photos(tmp_path_factory, photo_folder):
     from sid_keras.data import cache_photos
     from sid_keras.synthetic import find_photos
 
-    photos = find_photos(shared_file("photos", "val"))[:3]
+    photos = find_photos(photo_folder)[:3]
     return cache_photos(photos, tmp_path_factory.mktemp("photo_cache"))
 
 

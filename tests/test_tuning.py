@@ -45,10 +45,8 @@ def test_fixed_overrides_and_gan_weight():
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    from conftest import shared_file
-
-    photos = shared_file("photos", "val")
+def tiny_root(tmp_path_factory, photo_folder):
+    photos = photo_folder
     root = tmp_path_factory.mktemp("tune")
     main(["synth", "--photos", str(photos), "--out", str(root), "--split", "train", "--limit", "2", "--workers", "1"])
     main(["synth", "--photos", str(photos), "--out", str(root), "--split", "val", "--limit", "1", "--workers", "1"])

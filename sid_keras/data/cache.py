@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 from typing import Sequence
 
 import numpy as np
@@ -166,6 +167,32 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "sid_keras"
 
 
+# The names of the files a cache holds: "<20 hex digits of source_key>.<kind>.npy|json".
+_CACHE_FILE = re.compile(r"^[0-9a-f]{20}\.[a-z_]+\.(npy|json)$")
+
+
+def cache_files(folder: str | os.PathLike | None = None) -> list[pathlib.Path]:
+    """The files the package cached in ``folder`` (default :func:`default_cache_dir`), and its
+    own temporaries left by a killed run; nothing else a shared folder holds."""
+    from sid_keras.io import TEMPORARY_PREFIX
+
+    folder = pathlib.Path(folder) if folder else default_cache_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and (_CACHE_FILE.match(p.name) or p.name.startswith(TEMPORARY_PREFIX)))
+
+
+def clear_cache(folder: str | os.PathLike | None = None) -> tuple[int, int]:
+    """Delete :func:`cache_files`; returns (files, bytes) freed. Every key is made again on demand."""
+    files = cache_files(folder)
+    freed = 0
+    for path in files:
+        freed += path.stat().st_size
+        path.unlink(missing_ok=True)
+    return len(files), freed
+
+
 def _linear_photo(folder: str, photo: str) -> str:
     from sid_keras.synthetic import linear_photo
 
@@ -178,8 +205,14 @@ def _linear_photo(folder: str, photo: str) -> str:
 def cache_photos(photos: Sequence[str], folder: str | os.PathLike, *, workers: int = 1,
                  progress: bool = False) -> list[str]:
     """Linearise each clean photo once (:func:`sid_keras.synthetic.linear_photo`) into a
-    memory-mapped uint16 ``.npy``; returns their paths, in order."""
+    memory-mapped uint16 ``.npy``; returns their paths, in order. ``photos`` may hold folders
+    (their photos, as ``sid-keras synth`` finds them) and already cached ``.npy`` files."""
+    from sid_keras.synthetic import find_photos
+
+    photos = [str(q) for p in photos
+              for q in (find_photos(p) if os.path.isdir(p) else [p])]
     PackedCache(folder)  # creates the folder, with the same error as the pair cache
-    args = [(str(folder), str(photo)) for photo in photos]
-    return _map(_linear_photo, args, workers=workers, chunksize=8, progress=progress, desc="linearise photos",
-                unit="photo")
+    args = [(str(folder), str(photo)) for photo in photos if not photo.endswith(".npy")]
+    made = iter(_map(_linear_photo, args, workers=workers, chunksize=8, progress=progress, desc="linearise photos",
+                unit="photo"))
+    return [photo if photo.endswith(".npy") else next(made) for photo in photos]

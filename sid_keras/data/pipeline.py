@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sid_keras.data.cache import CachedPair
+from sid_keras.data.cache import CachedPair, cache_photos, default_cache_dir
 from sid_keras.errors import SidError
 from sid_keras.render import UINT16_SCALE
 
@@ -115,8 +115,9 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
                      colour_responses: Sequence[np.ndarray] | None = None) -> Source:
     """Training pairs made on the fly from clean photos: new camera, light and noise every step.
 
-    Each element crops a ``2 * patch_size`` square of a linearised photo
-    (:func:`sid_keras.data.cache.cache_photos`), flips it, and draws: a colour response
+    ``photos``: photo files, folders of them, or their linearised caches; photos are linearised
+    once into the cache folder (:func:`sid_keras.data.cache.cache_photos`). Each element crops a
+    ``2 * patch_size`` square of a linearised photo, flips it, and draws: a colour response
     (``colour_responses``, linear sRGB -> white-balanced camera RGB matrices; default those of
     :data:`sid_keras.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
     gains), an exposure ratio (log-uniform in ``ratio_range``) and a virtual camera of ``profile``
@@ -133,6 +134,7 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
     profile = profile or noise.VIRTUAL
     if not photos:
         raise SidError("no photos to synthesise training pairs from (data.photos)")
+    photos = cache_photos(photos, default_cache_dir())
     arrays = [np.load(p, mmap_mode="r") for p in photos]
     side = 2 * patch_size
     shapes = np.array([a.shape[:2] for a in arrays], np.int64)

@@ -9,6 +9,8 @@ Importing this module imports Keras; ``import sid_keras`` does not.
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 from typing import Callable
 
 import keras
@@ -169,6 +171,15 @@ def count_macs(model: keras.Model, packed_size: tuple[int, int] = (256, 256)) ->
     options["output"] = "none"
     profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
     return profile.total_float_ops // 2
+
+
+# What `sid-keras models` prints without importing TensorFlow (a test keeps it equal to
+# describe_models(); after changing a model: python -c "from sid_keras.models import write_catalogue; write_catalogue()").
+CATALOGUE = pathlib.Path(__file__).resolve().parents[1] / "assets" / "models.json"
+
+
+def write_catalogue(path: pathlib.Path = CATALOGUE) -> None:
+    path.write_text(json.dumps(describe_models(), indent=1) + "\n")
 
 
 def describe_models(packed_size: tuple[int, int] = (256, 256)) -> list[dict]:
