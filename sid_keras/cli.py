@@ -470,6 +470,9 @@ def _add_export(sub) -> None:
     p.add_argument("model", help=".keras model file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default=None, help="export profile TOML (e.g. export/default.toml)")
+    p.add_argument("--calibration", default=None, metavar="DIR",
+                   help="calibrate the int8 file on the dark raw files in DIR (the target camera's); "
+                        "default: synthetic frames of the demo photo")
     p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     p.set_defaults(run=_run_export)
 
@@ -477,7 +480,8 @@ def _add_export(sub) -> None:
 def _run_export(args) -> int:
     from sid_keras.export import export_model, format_report, load_profile
 
-    report = export_model(args.model, args.out, load_profile(args.profile), overwrite=args.overwrite)
+    overrides = {"calibration_dir": args.calibration} if args.calibration else None
+    report = export_model(args.model, args.out, load_profile(args.profile, overrides), overwrite=args.overwrite)
     print(format_report(report))
     print(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
     return 0

@@ -57,15 +57,16 @@ def run_demo(out_dir: str | os.PathLike, *, ratio: int = 250, model=None, seed: 
         "output": enhancer.to_srgb(enhancer.run(packed, frame.cfa.scale), frame),
         "truth": truth,
     }
-    for name, image in images.items():
-        write_image(out / f"{name}.png", image)
-    write_image(out / "comparison.png", side_by_side(list(images.values())))
     scores = {name: {"psnr": psnr_8bit(truth, images[name]), "ssim": ssim_8bit(truth, images[name])}
               for name in ("input", "classical", "output")}
+    labels = {"input": "input, amplified (preview)", "classical": "classical: scaled + non-local means",
+              "output": "sid-keras shipped model" if model is None else "sid-keras model"}
+    for name, image in images.items():
+        write_image(out / f"{name}.png", image)
+    captions = [f"{labels[name]}: {scores[name]['psnr']:.1f} dB" for name in labels] + ["truth (long exposure)"]
+    write_image(out / "comparison.png", side_by_side(list(images.values()), captions))
     log(f"dark raw: {dark} (x{used:.0f} underexposed); truth: {reference}")
     log(f"{'':<34}{'PSNR':>8}{'SSIM':>8}")
-    labels = {"input": "input, amplified (preview)", "classical": "classical: scaled + non-local means",
-              "output": "sid-keras shipped model"}
     for name, label in labels.items():
         log(f"{label:<34}{scores[name]['psnr']:>8.2f}{scores[name]['ssim']:>8.3f}")
     log(f"images: {out}/input.png output.png classical.png truth.png comparison.png")

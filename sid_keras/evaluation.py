@@ -102,11 +102,27 @@ class PairResult:
     iso: int | None = None
 
 
-def side_by_side(images: Sequence[np.ndarray], max_width: int = 2400) -> np.ndarray:
-    """Images of one height next to each other, downscaled to ``max_width`` in all."""
+def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str] | None = None,
+                 max_width: int = 2400) -> np.ndarray:
+    """Images of one height next to each other, downscaled to ``max_width`` in all, each under
+    its label (which panel is which, and its score) when ``labels`` are given."""
     strip = np.concatenate([np.clip(i, 0, 1) for i in images], axis=1)
     step = max(1, int(np.ceil(strip.shape[1] / max_width)))
-    return strip[::step, ::step]
+    strip = strip[::step, ::step]
+    if not labels:
+        return strip
+    from PIL import Image, ImageDraw, ImageFont
+
+    bar = 28
+    canvas = Image.new("RGB", (strip.shape[1], bar), "black")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=16)
+    left = 0
+    for image, label in zip(images, labels):
+        draw.text((left + 6, 5), label, fill="white", font=font)
+        left += int(np.ceil(image.shape[1] / step))
+    caption = np.asarray(canvas, np.float32) / 255
+    return np.concatenate([caption, strip], axis=0)
 
 
 def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = True, bm3d: bool = False,
@@ -140,7 +156,9 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
             continue
         results.append(result)
         if figures:
-            write_image(out / "figures" / f"{pathlib.Path(pair.short).stem}.png", side_by_side(panels))
+            labels = (["input (amplified)"] + [f"{m}: {result.scores[m]['psnr']:.2f} dB" for m in METHODS
+                                               if m in result.scores] + ["truth (long exposure)"])
+            write_image(out / "figures" / f"{pathlib.Path(pair.short).stem}.png", side_by_side(panels, labels))
     summary = summarize(results)
     summary["failures"] = [{"short": f, "error": e} for f, e in failures]
     write_reports(out, summary, results)

@@ -20,6 +20,7 @@ to feed the model.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import pathlib
@@ -48,7 +49,8 @@ class ExportProfile:
     overlap: int = 32  # packed pixels an app should overlap tiles by
     calibration_crops: int = 64  # representative packed crops for int8
     check_crops: int = 8  # held-out crops for the PSNR check
-    calibration_list: str = ""  # SID list file of training data for int8 (else synthetic crops)
+    calibration_dir: str = ""  # a folder of dark raw files (ratio auto) for int8 (`export --calibration`)
+    calibration_list: str = ""  # or a SID list file of training data (else synthetic crops)
     calibration_root: str = ""
     seed: int = 0
 
@@ -68,6 +70,12 @@ def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfi
                        "overlap >= 0 and tile > 2 x overlap")
     if not (profile.fp32 or profile.fp16 or profile.int8_weights or profile.int8):
         raise SidError("[export profile] fp32, fp16, int8_weights and int8 are all false: nothing to export")
+    if profile.calibration_dir:
+        from sid_keras.inference import expand_inputs
+
+        folder = pathlib.Path(profile.calibration_dir)
+        if not folder.is_dir() or not expand_inputs([str(folder)]):
+            raise SidError(f"--calibration {folder}: no raw files there; give a folder of the camera's dark frames")
     return profile
 
 
@@ -143,51 +151,78 @@ def gpu_problems(ops: Sequence[str], input_signature: Sequence[int]) -> list[str
     return problems
 
 
-def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int, *,
-                      white_balance: bool) -> list[np.ndarray]:
-    """Network inputs (packed, amplified, white-balanced for linear models) cropped from real
-    training data (a SID list), or from synthetic frames of the demo photo."""
-    rng = np.random.default_rng(seed)
-    tile = profile.tile
-    crops: list[np.ndarray] = []
+def calibration_source(profile: ExportProfile) -> str:
+    """What the int8 files were calibrated on, in words, for ``model_info.json`` and the report."""
+    if profile.calibration_dir:
+        return f"raw files in {profile.calibration_dir} (exposure ratio auto)"
     if profile.calibration_list:
-        from sid_keras import raw
-        from sid_keras.data import read_sid_list
+        return f"the pairs of {profile.calibration_list} (their exposure ratios)"
+    return ("synthetic: the package's demo photo made into dark Sony-layout raws at ratios 100-300 "
+            "(give real frames of the target camera with `sid-keras export --calibration DIR`)")
 
-        pairs = read_sid_list(profile.calibration_list, profile.calibration_root or None)
-        order = rng.permutation(len(pairs))
-        for i in order:
-            frame, _, ratio = pairs[i].read()
-            packed = raw.network_input(frame, ratio, white_balance=white_balance)
-            if min(packed.shape[:2]) < tile:
-                continue
-            top = rng.integers(0, packed.shape[0] - tile + 1)
-            left = rng.integers(0, packed.shape[1] - tile + 1)
-            crops.append(packed[top : top + tile, left : left + tile])
-            if len(crops) == count:
-                return crops
-        if crops:
-            return crops
-        raise SidError(f"{profile.calibration_list}: no frame is larger than the tile {tile}")
-    # No list given: crops of the shipped demo photo turned into dark raws.
+
+def _random_crop(packed: np.ndarray, tile: int, rng: np.random.Generator) -> np.ndarray:
+    """A tile x tile crop at a random place; a smaller frame is placed in a zero tile."""
+    rows, cols = min(tile, packed.shape[0]), min(tile, packed.shape[1])
+    top = rng.integers(0, packed.shape[0] - rows + 1)
+    left = rng.integers(0, packed.shape[1] - cols + 1)
+    crop = np.zeros((tile, tile, packed.shape[2]), np.float32)
+    crop[:rows, :cols] = packed[top : top + rows, left : left + cols]
+    return crop
+
+
+def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: bool):
+    """Network inputs of the calibration set, frame by frame, in a seeded order."""
     import tempfile
 
     from sid_keras import raw
-    from sid_keras.data import SidPair
-    from sid_keras.demo import make_demo_raw
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(max(1, count // 4)):
-            frame, _, ratio = SidPair(*make_demo_raw(pathlib.Path(tmp), int(rng.choice([100, 250, 300])),
-                                                     seed + i)).read()
-            packed = raw.network_input(frame, ratio, white_balance=white_balance)
-            for _ in range(4):
-                side = min(tile, *packed.shape[:2])
-                top = rng.integers(0, packed.shape[0] - side + 1)
-                left = rng.integers(0, packed.shape[1] - side + 1)
-                crop = np.zeros((tile, tile, channels), np.float32)
-                crop[:side, :side] = packed[top : top + side, left : left + side]
-                crops.append(crop)
+    rng = np.random.default_rng(seed)
+    if profile.calibration_dir:
+        from sid_keras.inference import AUTO_TARGET_MEAN, auto_ratio, expand_inputs
+
+        files = expand_inputs([profile.calibration_dir])  # load_profile checked there are some
+        kind = LINEAR if white_balance else "srgb"
+        for i in rng.permutation(len(files)):
+            frame = raw.read_raw(files[i])
+            ratio = auto_ratio(frame, AUTO_TARGET_MEAN[kind], white_balance=white_balance)
+            yield raw.network_input(frame, ratio, white_balance=white_balance)
+    elif profile.calibration_list:
+        from sid_keras.data import read_sid_list
+
+        pairs = read_sid_list(profile.calibration_list, profile.calibration_root or None)
+        for i in rng.permutation(len(pairs)):
+            frame, _, ratio = pairs[i].read()
+            yield raw.network_input(frame, ratio, white_balance=white_balance)
+    else:
+        from sid_keras.data import SidPair
+        from sid_keras.demo import make_demo_raw
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in itertools.count():
+                frame, _, ratio = SidPair(*make_demo_raw(pathlib.Path(tmp), int(rng.choice([100, 250, 300])),
+                                                         seed + i)).read()
+                yield raw.network_input(frame, ratio, white_balance=white_balance)
+
+
+def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int, *,
+                      white_balance: bool) -> list[np.ndarray]:
+    """``count`` network inputs (packed, amplified, white-balanced for linear models) cropped to
+    the tile from the calibration set (:func:`calibration_source`): four crops a frame, going
+    round the frames again while more are needed."""
+    rng = np.random.default_rng(seed + 1)
+    crops: list[np.ndarray] = []
+    while len(crops) < count:
+        before = len(crops)
+        for packed in _calibration_frames(profile, seed + len(crops), white_balance=white_balance):
+            if packed.shape[2] != channels:
+                raise SidError(f"the calibration frames pack into {packed.shape[2]} channels but the model takes "
+                               f"{channels}: calibrate on the camera the model is for")
+            crops += [_random_crop(packed, profile.tile, rng) for _ in range(4)]
+            if len(crops) >= count:
+                break
+        if len(crops) == before:
+            raise SidError(f"{calibration_source(profile)}: no frame to calibrate on")
     return crops[:count]
 
 
@@ -294,7 +329,7 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log) -> dict:
             f"{files[name]['seconds_per_mp']:.2f} s/MP")
     keras_latency = _latency_per_mp(keras_predict, held_out[0], scale)
     (out / "model_info.json").write_text(json.dumps(model_info(net, profile), indent=2))
-    report = {"keras_seconds_per_mp": keras_latency, "files": files,
+    report = {"keras_seconds_per_mp": keras_latency, "files": files, "calibration": calibration_source(profile),
               "held_out_crops": len(held_out), "calibration_crops": len(calibration)}
     (out / "export_report.json").write_text(json.dumps(report, indent=2))
     return report
@@ -329,6 +364,7 @@ def model_info(net, profile: ExportProfile) -> dict:
                   "cfa": "canonicalise to RGGB by cropping one row/column as needed before packing"},
         "output": output,
         "tiling": {"tile": profile.tile, "overlap": profile.overlap, "blend": "linear ramps over the overlap"},
+        "int8_calibration": calibration_source(profile),
     }
 
 

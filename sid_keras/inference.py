@@ -191,7 +191,9 @@ def load_model(path: str | os.PathLike | None = None):
 
     path = pathlib.Path(path) if path else DEFAULT_MODEL_FILE
     if not path.is_file():
-        raise SidError(f"{path}: no such model file")
+        from sid_keras.lite import missing_model_message
+
+        raise SidError(missing_model_message(path))
     import zipfile
 
     if not zipfile.is_zipfile(path):

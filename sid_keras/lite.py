@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 from typing import Callable
 
 import numpy as np
@@ -41,6 +42,20 @@ def interpreter_class():
                        "(or ai-edge-litert)") from None
 
 
+def missing_model_message(path: str | os.PathLike) -> str:
+    """Why ``path`` is not a model file, in one line: an export's SavedModel folder is named as such,
+    with the file of that export enhance can run."""
+    path = pathlib.Path(path)
+    if (path / "saved_model.pb").is_file():
+        export = path.parent / "model_fp32.tflite"
+        instead = f"give {export}" if export.is_file() else "give the .keras file it was exported from"
+        return (f"{path}: a SavedModel folder (for TensorFlow Serving); enhance runs a .keras or .tflite file: "
+                f"{instead}")
+    if path.is_dir():
+        return f"{path}: a folder, not a model file; give a .keras or .tflite file"
+    return f"{path}: no such model file"
+
+
 def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A tile predictor (batch of packed tiles -> RGB) running a TFLite file.
 
@@ -50,7 +65,7 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise SidError(f"{path}: no such model file")
+        raise SidError(missing_model_message(path))
     with _runtime_log_hidden():
         try:
             interpreter = interpreter_class()(model_path=path, num_threads=num_threads or os.cpu_count())

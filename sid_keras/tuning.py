@@ -196,13 +196,17 @@ def write_results(job: SearchJob, tuner) -> dict:
         cells = "".join(f"{r.get(k, ''):>16.3g}" if isinstance(r.get(k), float) else f"{str(r.get(k, '')):>16}"
                         for k in keys)
         table.append(f"{r['trial']:<8}{cells}{(r[OBJECTIVE] or float('nan')):>12.3f}")
-    best_values = {k: rows[0][k] for k in keys}
-    best = trial_config(job.base, best_values)
+    best = trial_config(job.base, {k: rows[0][k] for k in keys}).to_dict()
+    # What the trial measured, as it ran: its epochs (not the base recipe's), and a run folder
+    # of its own beside the search's, which training into must not touch.
+    best["train"]["epochs"] = job.job.max_epochs if job.job.tuner == "hyperband" else job.job.epochs
+    best["train"]["out_dir"] = str(folder / "best_run")
     best_path = folder / "best_config.toml"
     with atomic_path(best_path) as tmp:
         pathlib.Path(tmp).write_text(
-            f"# Best trial {rows[0]['trial']} ({OBJECTIVE} {rows[0][OBJECTIVE]:.3f}); retrain at full length:\n"
-            f"#   sid-keras train --config {best_path} --set train.epochs=4000\n" + to_toml(best.to_dict()))
+            f"# Best trial {rows[0]['trial']} ({OBJECTIVE} {rows[0][OBJECTIVE]:.3f}), as the search trained it "
+            f"({best['train']['epochs']} epochs).\n"
+            f"# Retrain it longer: sid-keras train --config {best_path} --set train.epochs=N\n" + to_toml(best))
     with atomic_path(folder / "trials.txt") as tmp:
         pathlib.Path(tmp).write_text("\n".join(table) + "\n")
     return {"table": "\n".join(table), "best_config": str(best_path), "best": rows[0], "trials": len(rows)}

@@ -37,6 +37,11 @@ def test_demo_enhances_a_dark_raw_better_than_the_classical_pipeline(tmp_path, c
     scores = {line.split()[0]: float(line.split()[-2]) for line in printed.splitlines()
               if line.startswith(("classical", "sid-keras"))}
     assert scores["sid-keras"] > scores["classical:"] + 1.0  # dB, on the seeded demo frame
+    from PIL import Image
+
+    comparison = np.asarray(Image.open(out / "comparison.png").convert("L"))
+    panels = np.split(comparison[:28], 4, axis=1)  # a caption bar: white text on black over each panel
+    assert all(np.median(p) == 0 and (p > 200).sum() > 30 for p in panels)
     # the README's first command continues with enhancing the dark raw
     assert main(["enhance", str(out / "dark.dng"), "-o", str(out / "enhanced.png")]) == 0
     assert "auto" in capsys.readouterr().out

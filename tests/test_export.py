@@ -57,6 +57,27 @@ def test_export_writes_every_file_with_builtin_ops_only(exported):
     assert info["input"]["channels"] == 4 and info["output"]["scale"] == 2
     assert info["output_kind"] == "linear" and info["input"]["name"] == "packed_wb"
     assert "white-balance gain" in info["input"]["normalisation"] and "LibRaw's curve" in info["output"]["post"]
+    assert info["int8_calibration"].startswith("synthetic") and "--calibration" in info["int8_calibration"]
+
+
+def test_int8_calibrates_on_the_users_own_raw_files(write_dng, tmp_path):
+    from sid_keras.errors import SidError
+    from sid_keras.export import calibration_crops, calibration_source, load_profile
+    from sid_keras.inference import AUTO_TARGET_MEAN, auto_ratio
+
+    (tmp_path / "dark").mkdir()
+    path, _ = write_dng(name="dark/a.dng", shape=(40, 60), white=1023, black=64)
+    profile = load_profile(None, {"calibration_dir": str(tmp_path / "dark"), "tile": 16, "overlap": 2})
+    crops = calibration_crops(profile, 4, 10, 0, white_balance=True)
+    assert len(crops) == 10 and crops[0].shape == (16, 16, 4)
+    frame = raw.read_raw(path)
+    packed = raw.network_input(frame, auto_ratio(frame, AUTO_TARGET_MEAN["linear"], white_balance=True),
+                               white_balance=True)
+    assert any(np.allclose(crops[0], packed[t:t + 16, c:c + 16]) for t in range(5) for c in range(15))
+    assert calibration_source(profile) == f"raw files in {tmp_path / 'dark'} (exposure ratio auto)"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SidError, match="no raw files there"):
+        load_profile(None, {"calibration_dir": str(tmp_path / "empty")})
 
 
 def test_saved_model_serves_any_size(exported):

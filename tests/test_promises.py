@@ -362,3 +362,15 @@ def test_permission_denied_and_library_log_lines_stay_one_clear_line(tmp_path, w
     monkeypatch.setattr(raw, "check_complete", chatty)
     assert main(["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)]) == 0
     assert "TiffTag" not in capsys.readouterr().err
+
+
+def test_a_savedmodel_folder_given_as_the_model_names_what_to_give(tmp_path, write_dng, capsys):
+    path, _ = write_dng("a.dng")
+    export = tmp_path / "export"
+    (export / "saved_model").mkdir(parents=True)
+    (export / "saved_model" / "saved_model.pb").write_bytes(b"")
+    (export / "model_fp32.tflite").write_bytes(b"")
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(export / "saved_model")],
+                     "a SavedModel folder", f"give {export / 'model_fp32.tflite'}")
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tmp_path)],
+                     "a folder, not a model file")

@@ -68,6 +68,8 @@ def test_one_trial_search_end_to_end_resumes_without_repeating(tiny_root, tmp_pa
     best = project / "best_config.toml"
     config = load_config(str(best))  # the winner is a config `sid-keras train` accepts
     assert config.model.name == "unet" and config.model.args == {"width": 4, "depth": 3}
+    assert config.train.epochs == 1 and config.train.steps_per_epoch == 2  # what the trial ran
+    assert config.train.out_dir == str(project / "best_run")
     assert len((project / "trials.txt").read_text().strip().splitlines()) == 2
     assert main(_args(tiny_root, tmp_path, 1)) == 0  # same budget: nothing new runs
     assert len(list(project.glob("trial_*"))) == 1

@@ -123,7 +123,6 @@ class UNetGAN(keras.Model):
         self.adversarial_weight = float(adversarial_weight)
         self.cutmix_probability = float(cutmix_probability)
         self.d_optimizer = None
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.l1_tracker = keras.metrics.Mean(name="l1")
         self.seed = int(seed)
@@ -241,7 +240,9 @@ class UNetGAN(keras.Model):
         return self._update_metrics(y, fake, l1, g_loss, d_loss)
 
     def _update_metrics(self, y, fake, l1, g_loss, d_loss):
-        self.g_loss_tracker.update_state(g_loss)
+        # `loss` (what fit, its callbacks and the run log report) is the generator's objective;
+        # Keras's own loss tracker sees no compiled loss here and would say 0.0.
+        self._loss_tracker.update_state(g_loss)
         self.d_loss_tracker.update_state(d_loss)
         self.l1_tracker.update_state(l1)
         return self.compute_metrics(None, y, fake)  # the compiled metrics, then every tracker
