@@ -217,7 +217,7 @@ def _law(gains: Sequence[float], sigmas: Sequence[float]) -> tuple[float, float,
     return float(slope), float(bias), spread
 
 
-def calibrate(items: Sequence[str | os.PathLike], *, name: str | None = None) -> tuple:
+def calibrate(items: Sequence[str | os.PathLike], *, name: str | None = None, progress: bool = False) -> tuple:
     """Read the frames, sort them into darks and flats per ISO, calibrate every ISO and fit the laws.
 
     Returns ``(Calibration, {iso: dark-shading map}, {iso: read-noise sample})``.
@@ -231,7 +231,9 @@ def calibrate(items: Sequence[str | os.PathLike], *, name: str | None = None) ->
         (first, a), (second, b) = list(names.items())[:2]
         raise SidError(f"the frames come from different cameras ({a.name}: {first}; {b.name}: {second}); "
                        "calibrate one camera at a time")
-    frames = [raw.read_raw(path) for path in paths]
+    from sid_keras.progress import tracked
+
+    frames = [raw.read_raw(path) for path in tracked(paths, len(paths), "read frames", "frame", enabled=progress)]
     keys = {_camera_key(f) for f in frames}
     if len(keys) > 1:
         sizes = sorted({f"{k[0][1]}x{k[0][0]}" for k in keys})

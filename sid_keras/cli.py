@@ -16,6 +16,7 @@ import warnings
 from sid_keras import __version__
 from sid_keras.errors import SidError, describe, native_stderr_hidden
 from sid_keras.io import DEFAULT_JPEG_QUALITY, OUTPUT_FORMATS, PNG_COMPRESSION
+from sid_keras.progress import on_terminal
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 2
@@ -136,7 +137,7 @@ def _run_synth(args) -> int:
 
     path = synthesize(args.photos, args.out, split=args.split, seed=args.seed, ratios=args.ratios,
                       limit=args.limit, workers=args.workers, stress=args.stress, noise_profile=args.noise_profile,
-                      camera_dir="Stress" if args.stress else "Sony", progress=sys.stderr.isatty(),
+                      camera_dir="Stress" if args.stress else "Sony", progress=on_terminal(),
                       overwrite=args.overwrite)
     lines = sum(1 for _ in open(path))
     print(f"wrote {lines} pairs; list: {path}")
@@ -268,7 +269,7 @@ def _run_enhance(args) -> int:
     fmt, plan = plan_outputs(inputs, args.out, args.fmt)
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
     failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
-                             progress=sys.stderr.isatty(), log=_print_while_read, quality=args.quality,
+                             progress=on_terminal(), log=_print_while_read, quality=args.quality,
                              compression=args.compression)
     for _, message in failures:
         print(f"sid-keras enhance: failed: {message}", file=sys.stderr)
@@ -314,7 +315,7 @@ def _run_evaluate(args) -> int:
                           exclude_scenes=MISALIGNED_SCENES if args.exclude_misaligned else ())
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
     summary = evaluate(enhancer, pairs[: args.limit], args.out, denoiser=not args.no_denoiser, bm3d=args.bm3d,
-                       figures=not args.no_figures, progress=sys.stderr.isatty(),
+                       figures=not args.no_figures, progress=on_terminal(),
                        log=lambda line: print(f"sid-keras evaluate: {line}", file=sys.stderr))
     print(format_table(summary))
     if args.report:
@@ -432,7 +433,7 @@ def _run_calibrate(args) -> int:
         if not path.parent.is_dir():
             raise SidError(f"{path.parent}: no such folder to write {path.name} in; create it first")
         check_outputs_free(path.parent, [path.name], args.overwrite)
-    calibration, shadings, samples = calibrate(args.frames, name=args.name or out.stem)
+    calibration, shadings, samples = calibrate(args.frames, name=args.name or out.stem, progress=on_terminal())
     print(format_table(calibration))
     with atomic_path(out, overwrite=True) as tmp:
         pathlib.Path(tmp).write_text(profile_toml(calibration))
@@ -481,7 +482,8 @@ def _run_export(args) -> int:
     from sid_keras.export import export_model, format_report, load_profile
 
     overrides = {"calibration_dir": args.calibration} if args.calibration else None
-    report = export_model(args.model, args.out, load_profile(args.profile, overrides), overwrite=args.overwrite)
+    report = export_model(args.model, args.out, load_profile(args.profile, overrides), overwrite=args.overwrite,
+                          progress=on_terminal())
     print(format_report(report))
     print(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
     return 0

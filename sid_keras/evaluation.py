@@ -139,12 +139,9 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
     results: list[PairResult] = []
     failures: list[tuple[str, str]] = []
     truths: dict[str, np.ndarray] = {}
-    iterator = pairs
-    if progress:
-        from tqdm import tqdm
+    from sid_keras.progress import tracked
 
-        iterator = tqdm(pairs, desc="evaluate", unit="pair")
-    for pair in iterator:
+    for pair in tracked(pairs, len(pairs), "evaluate", "pair", enabled=progress):
         try:
             result, panels = _evaluate_pair(enhancer, pair, truths, denoiser, bm3d, ratio_cap)
         except Exception as err:  # noqa: BLE001 - one bad pair does not discard the others

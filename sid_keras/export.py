@@ -253,7 +253,7 @@ def output_names(profile: ExportProfile) -> list[str]:
 
 
 def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, profile: ExportProfile,
-                 *, overwrite: bool = False, log=print) -> dict:
+                 *, overwrite: bool = False, log=print, progress: bool = False) -> dict:
     """Write the SavedModel, the TFLite files, the report and the sidecar; return the report.
 
     Everything is written to a staging folder and moved into ``out_dir`` at the end, so a
@@ -307,6 +307,10 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log) -> dict:
         targets.append((f"model_int8_{profile.tile}.tflite",
                         dict(shape=[1, profile.tile, profile.tile, channels], representative=calibration),
                         "CPU / NPU, int8"))
+    from sid_keras.progress import Progress
+
+    bar = Progress(len(targets), "export", "file", enabled=progress)
+    log = bar.above(log)
     for name, kwargs, use in targets:
         path = out / name
         path.write_bytes(_convert(net, **kwargs))
@@ -327,6 +331,8 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log) -> dict:
         }
         log(f"{name}: {files[name]['bytes'] / 1e6:.1f} MB, {files[name]['psnr_vs_keras']:.2f} dB vs Keras, "
             f"{files[name]['seconds_per_mp']:.2f} s/MP")
+        bar.update()
+    bar.close()
     keras_latency = _latency_per_mp(keras_predict, held_out[0], scale)
     (out / "model_info.json").write_text(json.dumps(model_info(net, profile), indent=2))
     report = {"keras_seconds_per_mp": keras_latency, "files": files, "calibration": calibration_source(profile),

@@ -587,12 +587,11 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     from sid_keras.io import check_encoding
 
     check_encoding(**encoding)
-    failures: list[tuple[str, str]] = []
-    bar = None
-    if progress and len(plan) > 1:
-        from tqdm import tqdm
+    from sid_keras.progress import Progress
 
-        bar = tqdm(total=len(plan), desc="enhance", unit="file")
+    failures: list[tuple[str, str]] = []
+    bar = Progress(len(plan), "enhance", "file", enabled=progress)
+    log = bar.above(log)
     lanes = enhancer.lanes(len(plan))
     idle_lanes: queue.SimpleQueue = queue.SimpleQueue()
     for lane in lanes:
@@ -630,8 +629,7 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
             lines = []
         for line in lines:  # outside the try: a file written is a success whatever happens to its line
             log(line)
-        if bar is not None:
-            bar.update()
+        bar.update()
 
     target_of = dict(plan)
     in_flight = collections.deque()
@@ -652,6 +650,6 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
             for pool in (reader, network, writer):
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
-    if bar is not None:
-        bar.close()
+        finally:
+            bar.close()
     return failures

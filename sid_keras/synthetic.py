@@ -323,6 +323,7 @@ def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, spl
         raise SidError(f"{out}: already holds {len(taken)} of this dataset's files (e.g. {taken[0]}); pass "
                        "--overwrite to replace them, or write to another --out")
     from sid_keras.io import atomic_path, staged_folder
+    from sid_keras.progress import tracked
 
     with staged_folder(out, merge=True) as stage:
         args = [(plan, stage, camera_dir) for plan in plans]
@@ -330,18 +331,16 @@ def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, spl
             import multiprocessing
 
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                results = pool.starmap(make_scene, args, chunksize=4)
+                results = list(tracked(pool.imap(_make_scene_of, args, chunksize=4), len(args), "synth", "scene",
+                                       enabled=progress))
         else:
-            results = [make_scene(*a) for a in _progress(args, progress, "synth")]
+            results = [make_scene(*a) for a in tracked(args, len(args), "synth", "scene", enabled=progress)]
     with atomic_path(list_path) as tmp:  # last: a dataset with a list is a whole dataset
         with open(tmp, "w") as f:
             f.writelines(line + "\n" for lines in results for line in lines)
     return list_path
 
 
-def _progress(items, enabled: bool, desc: str):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="scene")
+def _make_scene_of(args: tuple) -> list[str]:
+    """:func:`make_scene` of a tuple of its arguments, for ``Pool.imap``."""
+    return make_scene(*args)

@@ -264,3 +264,25 @@ def test_mixed_precision_training_runs(mini_dataset, tmp_path, capsys):
     from sid_keras.inference import load_model
 
     assert load_model(out / "final.keras").get_config()["dtype"] == "mixed_float16"
+
+
+def test_long_work_draws_a_bar_on_a_terminal_with_lines_above_it_and_nothing_in_a_log(tmp_path, write_dng,
+                                                                                     tiny_model_file, capsys):
+    from sid_keras.progress import Progress, tracked
+
+    with Progress(3, "enhance", "file", enabled=True) as bar:
+        write = bar.above(print)
+        for i in range(3):
+            write(f"file {i} done")
+            bar.update()
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["file 0 done", "file 1 done", "file 2 done"]  # no bar among the lines
+    assert "enhance:" in captured.err and "/3 [" in captured.err  # count, elapsed time and ETA
+    assert list(tracked(range(4), 4, "synth", "scene", enabled=False)) == [0, 1, 2, 3]
+    assert capsys.readouterr().err == ""
+    (tmp_path / "in").mkdir()
+    for name in ("a.dng", "b.dng"):  # not a terminal here: the lines only
+        write_dng(name=f"in/{name}")
+    assert main(["enhance", str(tmp_path / "in"), "-o", f"{tmp_path / 'out'}/", "--model", str(tiny_model_file)]) == 0
+    captured = capsys.readouterr()
+    assert "%|" not in captured.err and sum(" -> " in line for line in captured.out.splitlines()) == 2

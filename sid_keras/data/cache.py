@@ -140,18 +140,23 @@ def build_cache(pairs: Sequence[SidPair], folder: str | os.PathLike, *,
 
 
 def _map(function, args: list[tuple], *, workers: int, chunksize: int, progress: bool, desc: str, unit: str) -> list:
-    """``function(*a)`` for every ``a``, in ``workers`` spawned processes (or here, with a
-    progress bar), results in order."""
+    """``function(*a)`` for every ``a``, in ``workers`` spawned processes (or here), results in
+    order, counted on a progress bar when ``progress``."""
+    from sid_keras.progress import tracked
+
     if workers > 1 and len(args) > 1:
         import multiprocessing
 
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            return pool.starmap(function, args, chunksize=chunksize)
-    if progress:
-        from tqdm import tqdm
+            results = pool.imap(_call, [(function, a) for a in args], chunksize=chunksize)
+            return list(tracked(results, len(args), desc, unit, enabled=progress))
+    return [function(*a) for a in tracked(args, len(args), desc, unit, enabled=progress)]
 
-        args = tqdm(args, desc=desc, unit=unit)
-    return [function(*a) for a in args]
+
+def _call(job: tuple):
+    """``function(*args)`` of a ``(function, args)`` job, for ``Pool.imap``."""
+    function, args = job
+    return function(*args)
 
 
 def default_cache_dir() -> pathlib.Path:
