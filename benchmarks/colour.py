@@ -1,6 +1,6 @@
 """Colour from the file's metadata, measured on real-size frames.
 
-    python benchmarks/colour.py [--model PATH] [--raw ../shared/data/raw/blackmagic_pocket4k.dng]
+    python benchmarks/colour.py [--model PATH] [--raw tests/data/blackmagic_pocket4k.dng]
 
 Rows:
 - sensor invariance: the real frame re-expressed as sensors with other red/blue sensitivities
@@ -72,7 +72,7 @@ def periodic_energy(image: np.ndarray, period: int = 8) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help=".keras or .tflite (default: the shipped model)")
-    parser.add_argument("--raw", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "raw",
+    parser.add_argument("--raw", default=os.path.join(os.path.dirname(__file__), "..", "tests", "data",
                                                       "blackmagic_pocket4k.dng"))
     args = parser.parse_args(argv)
     from sid_keras import raw

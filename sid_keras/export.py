@@ -265,12 +265,12 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
     check_outputs_free(out_dir, output_names(profile), overwrite)
     model = load_model(model_path)
     with staged_folder(out_dir) as stage:
-        report = _export(model, stage, profile, log)
+        report = _export(model, stage, profile, log, progress)
     report["saved_model"] = str(pathlib.Path(out_dir) / "saved_model")
     return report
 
 
-def _export(model, out: pathlib.Path, profile: ExportProfile, log) -> dict:
+def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: bool) -> dict:
     import tensorflow as tf
 
     from sid_keras.inference import keras_predictor
