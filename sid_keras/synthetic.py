@@ -147,6 +147,7 @@ class ScenePlan:
     noise_profile: str = noise.SONY_A7S2.name
     camera: str = "Sony ILCE-7SM2"
     noisy_long: bool = True  # SID's long exposures carry (little) noise; the stress set's do not
+    blur_sigma: float = 0.0  # a lens's band limit: Gaussian sigma in sensor pixels, before the mosaic
 
 
 def plan_scenes(photos: Sequence[str], seed: int, first_id: int, ratios: Sequence[int] = SID_RATIOS,
@@ -215,6 +216,18 @@ def sid_name(scene_id: int, exposure: float, suffix: str = ".dng", burst: int = 
     return f"{scene_id:05d}_{burst:02d}_{exposure:g}s{suffix}"
 
 
+def clean_scene(plan: ScenePlan) -> np.ndarray:
+    """The scene a plan's files record, before the sensor: white-balanced linear camera RGB
+    (H, W, 3), band-limited by the lens and exposed (not clipped)."""
+    linear = linear_photo(plan.photo)
+    if plan.blur_sigma > 0:
+        from scipy.ndimage import gaussian_filter
+
+        linear = gaussian_filter(linear, (plan.blur_sigma, plan.blur_sigma, 0))
+    xyz_to_cam = {**TRAINING_CAMERAS, **STRESS_CAMERAS}[plan.camera]
+    return np.clip(linear @ rgb_to_camera_matrix(xyz_to_cam).T, 0.0, None) * plan.exposure_scale
+
+
 def make_scene(plan: ScenePlan, out_dir: pathlib.Path, camera_dir: str) -> list[str]:
     """Write one scene's long and short DNGs; return its SID list lines."""
     from sid_keras.dng import write_cfa_dng
@@ -223,8 +236,7 @@ def make_scene(plan: ScenePlan, out_dir: pathlib.Path, camera_dir: str) -> list[
     profile = noise.load_profile(plan.noise_profile)
     gain = noise.iso_to_gain(plan.iso, profile)
     camera = {k: float(v) for k, v in _sample_camera(profile, gain, plan.seed).items()}
-    linear = np.clip(linear_photo(plan.photo) @ rgb_to_camera_matrix(xyz_to_cam).T, 0.0, None)
-    scene = linear * plan.exposure_scale
+    scene = clean_scene(plan)
     raw_long = scene / np.array([plan.red_gain, 1.0, plan.blue_gain])
     packed_long = _pack_rgb(raw_long)
     common = dict(
