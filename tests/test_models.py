@@ -258,3 +258,21 @@ def test_ssim_is_a_validation_metric_only():
     assert 0 < history["val_ssim"][0] < 1
     assert model.evaluate(x, y, batch_size=2, verbose=0, return_dict=True)["ssim"] == pytest.approx(
         history["val_ssim"][0], abs=1e-6)
+
+
+def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input():
+    """Do no harm: before any training the model returns the bilinear demosaic, which is exact
+    inside a linear gradient; training learns the correction."""
+    from sid_keras.synthetic import _pack_rgb
+
+    rows, cols = np.mgrid[0:32, 0:48].astype(np.float32)
+    image = np.stack([0.01 * rows + 0.02 * cols, 0.3 + 0.005 * rows - 0.003 * cols,
+                      0.5 - 0.004 * rows + 0.001 * cols], axis=-1)
+    model = build_model("unet", width=4, depth=3, demosaic_residual=True)
+    out = np.asarray(model(_pack_rgb(image)[None].astype("float32")))[0]
+    np.testing.assert_allclose(out[2:-2, 2:-2], image[2:-2, 2:-2], atol=1e-5)
+    assert build_model("unet", width=4, depth=3)(_pack_rgb(image)[None].astype("float32")).shape == (1, 32, 48, 3)
+    with pytest.raises(SidError, match="demosaic_residual needs a Bayer input"):
+        build_model("unet", in_channels=9, scale=3, width=4, depth=3, demosaic_residual=True)
+    with pytest.raises(SidError, match="linear output"):
+        build_model("unet", width=4, depth=3, output="srgb", demosaic_residual=True)

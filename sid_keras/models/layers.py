@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 # SID's activation: LeakyReLU with slope 0.2 (Chen et al. 2018, `lrelu`).
@@ -108,6 +109,37 @@ class SpaceToDepth(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}
+
+
+def bilinear_demosaic_kernel() -> np.ndarray:
+    """The 3x3 convolution over SID's packed Bayer channels (R, G red row, B, G blue row) whose
+    12 outputs, put through depth_to_space(2), are the bilinear demosaic of the mosaic: each
+    output pixel of each colour averages that colour's nearest samples (itself where it has one)."""
+    from sid_keras.raw import BAYER_LAYOUT
+
+    site_channel = {tuple(int(v) for v in BAYER_LAYOUT[c, 0, 0]): c for c in range(4)}
+    colour_of_channel = [0, 1, 2, 1]  # the packed channels' colours: R, G, B, G
+    kernel = np.zeros((3, 3, 4, 12), np.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            for colour in range(3):
+                samples = [(oy, ox) for oy in (-1, 0, 1) for ox in (-1, 0, 1)
+                           if colour_of_channel[site_channel[((dy + oy) % 2, (dx + ox) % 2)]] == colour]
+                nearest = min(oy * oy + ox * ox for oy, ox in samples)
+                samples = [(oy, ox) for oy, ox in samples if oy * oy + ox * ox == nearest]
+                out = (dy * 2 + dx) * 3 + colour  # depth_to_space's channel order
+                for oy, ox in samples:
+                    channel = site_channel[((dy + oy) % 2, (dx + ox) % 2)]
+                    kernel[(dy + oy) // 2 + 1, (dx + ox) // 2 + 1, channel, out] += 1.0 / len(samples)
+    return kernel
+
+
+def bilinear_demosaic(x, name: str):
+    """Packed Bayer (h, w, 4) -> its bilinear demosaic (2h, 2w, 3): a fixed convolution and a
+    depth_to_space, builtin TFLite ops."""
+    demosaic = layers.Conv2D(12, 3, padding="same", use_bias=False, trainable=False, name=f"{name}_conv",
+                             kernel_initializer=keras.initializers.Constant(bilinear_demosaic_kernel()))
+    return DepthToSpace(2, name=f"{name}_d2s")(demosaic(x))
 
 
 def conv(x, filters: int, name: str, kernel: int = 3, activation: bool = True):

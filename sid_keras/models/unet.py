@@ -19,6 +19,7 @@ from sid_keras.models.layers import (
     PadToMultiple,
     SpaceToDepth,
     attention_gate,
+    bilinear_demosaic,
     double_conv,
     residual_block,
     upsample,
@@ -64,9 +65,9 @@ def unet_body(x, *, width: int, depth: int, block=double_conv, gated: bool = Fal
     return x, decoder[::-1], bottleneck
 
 
-def rgb_head(x, scale: int, name: str):
+def rgb_head(x, scale: int, name: str, initializer: str = "glorot_uniform"):
     """1x1 conv to ``3 * scale**2`` channels, then depth_to_space to full resolution RGB."""
-    x = layers.Conv2D(RGB * scale * scale, 1, name=f"{name}_conv")(x)
+    x = layers.Conv2D(RGB * scale * scale, 1, kernel_initializer=initializer, name=f"{name}_conv")(x)
     return DepthToSpace(scale, name=f"{name}_d2s")(x)
 
 
@@ -177,6 +178,9 @@ class UNet(SidModel):
         residual: GroupNorm residual blocks instead of plain double convs.
         output: ``"linear"`` (white-balanced input, linear camera RGB out, rendered with the
             file's colour matrix) or ``"srgb"`` (SID's original: sRGB with learned colour).
+        demosaic_residual: the network adds a correction to the bilinear demosaic of its input
+            (Bayer, linear output), its last convolution starting at zero: a clean frame needs
+            little correction, so the model starts from doing no harm and learns what to undo.
 
     Example:
         >>> model = UNet(width=8, depth=3)
@@ -188,20 +192,27 @@ class UNet(SidModel):
     """
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
-                 attention: bool = False, residual: bool = False, output: str = LINEAR, **kwargs):
+                 attention: bool = False, residual: bool = False, output: str = LINEAR,
+                 demosaic_residual: bool = False, **kwargs):
         check_model_kwargs(type(self), kwargs, output)
+        if demosaic_residual and (in_channels, scale, output) != (4, 2, LINEAR):
+            raise ValueError("demosaic_residual needs a Bayer input (in_channels=4, scale=2) and linear output")
         block = residual_block if residual else double_conv
         inputs = keras.Input((None, None, in_channels), name="packed")
 
         def body(x):
             features, _, _ = unet_body(x, width=width, depth=depth, block=block, gated=attention)
-            return rgb_head(features, scale, "head")
+            if not demosaic_residual:
+                return rgb_head(features, scale, "head")
+            correction = rgb_head(features, scale, "head", initializer="zeros")
+            return layers.Add(name="refined")([bilinear_demosaic(x, "demosaic"), correction])
 
         outputs = _wrap(inputs, body, scale, 2 ** (depth - 1))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
-                          attention=attention, residual=residual, output=output))
+                          attention=attention, residual=residual, output=output,
+                          demosaic_residual=demosaic_residual))
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")
