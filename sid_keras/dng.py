@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import struct
 from fractions import Fraction
 from typing import Sequence
 
@@ -41,6 +43,8 @@ TAG_DEFAULT_CROP_SIZE = 50720
 TAG_COLOR_MATRIX_1 = 50721
 TAG_AS_SHOT_NEUTRAL = 50728
 TAG_CALIBRATION_ILLUMINANT_1 = 50778
+TAG_OPCODE_LIST_2 = 51009
+TAG_NOISE_PROFILE = 51041
 
 TAG_ORIENTATION = 274
 
@@ -54,7 +58,8 @@ FLIP_TO_TIFF_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
 LINEAR_DNG_WHITE = UINT16_SCALE
 ILLUMINANT_D65 = 21
 # TIFF field types.
-BYTE, ASCII, SHORT, LONG, RATIONAL, SRATIONAL = 1, 2, 3, 4, 5, 10
+BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SRATIONAL, DOUBLE = 1, 2, 3, 4, 5, 7, 10, 12
+OPCODE_GAIN_MAP = 9
 _RATIONAL_DENOMINATOR_LIMIT = 1_000_000
 
 
@@ -64,6 +69,89 @@ def _rationals(values: Sequence[float]) -> tuple[int, ...]:
         f = Fraction(float(v)).limit_denominator(_RATIONAL_DENOMINATOR_LIMIT)
         out += [f.numerator, f.denominator]
     return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class GainMap:
+    """A DNG ``GainMap`` opcode (DNG 1.4, section 6.2.2): gains on a grid over an area of the
+    mosaic, for the pixels at ``row_pitch`` / ``col_pitch`` steps from ``top`` / ``left`` (a
+    phone writes four, one per Bayer position: its lens shading). Grid point ``(i, j)`` sits at
+    ``origin + (i, j) * spacing`` in units of the area's height and width."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    row_pitch: int
+    col_pitch: int
+    gains: np.ndarray  # (points_v, points_h) float32
+    spacing: tuple[float, float]
+    origin: tuple[float, float] = (0.0, 0.0)
+
+    _HEAD = ">IIIIIIIIIIddddI"  # area, plane, planes, pitches, points, spacing, origin, map planes
+
+    def encode(self) -> bytes:
+        rows, cols = self.gains.shape
+        params = struct.pack(self._HEAD, self.top, self.left, self.bottom, self.right, 0, 1, self.row_pitch,
+                             self.col_pitch, rows, cols, *self.spacing, *self.origin, 1)
+        params += np.asarray(self.gains, ">f4").tobytes()
+        return struct.pack(">IIII", OPCODE_GAIN_MAP, 0x01030000, 0, len(params)) + params
+
+    @classmethod
+    def decode(cls, params: bytes) -> "GainMap":
+        head = struct.calcsize(cls._HEAD)
+        top, left, bottom, right, _, _, row_pitch, col_pitch, rows, cols, sv, sh, ov, oh, planes = \
+            struct.unpack(cls._HEAD, params[:head])
+        count = rows * cols * planes
+        if not (bottom > top and right > left and row_pitch > 0 and col_pitch > 0 and count > 0
+                and len(params) >= head + 4 * count and np.isfinite([sv, sh, ov, oh]).all()):
+            raise ValueError("inconsistent GainMap parameters")
+        gains = np.frombuffer(params, ">f4", count, head).reshape(rows, cols, planes)[..., 0]
+        if not np.all(np.isfinite(gains)) or gains.min() <= 0:
+            raise ValueError("GainMap gains must be positive numbers")
+        return cls(top, left, bottom, right, row_pitch, col_pitch, gains.astype(np.float32), (sv, sh), (ov, oh))
+
+    def gains_at(self, shape: tuple[int, int]) -> tuple[slice, slice, np.ndarray]:
+        """The rows and columns of a mosaic of ``shape`` this map covers, and their gains
+        (bilinear between grid points, the edge values beyond them)."""
+        bottom, right = min(self.bottom, shape[0]), min(self.right, shape[1])
+        rows = np.arange(self.top, bottom, self.row_pitch)
+        cols = np.arange(self.left, right, self.col_pitch)
+
+        def grid_position(pixels, start, stop, origin, spacing, points):
+            relative = (pixels - start) / (stop - start)
+            return np.clip((relative - origin) / spacing if spacing > 0 else 0.0, 0, points - 1)
+
+        v = grid_position(rows, self.top, self.bottom, self.origin[0], self.spacing[0], self.gains.shape[0])
+        h = grid_position(cols, self.left, self.right, self.origin[1], self.spacing[1], self.gains.shape[1])
+        v0, h0 = np.floor(v).astype(int), np.floor(h).astype(int)
+        v1, h1 = np.minimum(v0 + 1, self.gains.shape[0] - 1), np.minimum(h0 + 1, self.gains.shape[1] - 1)
+        fv, fh = (v - v0)[:, None], (h - h0)[None, :]
+        g = self.gains
+        gains = ((1 - fv) * ((1 - fh) * g[np.ix_(v0, h0)] + fh * g[np.ix_(v0, h1)])
+                 + fv * ((1 - fh) * g[np.ix_(v1, h0)] + fh * g[np.ix_(v1, h1)]))
+        return (slice(self.top, bottom, self.row_pitch), slice(self.left, right, self.col_pitch),
+                gains.astype(np.float32))
+
+
+def encode_opcode_list(opcodes: Sequence[bytes]) -> bytes:
+    return struct.pack(">I", len(opcodes)) + b"".join(opcodes)
+
+
+def decode_gain_maps(data: bytes) -> list[GainMap]:
+    """The GainMap opcodes of an OpcodeList (others, e.g. WarpRectilinear, are not this
+    package's business and are passed over)."""
+    (count,) = struct.unpack_from(">I", data, 0)
+    offset, maps = 4, []
+    for _ in range(count):
+        opcode, _, _, size = struct.unpack_from(">IIII", data, offset)
+        offset += 16
+        if offset + size > len(data):
+            raise ValueError("the opcode list is cut short")
+        if opcode == OPCODE_GAIN_MAP:
+            maps.append(GainMap.decode(data[offset:offset + size]))
+        offset += size
+    return maps
 
 
 def _identity_tags(make: str | None, model: str | None, unique_model: str | None = None) -> list[tuple]:
@@ -91,6 +179,8 @@ def write_cfa_dng(
     iso: float | None = None,
     make: str = "sid_keras",
     model: str = "synthetic",
+    noise_profile: Sequence[float] | None = None,
+    gain_maps: Sequence[GainMap] = (),
 ) -> None:
     """Write a uint16 CFA mosaic as a DNG.
 
@@ -101,6 +191,9 @@ def write_cfa_dng(
         color_matrix: 3x3 XYZ(D65) -> camera matrix (DNG ColorMatrix1); None writes a file
             without one (LibRaw then shows camera RGB as it is).
         as_shot_neutral: camera-space RGB of a neutral grey (reciprocal of the WB multipliers).
+        noise_profile: DNG NoiseProfile, ``(S, O)`` once or per colour plane: variance
+            ``S * x + O`` of a signal ``x`` in units of white minus black.
+        gain_maps: OpcodeList2 GainMaps (a phone's lens shading).
     """
     import tifffile
 
@@ -128,6 +221,12 @@ def write_cfa_dng(
         tags.append((TAG_EXPOSURE_TIME, RATIONAL, 1, _rationals([exposure_time]), True))
     if iso:
         tags.append((TAG_ISO, SHORT, 1, int(round(iso)), True))
+    if noise_profile is not None:
+        values = tuple(float(v) for v in noise_profile)
+        tags.append((TAG_NOISE_PROFILE, DOUBLE, len(values), values, True))
+    if gain_maps:
+        opcodes = encode_opcode_list([m.encode() for m in gain_maps])
+        tags.append((TAG_OPCODE_LIST_2, UNDEFINED, len(opcodes), opcodes, True))
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,

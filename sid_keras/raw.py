@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import re
+import struct
 from typing import Callable, Sequence
 
 import numpy as np
@@ -126,6 +127,8 @@ class RawFrame:
         iso: ISO speed, or None when the file does not say.
         orientation: LibRaw's flip code (0 none, 3 180°, 5 90° CCW, 6 90° CW).
         crop: the file's default crop (top, left, height, width) in the mosaic, or None.
+        noise_profile: the DNG NoiseProfile as ``(S, O)`` per colour R, G, B (variance
+            ``S * x + O`` of a signal ``x`` in units of white minus black), or None.
         path: the file the frame came from, for messages.
         notices: one-line remarks for the user (a white balance or colour matrix that had to be
             replaced because the file lacks it).
@@ -141,6 +144,7 @@ class RawFrame:
     iso: float | None = None
     orientation: int = 0
     crop: tuple[int, int, int, int] | None = None
+    noise_profile: tuple[tuple[float, float], ...] | None = None
     path: str = "<array>"
     notices: tuple[str, ...] = ()
 
@@ -421,6 +425,59 @@ def camera_name(path: str | os.PathLike) -> str | None:
     return _read_tiff(os.fspath(path), name_of)
 
 
+def dng_raw_tags(path: str | os.PathLike) -> dict:
+    """The tags of a DNG's raw image (NewSubfileType 0: IFD0 or a SubIFD) that LibRaw leaves to
+    the reader: ``NoiseProfile`` and ``OpcodeList2``, those present; empty for other formats."""
+    from sid_keras.dng import PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW, TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2
+
+    def tags_of(tif) -> dict:
+        if "DNGVersion" not in tif.pages[0].tags:
+            return {}
+        pages = [tif.pages[0]]
+        while pages:
+            page = pages.pop(0)
+            tags = page.tags
+            raw_data = tags.valueof("PhotometricInterpretation") in (PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW)
+            if raw_data and tags.valueof("NewSubfileType", 0) == 0:
+                return {code: tags[code].value for code in (TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2) if code in tags}
+            pages += list(getattr(page, "pages", None) or [])
+        return {}
+
+    return _read_tiff(os.fspath(path), tags_of) or {}
+
+
+def _noise_profile(values, path: str, notices: list[str]) -> tuple[tuple[float, float], ...] | None:
+    """A NoiseProfile tag as (S, O) for R, G, B; a malformed one is a notice and None."""
+    values = np.atleast_1d(np.asarray(values, np.float64))
+    pairs = values.reshape(-1, 2) if values.size in (2, 6) else None
+    if pairs is None or not np.all(np.isfinite(pairs)) or np.any(pairs[:, 0] <= 0) or np.any(pairs[:, 1] < 0):
+        notices.append(f"{path}: its NoiseProfile tag is malformed ({values.size} values: {values[:6].tolist()}); "
+                       "ignoring it")
+        return None
+    pairs = np.repeat(pairs, 3 // len(pairs), axis=0)
+    return tuple((float(s), float(o)) for s, o in pairs)
+
+
+def _apply_gain_maps(mosaic: np.ndarray, black_map: np.ndarray, white: float, opcodes: bytes, path: str,
+                     notices: list[str]) -> np.ndarray:
+    """The mosaic with OpcodeList2's GainMaps (a phone's lens shading) applied to the signal
+    above black, as DNG readers do before developing; LibRaw leaves them out."""
+    from sid_keras.dng import decode_gain_maps
+
+    try:
+        maps = decode_gain_maps(bytes(opcodes))
+    except (ValueError, struct.error) as err:
+        notices.append(f"{path}: its lens-shading GainMap is malformed ({err}); developing without it")
+        return mosaic
+    if not maps:
+        return mosaic
+    signal = mosaic.astype(np.float32) - black_map
+    for gain_map in maps:
+        rows, cols, gains = gain_map.gains_at(mosaic.shape)
+        signal[rows, cols] *= gains
+    return np.clip(np.rint(signal + black_map), 0, white).astype(np.uint16)
+
+
 def camera_identity(path: str | os.PathLike) -> dict[str, str]:
     """The Make, Model and UniqueCameraModel a TIFF-based raw names (those it has; empty for
     other formats), for files written from it."""
@@ -532,6 +589,14 @@ def read_raw(
 
     if not has_color_matrix(color_matrix):
         notices.append(f"{path}: the file has no colour matrix; showing camera RGB as it is, as LibRaw does")
+    from sid_keras.dng import TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2
+
+    extra = dng_raw_tags(path)
+    noise_profile = (_noise_profile(extra[TAG_NOISE_PROFILE], path, notices) if TAG_NOISE_PROFILE in extra
+                     else None)
+    if TAG_OPCODE_LIST_2 in extra:
+        black_map = np.asarray(blacks, np.float32)[tile_colours(pattern, mosaic.shape)]
+        mosaic = _apply_gain_maps(mosaic, black_map, white, extra[TAG_OPCODE_LIST_2], path, notices)
     frame = RawFrame(
         mosaic=mosaic,
         cfa_pattern=pattern,
@@ -543,6 +608,7 @@ def read_raw(
         iso=float(other.iso_speed) or None,
         orientation=flip,
         crop=crop,
+        noise_profile=noise_profile,
         path=path,
         notices=tuple(notices),
     )

@@ -148,3 +148,37 @@ def test_real_blackmagic_dng():
 def test_a_raw_without_a_colour_filter_array_is_rejected(film_scan_dng):
     with pytest.raises(SidError, match="no colour filter array"):
         raw.read_raw(film_scan_dng)
+
+
+def test_a_phone_dng_black_per_position_lens_shading_and_noise_profile(tmp_path):
+    """What Camera2 DNGs carry: a 2x2 BlackLevelRepeatDim, OpcodeList2 GainMaps (lens shading,
+    which LibRaw leaves out) and a NoiseProfile."""
+    from sid_keras.dng import GainMap, write_cfa_dng
+
+    rows, cols = np.mgrid[0:64, 0:96]
+    falloff = 1.0 / (1.0 + 0.5 * ((rows - 32) ** 2 + (cols - 48) ** 2) / (32**2 + 48**2))  # vignetting
+    blacks = np.array([60, 64, 68, 72])  # R, G (red row), G (blue row), B in raster order
+    black_map = blacks[(rows % 2) * 2 + cols % 2]
+    mosaic = np.rint(black_map + 2000 * falloff).astype(np.uint16)
+    grid_rows, grid_cols = np.mgrid[0:9, 0:13]
+    grid_falloff = 1.0 / (1.0 + 0.5 * ((grid_rows * 63 / 8 - 32) ** 2 + (grid_cols * 95 / 12 - 48) ** 2)
+                          / (32**2 + 48**2))
+    maps = [GainMap(dy, dx, 64, 96, 2, 2, (1 / grid_falloff).astype(np.float32), (1 / 8, 1 / 12))
+            for dy in (0, 1) for dx in (0, 1)]
+    path = tmp_path / "phone.dng"
+    write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=blacks, white_level=4095,
+                  noise_profile=[3e-4, 2e-6], gain_maps=maps)
+    frame = raw.read_raw(path)
+    np.testing.assert_array_equal(frame.black_map, black_map)
+    flat = frame.mosaic.astype(float) - black_map
+    assert flat.std() / flat.mean() < 0.01 < (mosaic - black_map).std() / (mosaic - black_map).mean()
+    assert frame.noise_profile == ((3e-4, 2e-6),) * 3
+
+    write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095,
+                  noise_profile=[3e-4, float("nan")], gain_maps=maps[:1])
+    broken = path.read_bytes().replace(maps[0].encode()[16:40], b"\xff" * 24)  # an impossible map area
+    path.write_bytes(broken)
+    frame = raw.read_raw(path)
+    assert frame.noise_profile is None
+    assert any("NoiseProfile tag is malformed" in n for n in frame.notices)
+    assert any("GainMap is malformed" in n for n in frame.notices)
