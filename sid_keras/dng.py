@@ -98,7 +98,7 @@ class GainMap:
         return struct.pack(">IIII", OPCODE_GAIN_MAP, 0x01030000, 0, len(params)) + params
 
     @classmethod
-    def decode(cls, params: bytes) -> "GainMap":
+    def decode(cls, params: bytes) -> GainMap:
         head = struct.calcsize(cls._HEAD)
         top, left, bottom, right, _, _, row_pitch, col_pitch, rows, cols, sv, sh, ov, oh, planes = \
             struct.unpack(cls._HEAD, params[:head])

@@ -428,7 +428,12 @@ def camera_name(path: str | os.PathLike) -> str | None:
 def dng_raw_tags(path: str | os.PathLike) -> dict:
     """The tags of a DNG's raw image (NewSubfileType 0: IFD0 or a SubIFD) that LibRaw leaves to
     the reader: ``NoiseProfile`` and ``OpcodeList2``, those present; empty for other formats."""
-    from sid_keras.dng import PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW, TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2
+    from sid_keras.dng import (
+        PHOTOMETRIC_CFA,
+        PHOTOMETRIC_LINEAR_RAW,
+        TAG_NOISE_PROFILE,
+        TAG_OPCODE_LIST_2,
+    )
 
     def tags_of(tif) -> dict:
         if "DNGVersion" not in tif.pages[0].tags:
