@@ -173,6 +173,7 @@ class Task:
 
     def model_args(self, channels: int, scale: int) -> dict:
         args = {"in_channels": channels, "scale": scale, "output": self.config.model.output, **self.config.model.args}
+        args.pop("first", None)  # a file to load (load_first_network), not a constructor argument
         if self.precision.policy != FLOAT32:
             args["dtype"] = self.precision.policy  # held by the model, not set for the whole process
         if self.is_gan:
@@ -204,6 +205,7 @@ class Task:
         t = self.config.train
         keras.utils.set_random_seed(t.seed)  # the same initial weights on every worker and every run
         model = build_model(self.config.model.name, **self.model_args(channels, scale))
+        self.load_first_network(model)
         optimizer = keras.optimizers.Adam(t.learning_rate)
         if self.is_gan:
             model.compile(optimizer=optimizer, d_optimizer=keras.optimizers.Adam(t.d_learning_rate),
@@ -211,6 +213,32 @@ class Task:
         else:
             model.compile(optimizer=optimizer, loss=self.loss(), metrics=self.metrics())
         return model
+
+    def load_first_network(self, model) -> None:
+        """``model.args.first``: the trained ``unet`` file a ``double_unet`` starts its first
+        network from (and keeps, with ``freeze_first``: the U-UNet recipe)."""
+        import keras
+
+        from sid_keras.models import UNet, inference_model
+
+        args = self.config.model.args
+        first = args.get("first")
+        if not first:
+            if args.get("freeze_first"):
+                raise SidError("[model] args.freeze_first = true would freeze a random first U-Net: set "
+                               "model.args.first to a trained unet .keras file of the same width and depth")
+            return
+        if self.config.model.name != "double_unet":
+            raise SidError(f"[model] args.first = {first!r}: only double_unet has a first network to load")
+        if not os.path.isfile(first):
+            raise SidError(f"[model] args.first = {first!r}: no such file")
+        source = inference_model(keras.models.load_model(first, compile=False))
+        wanted = {key: model.get_config()[key] for key in ("width", "depth", "in_channels", "scale", "output")}
+        found = {key: source.get_config().get(key) for key in wanted}
+        if type(source) is not UNet or found != wanted or source.get_config().get("demosaic_residual"):
+            raise SidError(f"{first}: a {type(source).__name__} {found}, not the unet {wanted} the double_unet's "
+                           "first network is")
+        model.load_first(source)
 
     def learning_rate(self, epoch: int, base: float | None = None) -> float:
         """Learning rate of a (0-based) epoch: the paper's step decay or SID's halfway drop."""

@@ -128,6 +128,30 @@ def test_double_unet_loads_a_trained_first_network_and_freezes_it():
         double.load_first(UNet(width=4, depth=2))
 
 
+def test_the_training_recipe_starts_a_double_unet_from_the_trained_unet_it_names(tmp_path):
+    """`model.args.first` names the trained unet; `freeze_first` without it was a random net frozen."""
+    from sid_keras.training import Task
+
+    first = UNet(width=4, depth=3)
+    first.save(tmp_path / "first.keras")
+    UNet(width=4, depth=2).save(tmp_path / "shallow.keras")
+
+    def task(*args):
+        return Task(load_config("synthetic", ["model.name='double_unet'", "model.args={width=4, depth=3}",
+                                              *(f"model.args.{a}" for a in args)]))
+
+    double = task(f"first='{tmp_path / 'first.keras'}'", "freeze_first=true").build_model()
+    np.testing.assert_array_equal(double.get_layer("first_enc1_conv1").get_weights()[0],
+                                  first.get_layer("enc1_conv1").get_weights()[0])
+    assert not any(v.path.startswith("first_") for v in double.trainable_variables)
+    with pytest.raises(SidError, match="would freeze a random first U-Net"):
+        task("freeze_first=true").build_model()
+    with pytest.raises(SidError, match="no such file"):
+        task(f"first='{tmp_path / 'missing.keras'}'").build_model()
+    with pytest.raises(SidError, match="not the unet"):
+        task(f"first='{tmp_path / 'shallow.keras'}'").build_model()
+
+
 def test_fast_unet_needs_8x_fewer_macs_than_unet():
     assert count_macs(build_model("unet"), (64, 64)) >= 8 * count_macs(build_model("fast_unet"), (64, 64))
 
