@@ -253,6 +253,9 @@ def _add_enhance(sub) -> None:
                    help="tile side in packed pixels (memory bound; default 512, or a fixed-size model's side)")
     p.add_argument("--overlap", type=int, default=None,
                    help="least tile context in packed pixels (default 64, or 1/32 of a fixed-size model's tile)")
+    p.add_argument("--noise-profile", default=None, metavar="TOML",
+                   help="your camera's noise (`sid-keras calibrate`), told to a noise-aware model for files "
+                        "without a NoiseProfile tag")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--compression", choices=PNG_COMPRESSION, default="fast",
@@ -267,9 +270,15 @@ def _run_enhance(args) -> int:
     if not inputs:
         raise SidError(f"no raw files found in {' '.join(args.inputs)}")
     fmt, plan = plan_outputs(inputs, args.out, args.fmt)
-    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
+    profile = None
+    if args.noise_profile:
+        from sid_keras.noise import load_profile
+
+        profile = load_profile(args.noise_profile)
+    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap, noise_profile=profile)
     failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
-                             progress=on_terminal(), log=_print_while_read, quality=args.quality,
+                             progress=on_terminal(), log=_print_while_read, verbose=args.verbose,
+                             quality=args.quality,
                              compression=args.compression)
     for _, message in failures:
         print(f"sid-keras enhance: failed: {message}", file=sys.stderr)

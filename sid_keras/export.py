@@ -171,7 +171,7 @@ def _random_crop(packed: np.ndarray, tile: int, rng: np.random.Generator) -> np.
     return crop
 
 
-def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: bool):
+def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: bool, noise: bool):
     """Network inputs of the calibration set, frame by frame, in a seeded order."""
     import tempfile
 
@@ -186,14 +186,16 @@ def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: boo
         for i in rng.permutation(len(files)):
             frame = raw.read_raw(files[i])
             ratio = auto_ratio(frame, AUTO_TARGET_MEAN[kind], white_balance=white_balance)
-            yield raw.network_input(frame, ratio, white_balance=white_balance)
+            yield raw.network_input(frame, ratio, white_balance=white_balance,
+                                    noise=raw.noise_law(frame) if noise else None)
     elif profile.calibration_list:
         from sid_keras.data import read_sid_list
 
         pairs = read_sid_list(profile.calibration_list, profile.calibration_root or None)
         for i in rng.permutation(len(pairs)):
             frame, _, ratio = pairs[i].read()
-            yield raw.network_input(frame, ratio, white_balance=white_balance)
+            yield raw.network_input(frame, ratio, white_balance=white_balance,
+                                    noise=raw.noise_law(frame) if noise else None)
     else:
         from sid_keras.data import SidPair
         from sid_keras.demo import make_demo_raw
@@ -202,11 +204,12 @@ def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: boo
             for i in itertools.count():
                 frame, _, ratio = SidPair(*make_demo_raw(pathlib.Path(tmp), int(rng.choice([100, 250, 300])),
                                                          seed + i)).read()
-                yield raw.network_input(frame, ratio, white_balance=white_balance)
+                yield raw.network_input(frame, ratio, white_balance=white_balance,
+                                        noise=raw.noise_law(frame) if noise else None)
 
 
 def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int, *,
-                      white_balance: bool) -> list[np.ndarray]:
+                      white_balance: bool, noise: bool = False) -> list[np.ndarray]:
     """``count`` network inputs (packed, amplified, white-balanced for linear models) cropped to
     the tile from the calibration set (:func:`calibration_source`): four crops a frame, going
     round the frames again while more are needed."""
@@ -214,7 +217,7 @@ def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: i
     crops: list[np.ndarray] = []
     while len(crops) < count:
         before = len(crops)
-        for packed in _calibration_frames(profile, seed + len(crops), white_balance=white_balance):
+        for packed in _calibration_frames(profile, seed + len(crops), white_balance=white_balance, noise=noise):
             if packed.shape[2] != channels:
                 raise SidError(f"the calibration frames pack into {packed.shape[2]} channels but the model takes "
                                f"{channels}: calibrate on the camera the model is for")
@@ -275,7 +278,7 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
 
     from sid_keras.inference import keras_predictor
     from sid_keras.lite import tflite_predictor
-    from sid_keras.models import inference_model, input_name, output_kind, with_precision
+    from sid_keras.models import inference_model, input_name, output_kind, takes_noise, with_precision
 
     net = with_precision(inference_model(model), None)  # phones get float32 graphs to quantise
     config = net.get_config()
@@ -283,12 +286,12 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     kind = output_kind(net)
     module = tf.Module()
     module.net = net
-    spec = tf.TensorSpec([None, None, None, channels], tf.float32, input_name(kind))
+    spec = tf.TensorSpec([None, None, None, channels], tf.float32, input_name(kind, takes_noise(net)))
     module.serve = tf.function(lambda x: {"rgb": net(x, training=False)}, input_signature=[spec])
     tf.saved_model.save(module, str(out / "saved_model"), signatures={"serving_default": module.serve})
 
     crops = calibration_crops(profile, channels, profile.calibration_crops + profile.check_crops, profile.seed,
-                              white_balance=kind == LINEAR)
+                              white_balance=kind == LINEAR, noise=takes_noise(net))
     held_out, calibration = crops[: profile.check_crops], crops[profile.check_crops :] or crops
     keras_predict = keras_predictor(model)
     reference = [keras_predict(c[None])[0] for c in held_out]
@@ -341,12 +344,23 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     return report
 
 
+# How an app computes a noise-aware model's noise channels (sid_keras.raw.noise_sigma).
+NOISE_LEVEL_RECIPE = (
+    "sigma = min(ratio x gain x sqrt(S x y + O), 1) per channel, with y the channel's raw value after "
+    "(raw - black) / (white - black), clipped at 0 (before the ratio), ratio x gain what the channel was "
+    "multiplied by, and (S, O) the variance law of the frame: Camera2 SENSOR_NOISE_PROFILE (a DNG's "
+    "NoiseProfile) gives one (S, O) pair per CFA channel in these units"
+)
+
+
 def model_info(net, profile: ExportProfile) -> dict:
     """``model_info.json``: what an app must do before and after the network."""
-    from sid_keras.models import input_name, output_kind
+    from sid_keras.models import input_name, output_kind, takes_noise
 
     config = net.get_config()
     channels, scale, kind = net.inputs[0].shape[-1], config.get("scale", 2), output_kind(net)
+    noise = takes_noise(net)
+    packed = channels // 2 if noise else channels
     pre = ("(raw - black_level[channel]) / (white_level - black_level[channel]), clipped to [0, 1], "
            "x exposure ratio")
     if kind == LINEAR:
@@ -364,9 +378,11 @@ def model_info(net, profile: ExportProfile) -> dict:
     return {
         "model": type(net).__name__, "config": config, "sid_keras_version": __version__,
         "output_kind": kind,
-        "input": {"name": input_name(kind), "layout": "NHWC", "channels": channels,
-                  "channel_order": "R, G (red row), B, G (blue row)" if channels == 4 else "SID Fuji X-Trans 9",
+        "input": {"name": input_name(kind, noise), "layout": "NHWC", "channels": channels,
+                  "channel_order": ("R, G (red row), B, G (blue row)" if packed == 4 else "SID Fuji X-Trans 9")
+                                   + (", then the noise level of each, in the same order" if noise else ""),
                   "normalisation": pre,
+                  **({"noise_level": NOISE_LEVEL_RECIPE} if noise else {}),
                   "cfa": "canonicalise to RGGB by cropping one row/column as needed before packing"},
         "output": output,
         "tiling": {"tile": profile.tile, "overlap": profile.overlap, "blend": "linear ramps over the overlap"},

@@ -325,6 +325,8 @@ class Enhancer:
             side and a thirty-second of it (the least context; evenly spread tiles get more).
         auto_target: linear mean that ``ratio="auto"`` aims for (default per output kind).
         output: ``"linear"`` or ``"srgb"``, only for a plain callable.
+        noise_profile: a calibrated camera (:class:`sid_keras.noise.NoiseProfile`) whose noise
+            law a noise-aware model is told for files without a NoiseProfile tag.
 
     Example:
         >>> enhancer = Enhancer()  # the shipped model
@@ -332,8 +334,10 @@ class Enhancer:
     """
 
     def __init__(self, model=None, *, tile: int | None = None, overlap: int | None = None,
-                 auto_target: float | None = None, output: str | None = None):
+                 auto_target: float | None = None, output: str | None = None, noise_profile=None):
         self.channels = None  # packed channels the model takes, when it says
+        self.noise_input = False  # whether it takes their noise level too (raw.noise_law)
+        self.noise_profile = noise_profile  # a calibrated camera's, for files without a NoiseProfile
         self.tflite_file = None  # set for TFLite models: lanes of a batch each load their own
         fixed_tile = None  # the side of a fixed-size TFLite model's input
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -344,6 +348,7 @@ class Enhancer:
                 self.predict = tflite_predictor(path)
                 self.tflite_file = path
                 kind, self.channels = self.predict.output_kind, self.predict.channels
+                self.noise_input = self.predict.noise_input
                 fixed_tile = self.predict.fixed_tile
             else:
                 self._from_keras(load_model(path))
@@ -372,10 +377,11 @@ class Enhancer:
         self.auto_target = AUTO_TARGET_MEAN[kind] if auto_target is None else auto_target
 
     def _from_keras(self, model) -> None:
-        from sid_keras.models import inference_model, output_kind
+        from sid_keras.models import inference_model, output_kind, takes_noise
 
         self.predict, self.output = keras_predictor(model), output_kind(model)
-        self.channels = inference_model(model).inputs[0].shape[-1]
+        self.noise_input = takes_noise(model)
+        self.channels = inference_model(model).inputs[0].shape[-1] // (2 if self.noise_input else 1)
 
     @property
     def white_balance(self) -> bool:
@@ -402,9 +408,14 @@ class Enhancer:
             replicas.append(replica)
         return replicas
 
+    def noise_law(self, frame: raw.RawFrame) -> raw.NoiseLaw | None:
+        """The frame's noise law when the model takes it (:func:`sid_keras.raw.noise_law`)."""
+        return raw.noise_law(frame, self.noise_profile) if self.noise_input else None
+
     def network_input(self, frame: raw.RawFrame, ratio: float) -> np.ndarray:
-        """The packed, amplified (and for linear models white-balanced) input of ``frame``."""
-        return raw.network_input(frame, ratio, white_balance=self.white_balance)
+        """The packed, amplified (and for linear models white-balanced) input of ``frame``, with
+        its noise level for a model that takes it."""
+        return raw.network_input(frame, ratio, white_balance=self.white_balance, noise=self.noise_law(frame))
 
     def run(self, packed: np.ndarray, scale: int) -> np.ndarray:
         """Network input (h, w, c) -> its output (h*scale, w*scale, 3) in [0, 1], tiled."""
@@ -429,9 +440,10 @@ class Enhancer:
                            f"model takes {kinds.get(self.channels, self.channels)} input ({self.channels} "
                            f"channels); use a model trained for this sensor")
         height, width = raw.packed_shape(frame)
+        noise = self.noise_law(frame)
 
         def read_rows(start: int, stop: int) -> np.ndarray:
-            return raw.network_input(frame, ratio, white_balance=self.white_balance, rows=(start, stop))
+            return raw.network_input(frame, ratio, white_balance=self.white_balance, rows=(start, stop), noise=noise)
 
         blend_tiles(self.predict, read_rows, height, width, layout.scale, emit, tile=self.tile,
                     overlap=self.overlap, align=layout.layout.shape[1])
@@ -569,7 +581,7 @@ def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, 
 
 def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib.Path]], *,
                   ratio: float | str | None = "auto", fmt: str = "png", overwrite: bool = False,
-                  progress: bool = False, log: Callable[[str], None] = print,
+                  progress: bool = False, log: Callable[[str], None] = print, verbose: bool = False,
                   **encoding) -> list[tuple[str, str]]:
     """Enhance ``[(input, output)]`` (:func:`plan_outputs`), going on past bad files and failed
     writes; returns ``[(file, message)]`` for the failures.
@@ -579,6 +591,7 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     and threads encode finished images; LibRaw, the network runtimes, numpy and zlib release the
     GIL. A few files are in flight at a time and messages come in the plan's order.
     ``encoding``: ``quality`` and ``compression`` of :func:`sid_keras.io.write_image`.
+    ``verbose``: each file's line also says where a noise-aware model's noise level came from.
     """
     import collections
     import queue
@@ -613,6 +626,8 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     def write(source: pathlib.Path, target: pathlib.Path, enhancing) -> list[str]:
         frame, pixels, value, how = enhancing.result()
         write_pixels(target, pixels, frame, fmt, overwrite=overwrite, **encoding)
+        if verbose and enhancer.noise_input:
+            how += f"; noise level: {enhancer.noise_law(frame).source}"
         return [*frame.notices, f"{source} -> {target} (ratio x{value:.1f} {how})"]
 
     def finish(source: pathlib.Path, writing) -> None:

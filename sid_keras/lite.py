@@ -110,7 +110,8 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
         return y[:, : h * scale_factor, : w * scale_factor].astype(np.float32)
 
     predict.output_kind = kind
-    predict.channels = int(inp["shape"][-1])
+    predict.noise_input = "_noise" in inp["name"]
+    predict.channels = int(inp["shape"][-1]) // (2 if predict.noise_input else 1)
     predict.fixed_tile = int(signature[1]) if fixed and signature[1] == signature[2] else None
     return predict
 

@@ -124,6 +124,51 @@ VIRTUAL = NoiseProfile(
 ).check()
 
 
+def tukey_variance(lam, xp=np):
+    """Variance of the standard Tukey-lambda distribution (the read-noise shape): pi^2/3 at 0
+    (logistic), ``2/l^2 (1/(1+2l) - G(l+1)^2 / G(2l+2))`` else (l > -1/2). ``xp``: numpy or
+    ``tensorflow.math``."""
+    lgamma = getattr(xp, "lgamma", None) or _lgamma
+    safe = xp.where(abs(lam) < 1e-3, 1e-3, lam)
+    general = 2.0 / safe**2 * (1.0 / (1.0 + 2.0 * safe) - xp.exp(2.0 * lgamma(safe + 1.0) - lgamma(2.0 * safe + 2.0)))
+    return xp.where(abs(lam) < 1e-3, math.pi**2 / 3.0, general)
+
+
+def _lgamma(x):
+    return np.vectorize(math.lgamma, otypes=[np.float64])(x)
+
+
+def variance_law(gain, read_sigma, read_lambda, row_sigma, adc_step=1.0, xp=np):
+    """``(S, O)`` of the variance ``S * y + O`` of a raw signal ``y`` in units of white minus
+    black (the DNG NoiseProfile's units), for a camera of this noise model: shot noise (S), read
+    noise with its Tukey shape, row noise and quantisation (O)."""
+    s = gain / FULL_SCALE_DN
+    o = (read_sigma**2 * tukey_variance(read_lambda, xp) + row_sigma**2 + adc_step**2 / 12.0) / FULL_SCALE_DN**2
+    return s, o
+
+
+def camera_variance(camera: dict):
+    """:func:`variance_law` of a :func:`sample_camera` camera (TensorFlow)."""
+    import tensorflow as tf
+
+    return variance_law(camera["gain"], camera["read_sigma"], camera["read_lambda"], camera["row_sigma"],
+                        camera["adc_step"], xp=_TfMath(tf))
+
+
+def iso_variance(iso: float, profile: NoiseProfile) -> tuple[float, float]:
+    """:func:`variance_law` of ``profile``'s median camera at ``iso`` (on its own ISO scale)."""
+    gain = iso_to_gain(iso, profile)
+    return tuple(float(v) for v in variance_law(gain, profile.law("read", gain), float(np.mean(profile.read_lambda)),
+                                                profile.law("row", gain)))
+
+
+class _TfMath:
+    """The few numpy functions :func:`tukey_variance` uses, from TensorFlow."""
+
+    def __init__(self, tf):
+        self.where, self.exp, self.lgamma = tf.where, tf.exp, tf.math.lgamma
+
+
 def load_profile(spec: str | None) -> NoiseProfile:
     """``"virtual"`` (default), a calibrated camera's name, or a TOML file from `sid-keras calibrate`."""
     if not spec or spec == VIRTUAL.name:

@@ -309,11 +309,13 @@ def packed_shape(frame: RawFrame) -> tuple[int, int]:
 
 
 def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
-                  rows: tuple[int, int] | None = None) -> np.ndarray:
+                  rows: tuple[int, int] | None = None, noise: NoiseLaw | None = None) -> np.ndarray:
     """The packed, amplified (and, for ``linear`` models, white-balanced) input of a frame.
 
     ``rows = (start, stop)`` packs only those packed rows (multiples of the layout's cells per
     period: 1 for Bayer, 2 for X-Trans), so a large frame can be processed strip by strip.
+    With ``noise`` (a model that takes its input's noise level) the packed channels are followed
+    by as many channels of :func:`noise_sigma`.
     """
     top, left, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
     layout = frame.cfa
@@ -324,7 +326,83 @@ def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
     mosaic_rows = slice(top + start // cells * layout.period, top + stop // cells * layout.period)
     black, white = channel_levels(frame)
     packed = pack_mosaic(frame.mosaic[mosaic_rows, left : left + w], layout)
-    return amplify(packed, ratio, channel_gains(frame) if white_balance else None, black=black, white=white)
+    gains = channel_gains(frame) if white_balance else None
+    amplified = amplify(packed, ratio, gains, black=black, white=white)
+    if noise is None:
+        return amplified
+    signal = (packed.astype(np.float32) - black) / (np.float32(white) - black)
+    scale = np.float32(ratio) * (np.float32(1) if gains is None else gains)
+    return np.concatenate([amplified, noise_sigma(signal, scale, noise.s, noise.o)], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseLaw:
+    """Variance ``s * y + o`` of a raw signal ``y`` (units of white minus black), per packed
+    channel, and where it came from (said with ``--verbose``)."""
+
+    s: np.ndarray
+    o: np.ndarray
+    source: str
+
+
+# The largest noise level a network is told: a standard deviation of its whole input range.
+NOISE_SIGMA_CLIP = 1.0
+
+
+def noise_sigma(signal, scale, s, o, xp=np):
+    """The standard deviation of each amplified input value: ``scale * sqrt(s * y + o)`` with
+    ``scale`` the exposure ratio times the white-balance gain and ``y`` the raw signal (its noisy
+    value, clipped at 0: what an app has too). ``xp``: numpy or TensorFlow."""
+    return xp.minimum(scale * xp.sqrt(s * xp.maximum(signal, 0.0) + o), NOISE_SIGMA_CLIP)
+
+
+def noise_law(frame: RawFrame, profile=None) -> NoiseLaw:
+    """The frame's noise, in this order: the DNG ``NoiseProfile`` tag; a calibrated ``profile``
+    (:mod:`sid_keras.noise`, `sid-keras calibrate`) at the file's ISO; the package's reference
+    law (the Sony A7S II calibration) at the ISO; else an estimate from the frame itself."""
+    from sid_keras import noise
+
+    channels = frame.cfa.channels
+    if frame.noise_profile is not None:
+        per_colour = np.array(frame.noise_profile + frame.noise_profile[1:2], np.float32)  # R, G, B, G2
+        s, o = _per_channel(frame, per_colour[:, 0]), _per_channel(frame, per_colour[:, 1])
+        return NoiseLaw(s, o, "the file's NoiseProfile")
+    if frame.iso:
+        law = noise.iso_variance(frame.iso, profile or noise.SONY_A7S2)
+        source = f"{profile.name if profile else 'the reference'} noise law at ISO {frame.iso:g}"
+        return NoiseLaw(np.full(channels, law[0], np.float32), np.full(channels, law[1], np.float32), source)
+    s, o = estimate_noise_law(pack(frame))
+    return NoiseLaw(s, o, "estimated from the frame (no NoiseProfile, no ISO)")
+
+
+def estimate_noise_law(packed: np.ndarray, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``(s, o)`` per channel of a packed frame from the frame alone: the robust variance of each
+    pixel's difference from its 3x3 neighbourhood mean, in bins of that mean, fitted by
+    ``s * mean + o`` (s, o >= 0). Edges and texture are a minority of each bin, which the median
+    absolute deviation ignores."""
+    from scipy.ndimage import uniform_filter
+
+    s_all, o_all = [], []
+    for c in range(packed.shape[-1]):
+        y = packed[..., c].astype(np.float64)
+        mean = uniform_filter(y, 3, mode="reflect")
+        residual = (y - mean)[1:-1, 1:-1].ravel()
+        level = mean[1:-1, 1:-1].ravel()
+        edges = np.unique(np.quantile(level, np.linspace(0, 1, bins + 1)))
+        which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, len(edges) - 2)
+        points = []
+        for b in range(len(edges) - 1):
+            r = residual[which == b]
+            if r.size >= 50:
+                mad = np.median(np.abs(r - np.median(r)))
+                points.append((level[which == b].mean(), (1.4826 * mad) ** 2 * 9 / 8))  # var(y - mean3x3) = 8/9 var
+        x, v = np.array(points).T if points else (np.zeros(1), np.zeros(1))
+        slope, offset = np.polyfit(x, v, 1) if len(points) > 1 else (0.0, float(v.mean()))
+        if offset < 0:
+            slope, offset = max(float(np.sum(x * v) / max(np.sum(x * x), 1e-12)), 0.0), 0.0
+        s_all.append(max(slope, 0.0))
+        o_all.append(max(offset, 1e-10))
+    return np.array(s_all, np.float32), np.array(o_all, np.float32)
 
 
 def check_ratio(ratio: float, what: str = "exposure ratio") -> float:
@@ -426,8 +504,9 @@ def camera_name(path: str | os.PathLike) -> str | None:
 
 
 def dng_raw_tags(path: str | os.PathLike) -> dict:
-    """The tags of a DNG's raw image (NewSubfileType 0: IFD0 or a SubIFD) that LibRaw leaves to
-    the reader: ``NoiseProfile`` and ``OpcodeList2``, those present; empty for other formats."""
+    """What LibRaw leaves to the reader of a DNG: its raw image's (NewSubfileType 0: IFD0 or a
+    SubIFD) ``NoiseProfile`` and ``OpcodeList2`` tags, and an ISO written in IFD0 (``"iso"``),
+    those present; empty for other formats."""
     from sid_keras.dng import (
         PHOTOMETRIC_CFA,
         PHOTOMETRIC_LINEAR_RAW,
@@ -438,15 +517,20 @@ def dng_raw_tags(path: str | os.PathLike) -> dict:
     def tags_of(tif) -> dict:
         if "DNGVersion" not in tif.pages[0].tags:
             return {}
+        found = {}
+        iso = tif.pages[0].tags.valueof("ISOSpeedRatings")  # LibRaw reads it from the EXIF IFD only
+        if iso:
+            found["iso"] = float(np.atleast_1d(iso)[0])
         pages = [tif.pages[0]]
         while pages:
             page = pages.pop(0)
             tags = page.tags
             raw_data = tags.valueof("PhotometricInterpretation") in (PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW)
             if raw_data and tags.valueof("NewSubfileType", 0) == 0:
-                return {code: tags[code].value for code in (TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2) if code in tags}
+                found.update({code: tags[code].value for code in (TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2) if code in tags})
+                break
             pages += list(getattr(page, "pages", None) or [])
-        return {}
+        return found
 
     return _read_tiff(os.fspath(path), tags_of) or {}
 
@@ -610,7 +694,7 @@ def read_raw(
         white_balance=libraw_normalised(wb),
         color_matrix=color_matrix,
         exposure_time=float(other.shutter_speed) or None,
-        iso=float(other.iso_speed) or None,
+        iso=float(other.iso_speed) or extra.get("iso"),
         orientation=flip,
         crop=crop,
         noise_profile=noise_profile,

@@ -119,7 +119,7 @@ class Task:
         sources, weights, items = [], [], 0
         if d.train_list:
             entries = self.cached_pairs(d.train_list, first_burst_only=d.first_burst_only, progress=progress)
-            sources.append(pair_source(entries, patch_size=d.patch_size, seed=seed))
+            sources.append(pair_source(entries, patch_size=d.patch_size, seed=seed, noise_input=self.noise_input))
             weights.append(1 - d.synthetic_share if d.photos else 1.0)
             items += len(entries)
         if d.photos:
@@ -128,11 +128,12 @@ class Task:
             responses = self.colour_responses(d.train_list) if d.cameras == "pairs" else None
             sources.append(synthetic_source(cached, patch_size=d.patch_size, seed=seed,
                                             profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range),
-                                            colour_responses=responses))
+                                            colour_responses=responses, noise_input=self.noise_input))
             weights.append(d.synthetic_share if d.train_list else 1.0)
             items += len(cached)
         val_entries = self.cached_pairs(d.val_list, first_burst_only=True, progress=progress)
-        return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side))
+        return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side,
+                                                           noise_input=self.noise_input))
 
     def colour_responses(self, list_name: str) -> list[np.ndarray]:
         """The distinct colour responses of the listed pairs' cameras (from each short file's matrix)."""
@@ -179,6 +180,11 @@ class Task:
         if self.is_gan:
             args.setdefault("seed", self.config.train.seed)
         return args
+
+    @property
+    def noise_input(self) -> bool:
+        """Whether the model is told its input's noise level (``model.args.noise_input``)."""
+        return bool(self.config.model.args.get("noise_input", False))
 
     @property
     def display(self) -> bool:
@@ -442,7 +448,7 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
     """
     from sid_keras.inference import load_model
     from sid_keras.io import check_outputs_free
-    from sid_keras.models import inference_model, output_kind, with_precision
+    from sid_keras.models import inference_model, output_kind, takes_noise, with_precision
 
     out = pathlib.Path(out)
     if out.suffix != ".keras" or not out.parent.is_dir():
@@ -450,11 +456,13 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
                        "e.g. -o mine.keras")
     check_outputs_free(out.parent, [out.name], overwrite)
     net = inference_model(load_model(model_path))
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, output=output_kind(net)))
+    args = {**config.model.args, "noise_input": takes_noise(net)}  # the data is made as the model takes it
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, output=output_kind(net), args=args))
     task = Task(config)
     data = task.data()
-    if net.inputs[0].shape[-1] != data.channels:
-        raise SidError(f"{model_path or 'the shipped model'} takes {net.inputs[0].shape[-1]} packed channels but "
+    packed_channels = net.inputs[0].shape[-1] // (2 if task.noise_input else 1)
+    if packed_channels != data.channels:
+        raise SidError(f"{model_path or 'the shipped model'} takes {packed_channels} packed channels but "
                        f"the data has {data.channels}: fine-tune a model made for this sensor's CFA")
     import keras
 

@@ -143,3 +143,26 @@ def test_int8_weight_file_keeps_full_resolution_convolutions_float():
     assert full and deeper
     assert all(t == np.float32 for t in full.values()), full
     assert all(t == np.int8 for t in deeper.values()), deeper
+
+
+def test_a_noise_aware_model_exports_with_its_noise_input_named_and_described(tmp_path, write_dng):
+    """The TFLite file's input is named packed_wb_noise, model_info says how an app computes the
+    noise channels, and the runner without TensorFlow feeds them as the Keras model gets them."""
+    from sid_keras.inference import Enhancer
+    from sid_keras.models import UNet
+
+    keras.utils.set_random_seed(0)
+    model = UNet(width=4, depth=3, noise_input=True, demosaic_residual=True)
+    model.save(tmp_path / "noisy.keras")
+    (tmp_path / "p.toml").write_text("fp16 = false\nint8_weights = false\nint8 = false\ntile = 32\noverlap = 4\n"
+                                     "calibration_crops = 4\ncheck_crops = 2\n")
+    assert main(["export", str(tmp_path / "noisy.keras"), "--out", str(tmp_path / "out"), "--profile",
+                 str(tmp_path / "p.toml")]) == 0
+    info = json.loads((tmp_path / "out" / "model_info.json").read_text())
+    assert info["input"]["name"] == "packed_wb_noise" and info["input"]["channels"] == 8
+    assert "SENSOR_NOISE_PROFILE" in info["input"]["noise_level"]
+    dng, _ = write_dng(name="frame.dng", shape=(70, 90), iso=1600)
+    lite = Enhancer(tmp_path / "out" / "model_fp32.tflite", tile=24, overlap=4)
+    assert lite.noise_input and lite.channels == 4
+    expected = Enhancer(tmp_path / "noisy.keras", tile=24, overlap=4).enhance(dng, ratio=50)
+    np.testing.assert_allclose(lite.enhance(dng, ratio=50), expected, atol=2e-4)

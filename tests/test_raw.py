@@ -182,3 +182,35 @@ def test_a_phone_dng_black_per_position_lens_shading_and_noise_profile(tmp_path)
     assert frame.noise_profile is None
     assert any("NoiseProfile tag is malformed" in n for n in frame.notices)
     assert any("GainMap is malformed" in n for n in frame.notices)
+
+
+def test_the_noise_level_comes_from_the_file_then_the_iso_then_the_frame_itself(tmp_path, write_dng):
+    """What a noise-aware model is told: (S, O) of the variance S * y + O, in NoiseProfile units."""
+    from sid_keras import noise
+    from sid_keras.dng import write_cfa_dng
+
+    rng = np.random.default_rng(1)
+    clean = np.linspace(0.02, 0.6, 96)[None, :].repeat(64, axis=0)
+    s_true, o_true = 4e-4, 3e-6
+    noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(s_true * clean + o_true)
+    mosaic = np.rint(64 + noisy * (4095 - 64)).astype(np.uint16)
+    tagged, plain, with_iso = tmp_path / "tagged.dng", tmp_path / "plain.dng", tmp_path / "iso.dng"
+    write_cfa_dng(tagged, mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095,
+                  noise_profile=[s_true, o_true], iso=800)
+    write_cfa_dng(plain, mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095)
+    write_cfa_dng(with_iso, mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095, iso=800)
+
+    law = raw.noise_law(raw.read_raw(tagged))
+    assert law.source == "the file's NoiseProfile" and np.allclose(law.s, s_true) and np.allclose(law.o, o_true)
+    law = raw.noise_law(raw.read_raw(with_iso))
+    assert "ISO 800" in law.source and np.allclose(law.s, noise.iso_variance(800, noise.SONY_A7S2)[0])
+    law = raw.noise_law(raw.read_raw(plain))
+    assert law.source.startswith("estimated") and np.allclose(law.s, s_true, rtol=0.3)
+
+    frame = raw.read_raw(tagged)
+    x = raw.network_input(frame, 4.0, white_balance=True, noise=raw.noise_law(frame))
+    assert x.shape == (32, 48, 8)
+    signal = raw.pack(frame)
+    expected = np.minimum(4.0 * raw.channel_gains(frame) * np.sqrt(s_true * signal + o_true), 1.0)
+    np.testing.assert_allclose(x[..., 4:], expected, rtol=1e-5)
+    np.testing.assert_array_equal(x[..., :4], raw.network_input(frame, 4.0, white_balance=True))

@@ -135,3 +135,18 @@ def test_a_files_colour_response_is_its_cameras(tmp_path):
                       color_matrix=xyz_to_cam)
         response = synthetic.file_colour_response(raw.read_raw(path).color_matrix)
         np.testing.assert_allclose(response, synthetic.rgb_to_camera_matrix(xyz_to_cam), atol=1e-4)
+
+
+def test_a_noise_aware_model_is_told_its_inputs_noise_which_grows_with_the_ratio(linear_photos):
+    from sid_keras.data.pipeline import synthetic_source
+
+    levels = {}
+    for ratio in (1.0, 100.0):
+        source = synthetic_source(linear_photos, patch_size=32, seed=3, ratio_range=(ratio, ratio),
+                                  profile=noise.SONY_A7S2, noise_input=True)
+        x, _ = source.sample(tf.constant(0, tf.int64))
+        assert x.shape == (32, 32, 8)
+        sigma = x[..., 4:].numpy()
+        assert 0 < sigma.min() and sigma.max() <= 1
+        levels[ratio] = float(np.median(sigma))
+    assert levels[100.0] > 5 * levels[1.0]

@@ -45,6 +45,7 @@ class CachedPair:
     scale: int
     source: str = ""
     gains: tuple[float, ...] | None = None  # white balance per packed channel, for linear models
+    noise: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (s, o) per packed channel (raw.noise_law)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Memory-mapped (packed uint16, reference uint16)."""
@@ -77,7 +78,9 @@ class PackedCache:
         """Cached packed short exposure; decodes it on the first call.
 
         Its metadata keeps the file's white-balance gain per packed channel, which ``linear``
-        models get multiplied into their input.
+        models get multiplied into their input, and its noise law (:func:`sid_keras.raw.noise_law`),
+        which noise-aware models are told; an entry cached before the noise law was kept gets it
+        added on first use.
         """
         array_path, meta_path = self._paths(source, "short")
         if not (array_path.exists() and meta_path.exists()):
@@ -86,9 +89,14 @@ class PackedCache:
             save_npy_atomic(array_path, np.rint(packed * UINT16_SCALE).astype(np.uint16))
             meta = {"source": str(source), "exposure_time": frame.exposure_time,
                     "channels": frame.cfa.channels, "scale": frame.cfa.scale,
-                    "shape": list(frame.mosaic.shape), "gains": raw.channel_gains(frame).tolist()}
+                    "shape": list(frame.mosaic.shape), "gains": raw.channel_gains(frame).tolist(),
+                    "noise": _noise_of(frame)}
             _write_json(meta_path, meta)
-        return array_path, json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text())
+        if "noise" not in meta:
+            meta["noise"] = _noise_of(raw.read_raw(source))
+            _write_json(meta_path, meta)
+        return array_path, meta
 
     def long(self, source: str | os.PathLike, *, linear: bool = False) -> tuple[pathlib.Path, dict]:
         """Cached ground truth of a long exposure (:func:`sid_keras.raw.render_reference`, sRGB,
@@ -114,8 +122,14 @@ class PackedCache:
                                    short_exposure=short_meta["exposure_time"],
                                    long_exposure=long_meta["exposure_time"], cap=ratio_cap)
         gains = tuple(short_meta["gains"]) if linear else None
+        noise = tuple(tuple(v) for v in short_meta["noise"])
         return CachedPair(str(short_path), str(long_path), ratio, short_meta["channels"],
-                          short_meta["scale"], str(pair.short), gains)
+                          short_meta["scale"], str(pair.short), gains, noise)
+
+
+def _noise_of(frame: raw.RawFrame) -> list[list[float]]:
+    law = raw.noise_law(frame)
+    return [law.s.tolist(), law.o.tolist()]
 
 
 def _write_json(path: pathlib.Path, data: dict) -> None:

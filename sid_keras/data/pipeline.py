@@ -20,6 +20,7 @@ import numpy as np
 
 from sid_keras.data.cache import CachedPair, cache_photos, default_cache_dir
 from sid_keras.errors import SidError
+from sid_keras.raw import noise_sigma
 from sid_keras.render import UINT16_SCALE
 
 ENDLESS = 2**62  # training streams do not end; fit's steps_per_epoch cuts them into epochs
@@ -71,9 +72,11 @@ def _element_seeds(i, seed: int, count: int):
     return tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), i]), count)
 
 
-def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0, augment: bool = True) -> Source:
+def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0, augment: bool = True,
+                noise_input: bool = False) -> Source:
     """Aligned random crops of cached real pairs, amplified (and white-balanced for linear
-    targets) and clipped at 1, with the same flips and transpose on input and target."""
+    targets) and clipped at 1, with the same flips and transpose on input and target; with
+    ``noise_input``, followed by their noise level from each file's noise law."""
     import tensorflow as tf
 
     _check_entries(entries)
@@ -84,6 +87,7 @@ def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0
                        f"(e.g. {too_small[0]}, {tuple(shapes[0])}); lower data.patch_size")
     channels, scale = entries[0].channels, entries[0].scale
     factors = tf.constant(_input_factors(entries), tf.float32)
+    laws = tf.constant(_noise_laws(entries), tf.float32)
     heights, widths = tf.constant(shapes[:, 0]), tf.constant(shapes[:, 1])
 
     def crop(index, top, left):
@@ -101,7 +105,10 @@ def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0
         x, y = tf.numpy_function(crop, [index, top, left], [tf.uint16, tf.uint16], stateful=False)
         x.set_shape([patch_size, patch_size, channels])
         y.set_shape([patch_size * scale, patch_size * scale, 3])
-        x = tf.minimum(tf.cast(x, tf.float32) * (factors[index] / UINT16_SCALE), 1.0)
+        signal = tf.cast(x, tf.float32) / UINT16_SCALE
+        x = tf.minimum(signal * factors[index], 1.0)
+        if noise_input:
+            x = tf.concat([x, noise_sigma(signal, factors[index], laws[index, 0], laws[index, 1], xp=tf.math)], -1)
         y = tf.cast(y, tf.float32) / UINT16_SCALE
         if augment:
             x, y = _augment(x, y, tf.random.stateless_uniform([3], seeds[1]) < 0.5)
@@ -110,9 +117,14 @@ def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0
     return Source(sample, len(entries), channels, scale)
 
 
+# How far the noise law a noise-aware model is told may be off in practice (a DNG's NoiseProfile
+# from another unit of the camera, a law at the nominal ISO, an estimate): log-normal errors.
+NOISE_LAW_ERROR = (0.15, 0.3)  # (s, o)
+
+
 def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, profile=None,
                      ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE,
-                     colour_responses: Sequence[np.ndarray] | None = None) -> Source:
+                     colour_responses: Sequence[np.ndarray] | None = None, noise_input: bool = False) -> Source:
     """Training pairs made on the fly from clean photos: new camera, light and noise every step.
 
     ``photos``: photo files, folders of them, or their linearised caches; photos are linearised
@@ -125,7 +137,9 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
     white-balanced camera RGB, clipped at white as LibRaw clips it (before any mosaicking, so it
     carries no demosaicking error); the input is the noisy short exposure, packed, amplified,
     white-balanced and clipped, as :func:`sid_keras.raw.network_input` makes it from a file.
-    Inputs are (p, p, 4), targets (2p, 2p, 3), float32.
+    Inputs are (p, p, 4), targets (2p, 2p, 3), float32. With ``noise_input`` the inputs are
+    followed by their noise level (p, p, 4) from the virtual camera's true law, off by
+    :data:`NOISE_LAW_ERROR` as a file's law is in practice.
     """
     import tensorflow as tf
 
@@ -172,7 +186,12 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
         packed = tf.gather(tf.nn.space_to_depth(scene[None], 2)[0], BAYER_FROM_RGB_BLOCKS, axis=-1)
         short = noise.noisy_short_exposure(packed / gains, ratio, camera, seeds[8])
         x = tf.minimum(short * ratio * gains, 1.0)
-        x.set_shape([patch_size, patch_size, 4])
+        if noise_input:
+            s, o = noise.camera_variance(camera)
+            error = tf.exp(tf.random.stateless_normal([2], tf.random.experimental.stateless_fold_in(seeds[8], 1))
+                           * NOISE_LAW_ERROR)
+            x = tf.concat([x, noise_sigma(short, ratio * gains, s * error[0], o * error[1], xp=tf.math)], -1)
+        x.set_shape([patch_size, patch_size, 8 if noise_input else 4])
         return x, tf.minimum(scene, 1.0)
 
     return Source(sample, len(photos), 4, 2)
@@ -247,6 +266,11 @@ def distributed_dataset_fn(sources: Sequence[Source], *, global_batch_size: int,
     return dataset_fn
 
 
+def _noise_laws(entries: Sequence[CachedPair]) -> np.ndarray:
+    """Per pair, the (s, o) rows of its noise law per packed channel (zeros when unknown)."""
+    return np.array([e.noise if e.noise is not None else np.zeros((2, e.channels)) for e in entries], np.float32)
+
+
 def _input_factors(entries: Sequence[CachedPair]) -> np.ndarray:
     """Per pair and packed channel, what the packed short is multiplied by before the clip at 1:
     the exposure ratio, times the white-balance gains for ``linear`` targets (raw.amplify)."""
@@ -267,8 +291,10 @@ def _augment(x, y, flips):
     return x, y
 
 
-def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side: int | None = None):
-    """Whole frames for validation, batch 1: (amplified packed, reference), deterministic.
+def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side: int | None = None,
+                  noise_input: bool = False):
+    """Whole frames for validation, batch 1: (amplified packed, reference), deterministic; with
+    ``noise_input`` the packed channels are followed by their noise level.
 
     Frames are centre-cropped to a multiple of ``multiple`` packed pixels (the model's stride)
     and, with ``max_side``, to at most that many packed pixels a side to bound memory.
@@ -279,19 +305,23 @@ def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side:
     arrays, shapes = _load(entries)
     channels, scale = entries[0].channels, entries[0].scale
 
-    factors = _input_factors(entries)
+    factors, laws = _input_factors(entries), _noise_laws(entries)
 
     def frames():
-        for (short, long), factor in zip(arrays, factors):
+        for (short, long), factor, law in zip(arrays, factors, laws):
             h, w = short.shape[:2]
             ch = min(h, max_side or h) // multiple * multiple
             cw = min(w, max_side or w) // multiple * multiple
             top, left = (h - ch) // 2, (w - cw) // 2
             x = short[top : top + ch, left : left + cw].astype(np.float32) / UINT16_SCALE
             y = long[top * scale : (top + ch) * scale, left * scale : (left + cw) * scale]
-            yield np.minimum(x * factor, 1.0), y.astype(np.float32) / UINT16_SCALE
+            amplified = np.minimum(x * factor, 1.0)
+            if noise_input:
+                amplified = np.concatenate([amplified, noise_sigma(x, factor, law[0], law[1])], axis=-1)
+            yield amplified, y.astype(np.float32) / UINT16_SCALE
 
-    spec = (tf.TensorSpec([None, None, channels], tf.float32), tf.TensorSpec([None, None, 3], tf.float32))
+    inputs = channels * (2 if noise_input else 1)
+    spec = (tf.TensorSpec([None, None, inputs], tf.float32), tf.TensorSpec([None, None, 3], tf.float32))
     ds = tf.data.Dataset.from_generator(frames, output_signature=spec)
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(entries)))  # Keras then knows its end
     return ds.batch(1).prefetch(2)

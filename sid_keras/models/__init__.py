@@ -132,13 +132,19 @@ def output_kind(model: keras.Model) -> str:
     return inference_model(model).get_config().get("output", SRGB)
 
 
-def input_name(kind: str) -> str:
+def takes_noise(model: keras.Model) -> bool:
+    """Whether the model's input carries the noise level of its packed channels (``noise_input``)."""
+    return bool(inference_model(model).get_config().get("noise_input", False))
+
+
+def input_name(kind: str, noise: bool = False) -> str:
     """Name of the exported input tensor; it tells an app (and :mod:`sid_keras.lite`) what to feed.
 
     ``packed_wb``: packed, amplified and white-balanced (``linear`` models, whose output is
-    linear camera RGB); ``packed``: packed and amplified (``srgb`` models, output sRGB).
+    linear camera RGB); ``packed``: packed and amplified (``srgb`` models, output sRGB); a
+    ``_noise`` suffix: followed by the noise level of each packed channel (``noise_input``).
     """
-    return "packed_wb" if kind == LINEAR else "packed"
+    return ("packed_wb" if kind == LINEAR else "packed") + ("_noise" if noise else "")
 
 
 def frozen_forward(net: keras.Model, shape):
@@ -151,7 +157,7 @@ def frozen_forward(net: keras.Model, shape):
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec(shape, tf.float32, name=input_name(output_kind(net)))
+    spec = tf.TensorSpec(shape, tf.float32, name=input_name(output_kind(net), takes_noise(net)))
     forward = tf.function(lambda packed: {"rgb": net(packed, training=False)})
     return convert_variables_to_constants_v2(forward.get_concrete_function(spec))
 

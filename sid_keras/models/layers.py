@@ -111,6 +111,24 @@ class SpaceToDepth(layers.Layer):
         return {**super().get_config(), "block_size": self.block_size}
 
 
+@keras.saving.register_keras_serializable(package="sid_keras")
+class Channels(layers.Layer):
+    """The first ``count`` channels (a noise-aware model's packed frame, without its noise map)."""
+
+    def __init__(self, count: int, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, x):
+        return x[..., : self.count]
+
+    def compute_output_shape(self, s):
+        return (*s[:-1], self.count)
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}
+
+
 def bilinear_demosaic_kernel() -> np.ndarray:
     """The 3x3 convolution over SID's packed Bayer channels (R, G red row, B, G blue row) whose
     12 outputs, put through depth_to_space(2), are the bilinear demosaic of the mosaic: each

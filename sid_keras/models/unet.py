@@ -14,6 +14,7 @@ import keras
 from keras import layers
 
 from sid_keras.models.layers import (
+    Channels,
     CropLike,
     DepthToSpace,
     PadToMultiple,
@@ -181,6 +182,9 @@ class UNet(SidModel):
         demosaic_residual: the network adds a correction to the bilinear demosaic of its input
             (Bayer, linear output), its last convolution starting at zero: a clean frame needs
             little correction, so the model starts from doing no harm and learns what to undo.
+        noise_input: the input's packed channels are followed by as many channels of their noise
+            level (:func:`sid_keras.raw.noise_sigma`), so the model knows a clean frame from a
+            noisy one of the same brightness.
 
     Example:
         >>> model = UNet(width=8, depth=3)
@@ -193,26 +197,27 @@ class UNet(SidModel):
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
                  attention: bool = False, residual: bool = False, output: str = LINEAR,
-                 demosaic_residual: bool = False, **kwargs):
+                 demosaic_residual: bool = False, noise_input: bool = False, **kwargs):
         check_model_kwargs(type(self), kwargs, output)
         if demosaic_residual and (in_channels, scale, output) != (4, 2, LINEAR):
             raise ValueError("demosaic_residual needs a Bayer input (in_channels=4, scale=2) and linear output")
         block = residual_block if residual else double_conv
-        inputs = keras.Input((None, None, in_channels), name="packed")
+        inputs = keras.Input((None, None, in_channels * (2 if noise_input else 1)), name="packed")
 
         def body(x):
             features, _, _ = unet_body(x, width=width, depth=depth, block=block, gated=attention)
             if not demosaic_residual:
                 return rgb_head(features, scale, "head")
             correction = rgb_head(features, scale, "head", initializer="zeros")
-            return layers.Add(name="refined")([bilinear_demosaic(x, "demosaic"), correction])
+            packed = Channels(in_channels, name="packed_only")(x) if noise_input else x
+            return layers.Add(name="refined")([bilinear_demosaic(packed, "demosaic"), correction])
 
         outputs = _wrap(inputs, body, scale, 2 ** (depth - 1))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
                           attention=attention, residual=residual, output=output,
-                          demosaic_residual=demosaic_residual))
+                          demosaic_residual=demosaic_residual, noise_input=noise_input))
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")
