@@ -493,14 +493,8 @@ def dng_data_end(path: str) -> int | None:
 def camera_name(path: str | os.PathLike) -> str | None:
     """The camera a TIFF-based raw names (Make and Model, or DNG's UniqueCameraModel); None if
     the file does not say."""
-    def name_of(tif) -> str | None:
-        tags = tif.pages[0].tags
-        words = [str(tags[key].value).strip("\x00 ") for key in ("Make", "Model") if key in tags]
-        if not any(words) and "UniqueCameraModel" in tags:
-            words = [str(tags["UniqueCameraModel"].value)]
-        return " ".join(w for w in words if w) or None
-
-    return _read_tiff(os.fspath(path), name_of)
+    names = camera_identity(path)
+    return " ".join(names[key] for key in ("Make", "Model") if key in names) or names.get("UniqueCameraModel")
 
 
 def dng_raw_tags(path: str | os.PathLike) -> dict:
