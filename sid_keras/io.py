@@ -181,7 +181,7 @@ FORMAT_BITS = {"png": 8, "png16": 16, "jpeg": 8, "tiff16": 16, "dng": 16}
 DEFAULT_JPEG_QUALITY = 95
 # PNG compression: "fast" deflates the Sub-filtered rows with Huffman coding only (zlib level 1,
 # Z_HUFFMAN_ONLY): 0.22 s for the 9 MP Blackmagic frame, 9.7 MB, against 5.7 s / 9.6 MB for
-# Pillow's default and 0.9 s / 11.2 MB for Pillow at level 1 (benchmarks/encoders.py).
+# Pillow's default and 0.9 s / 11.2 MB for Pillow at level 1 (measured when this was chosen).
 # "small" is zlib level 9 on the same filter, for the smallest files at many times the time.
 PNG_COMPRESSION = ("fast", "small")
 # Rows filtered and deflated at a time: memory stays a few MB whatever the image's size.

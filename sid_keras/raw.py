@@ -1,6 +1,6 @@
 """Camera raw frames: reading, CFA canonicalisation, packing and the exposure ratio.
 
-The data path starts here (DESIGN.md §2): a raw file becomes a :class:`RawFrame` (the mosaic and
+The data path starts here: a raw file becomes a :class:`RawFrame` (the mosaic and
 the metadata needed to interpret it), the mosaic is brought to the reference CFA phase, packed into
 channels the network sees (SID's order) and normalised by the file's own black and white levels.
 Only numpy is imported at module level; rawpy is imported by :func:`read_raw`.
@@ -100,14 +100,6 @@ class CfaLayout:
 
 BAYER = CfaLayout("bayer", BAYER_PERIOD, BAYER_SCALE, REFERENCE_BAYER, BAYER_LAYOUT)
 XTRANS = CfaLayout("xtrans", XTRANS_PERIOD, XTRANS_SCALE, REFERENCE_XTRANS, XTRANS_LAYOUT)
-
-
-def layout_for_channels(channels: int) -> CfaLayout:
-    """The CFA layout whose packing has ``channels`` channels (4 Bayer, 9 X-Trans)."""
-    for layout in (BAYER, XTRANS):
-        if layout.channels == channels:
-            return layout
-    raise SidError(f"no CFA packing has {channels} channels: use 4 (Bayer) or 9 (X-Trans)")
 
 
 @dataclasses.dataclass(frozen=True)
