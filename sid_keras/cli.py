@@ -397,15 +397,15 @@ def _run_finetune(args) -> int:
                        "e.g. 30 300")
     epochs = max(1, round(args.steps / FINETUNE_STEPS_PER_EPOCH))
     learning_rate = args.learning_rate if args.learning_rate is not None else 3e-4 if args.photos else 5e-5
-    overrides = [f"data.root={args.data or ''!r}", f"data.train_list={args.list or ''!r}",
-                 f"data.val_list={(args.val_list or args.list or '')!r}", f"data.photos={list(args.photos)!r}",
-                 f"data.noise_profile={args.noise_profile or 'virtual'!r}", f"train.epochs={epochs}",
-                 f"train.steps_per_epoch={FINETUNE_STEPS_PER_EPOCH}", f"train.learning_rate={learning_rate!r}",
-                 f"train.step_epochs={max(1, epochs // 4)}", "train.gamma=0.5", f"train.val_every={epochs}",
-                 f"data.cameras={'pairs' if args.list else 'training'!r}",
-                 f"data.synthetic_share={FINETUNE_SYNTHETIC_SHARE}",
-                 *([f"data.ratio_range={list(args.ratios)!r}"] if args.ratios else []), *args.overrides]
-    config = load_config("shipped", overrides)
+    settings = {"data.root": args.data or "", "data.train_list": args.list or "",
+                "data.val_list": args.val_list or args.list or "", "data.photos": list(args.photos),
+                "data.noise_profile": args.noise_profile or "virtual", "train.epochs": epochs,
+                "train.steps_per_epoch": FINETUNE_STEPS_PER_EPOCH, "train.learning_rate": learning_rate,
+                "train.step_epochs": max(1, epochs // 4), "train.gamma": 0.5, "train.val_every": epochs,
+                "data.cameras": "pairs" if args.list else "training",
+                "data.synthetic_share": FINETUNE_SYNTHETIC_SHARE,
+                **({"data.ratio_range": list(args.ratios)} if args.ratios else {})}
+    config = load_config("shipped", args.overrides, settings)
     if not config.data.val_list:
         raise SidError("fine-tuning on photos alone needs pairs to check the result on: give --data and --val-list")
     finetune(args.model, config, args.out, overwrite=args.overwrite, verbose="auto" if sys.stdout.isatty() else 2)

@@ -235,8 +235,17 @@ def config_from_dict(raw: dict) -> Config:
     return config
 
 
-def load_config(name_or_path: str | None = None, overrides: list[str] = ()) -> Config:
+def load_config(name_or_path: str | None = None, overrides: list[str] = (),
+                settings: dict[str, Any] | None = None) -> Config:
+    """A config file or shipped experiment, then ``settings`` (``{"train.epochs": 10}``: Python
+    values, as a program sets them), then ``overrides`` (``KEY=VALUE`` strings, as a user types them)."""
     raw = read_toml(resolve_config_path(name_or_path), 'config file') if name_or_path else {}
+    for key, value in (settings or {}).items():
+        *sections, name = key.split(".")
+        table = raw
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[name] = value
     for assignment in overrides:
         apply_override(raw, assignment)
     return config_from_dict(raw)

@@ -128,3 +128,12 @@ def test_a_trial_trains_with_the_recipe_schedule(tiny_root, tmp_path):
     trial = json.loads(next((tmp_path / "synthetic_quick").glob("trial_*/trial.json")).read_text())
     last = max(trial["metrics"]["metrics"]["learning_rate"]["observations"], key=lambda o: o["step"])
     assert last["value"][0] == pytest.approx(1e-3 * 0.5**2)  # the third epoch: halved twice
+
+
+def test_a_program_sets_config_values_as_python_values_not_as_strings():
+    """finetune passed its settings as `--set` strings built with repr: a Windows path's
+    backslashes came back doubled."""
+    config = load_config("shipped", ["train.epochs=3"], {"data.root": r"C:\data\sid", "train.epochs": 9,
+                                                          "data.photos": [r"D:\photos"]})
+    assert config.data.root == r"C:\data\sid" and config.data.photos == [r"D:\photos"]
+    assert config.train.epochs == 3  # what the user typed wins over the program's default
