@@ -81,7 +81,7 @@ def main(argv=None) -> int:
                     if cli(["enhance", str(source), "-o", str(out), "--overwrite", *model]) != 0:
                         return 1
             png = np.asarray(Image.open(png_path))
-            pixels = tifffile.imread(dng_path)
+            pixels = tifffile.imread(dng_path)  # decoding lossless JPEG tiles needs imagecodecs (the dev extra)
             with rawpy.imread(str(dng_path)) as developed:
                 libraw = developed.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8,
                                                adjust_maximum_thr=0.0)
