@@ -363,8 +363,23 @@ def noise_law(frame: RawFrame, profile=None) -> NoiseLaw:
         law = noise.iso_variance(frame.iso, profile or noise.SONY_A7S2)
         source = f"{profile.name if profile else 'the reference'} noise law at ISO {frame.iso:g}"
         return NoiseLaw(np.full(channels, law[0], np.float32), np.full(channels, law[1], np.float32), source)
-    s, o = estimate_noise_law(pack(frame))
+    s, o = estimate_noise_law(_noise_sample(frame))
     return NoiseLaw(s, o, "estimated from the frame (no NoiseProfile, no ISO)")
+
+
+def _noise_sample(frame: RawFrame, side: int = 96, grid: int = 6) -> np.ndarray:
+    """``grid`` x ``grid`` packed tiles of ``side`` pixels spread over the frame, side by side
+    (the whole packed frame when it is small): plenty of pixels for a noise estimate, packed in a
+    fraction of a large frame's time."""
+    h, w = packed_shape(frame)
+    if h <= side * grid and w <= side * grid:
+        return pack(frame)
+    cells = frame.cfa.layout.shape[1]
+    rows = (np.linspace(0, max(h - side, 0), grid) // cells * cells).astype(int)
+    cols = np.linspace(0, max(w - side, 0), grid).astype(int)
+    bands = [network_input(frame, 1.0, white_balance=False, rows=(r, min(r + side, h // cells * cells)))
+             for r in rows]
+    return np.concatenate([np.concatenate([band[:, c:c + side] for c in cols], axis=1) for band in bands])
 
 
 def estimate_noise_law(packed: np.ndarray, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -372,23 +387,21 @@ def estimate_noise_law(packed: np.ndarray, bins: int = 16) -> tuple[np.ndarray, 
     pixel's difference from its 3x3 neighbourhood mean, in bins of that mean, fitted by
     ``s * mean + o`` (s, o >= 0). Edges and texture are a minority of each bin, which the median
     absolute deviation ignores."""
-    from scipy.ndimage import uniform_filter
-
     s_all, o_all = [], []
     for c in range(packed.shape[-1]):
-        y = packed[..., c].astype(np.float64)
-        mean = uniform_filter(y, 3, mode="reflect")
-        residual = (y - mean)[1:-1, 1:-1].ravel()
-        level = mean[1:-1, 1:-1].ravel()
-        edges = np.unique(np.quantile(level, np.linspace(0, 1, bins + 1)))
-        which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, len(edges) - 2)
+        y = packed[..., c].astype(np.float32)
+        h, w = y.shape
+        mean = sum(y[i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3)) / 9  # inner pixels
+        residual = (y[1:-1, 1:-1] - mean).ravel()
+        level = mean.ravel()
+        order = np.argsort(level, kind="stable")
         points = []
-        for b in range(len(edges) - 1):
-            r = residual[which == b]
-            if r.size >= 50:
+        for chunk in np.array_split(order, bins):  # bins of equal counts, by brightness
+            if chunk.size >= 50:
+                r = residual[chunk]
                 mad = np.median(np.abs(r - np.median(r)))
-                points.append((level[which == b].mean(), (1.4826 * mad) ** 2 * 9 / 8))  # var(y - mean3x3) = 8/9 var
-        x, v = np.array(points).T if points else (np.zeros(1), np.zeros(1))
+                points.append((level[chunk].mean(), (1.4826 * mad) ** 2 * 9 / 8))  # var(y - mean3x3) = 8/9 var
+        x, v = np.array(points, np.float64).T if points else (np.zeros(1), np.zeros(1))
         slope, offset = np.polyfit(x, v, 1) if len(points) > 1 else (0.0, float(v.mean()))
         if offset < 0:
             slope, offset = max(float(np.sum(x * v) / max(np.sum(x * x), 1e-12)), 0.0), 0.0
