@@ -230,7 +230,7 @@ class Task:
         args = self.config.model.args
         first = args.get("first")
         if not first:
-            if args.get("freeze_first"):
+            if args.get("freeze_first") and not self.config.train.init_from:
                 raise SidError("[model] args.freeze_first = true would freeze a random first U-Net: set "
                                "model.args.first to a trained unet .keras file of the same width and depth")
             return
@@ -436,50 +436,54 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
     return history
 
 
+# The registry names the recipe builds a fine-tuned model by, from its class: a fine-tune is a
+# training run of the loaded architecture that starts from the loaded weights.
+_FINETUNABLE = {"UNet": "unet", "FastUNet": "fast_unet", "DoubleUNet": "double_unet"}
+
+
 def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os.PathLike, *,
              overwrite: bool = False, verbose: int | str = "auto", log=print):
     """Adapt a trained model (the shipped one by default) to a camera; write it to ``out``.
 
     The training recipe of ``config`` (its data: a handful of the camera's real pairs and/or
     pairs synthesised with its calibrated noise profile; its loss, schedule and metrics) runs on
-    the loaded model, whatever its architecture, at a low learning rate, in the spirit of LED's
-    few-shot adaptation (Jin et al., ICCV 2023). The result is a ``.keras`` file that ``enhance``
-    and ``export`` take like any other.
+    the loaded model's architecture from its weights (``train.init_from``), at a low learning
+    rate, in the spirit of LED's few-shot adaptation (Jin et al., ICCV 2023). It is a
+    :func:`train` run in a folder beside ``out`` (``mine.keras`` -> ``mine.run/``): locked,
+    checkpointed every epoch and resumed exactly when the same command is run again. The
+    result (the last epoch's model, in the precision the model came in) is a ``.keras`` file
+    that ``enhance`` and ``export`` take like any other.
     """
-    from sid_keras.inference import load_model
+    import shutil
+
+    import keras
+
+    from sid_keras.inference import DEFAULT_MODEL_FILE, load_model
     from sid_keras.io import check_outputs_free
-    from sid_keras.models import inference_model, output_kind, takes_noise, with_precision
+    from sid_keras.models import inference_model, output_kind, with_precision
 
     out = pathlib.Path(out)
     if out.suffix != ".keras" or not out.parent.is_dir():
         raise SidError(f"{out}: the fine-tuned model is written as a .keras file in an existing folder, "
                        "e.g. -o mine.keras")
     check_outputs_free(out.parent, [out.name], overwrite)
-    net = inference_model(load_model(model_path))
-    args = {**config.model.args, "noise_input": takes_noise(net)}  # the data is made as the model takes it
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, output=output_kind(net), args=args))
-    task = Task(config)
-    data = task.data()
-    packed_channels = net.inputs[0].shape[-1] // (2 if task.noise_input else 1)
-    if packed_channels != data.channels:
-        raise SidError(f"{model_path or 'the shipped model'} takes {packed_channels} packed channels but "
-                       f"the data has {data.channels}: fine-tune a model made for this sensor's CFA")
-    import keras
-
-    log(task.cache_notice())
-    log(task.precision.describe())
-    trained = with_precision(net, task.precision.policy)
-
-    trained.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), loss=task.loss(),
-                    metrics=task.metrics())
-    history = trained.fit(task.train_dataset(data), epochs=config.train.epochs,
-                          steps_per_epoch=task.steps_per_epoch(data), validation_data=data.val,
-                          validation_freq=config.train.val_every, callbacks=[task.divergence, task.schedule()],
-                          verbose=verbose)
-    if task.divergence.diverged:
-        raise SidError(f"fine-tuning diverged at {task.divergence.diverged}; {out} was not written: "
-                       "lower --learning-rate")
-    save_model_atomic(with_precision(trained, net.dtype_policy.name), out)  # in the precision it came in
+    source = pathlib.Path(model_path) if model_path else DEFAULT_MODEL_FILE
+    net = inference_model(load_model(source))
+    name = _FINETUNABLE.get(type(net).__name__)
+    if name is None:
+        raise SidError(f"{source}: a {type(net).__name__}; fine-tuning takes a {', '.join(_FINETUNABLE.values())} "
+                       "model (a GAN's generator is one)")
+    args = {k: v for k, v in net.get_config().items()
+            if k not in ("name", "trainable", "dtype", "in_channels", "scale", "output")}
+    run = out.with_suffix(".run")
+    if overwrite and out.exists() and run.is_dir():
+        shutil.rmtree(run)  # a new fine-tune, not the finished one resumed
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, name=name, output=output_kind(net), args=args),
+        train=dataclasses.replace(config.train, init_from=str(source), out_dir=str(run)))
+    history = train(config, verbose=verbose, log=log)
+    tuned = inference_model(keras.models.load_model(run / "final.keras", compile=False))
+    save_model_atomic(with_precision(tuned, net.dtype_policy.name), out)
     return history
 
 

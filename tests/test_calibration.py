@@ -160,6 +160,12 @@ def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, 
     assert synthesised == [[50.0, 200.0], 1]  # the ratios asked for; the one colour response of the Sony pairs
     assert "--ratios 50 2: give LOW HIGH" in _one_line(capsys, [*args, "--ratios", "50", "2"])
     assert "already holds mine.keras" in _one_line(capsys, args)  # never replaces a model the user has
+    run = tmp_path / "mine.run"  # a training run: locked, checkpointed, resumed
+    epochs = (run / "log.csv").read_text().strip().splitlines()
+    assert (run / "checkpoint").exists() and len(epochs) == 1 + 1  # 20 steps: one epoch of 50
+    out.unlink()  # as if killed after its last epoch: the same command finishes the job, trains no more
+    assert main(args) == 0 and out.exists()
+    assert (run / "log.csv").read_text().strip().splitlines() == epochs
     dark = sorted((root / "Sony" / "short").iterdir())[0]
     assert main(["enhance", str(dark), "-o", str(tmp_path / "e.png"), "--model", str(out)]) == 0
     assert "give your camera's pairs" in _one_line(capsys, ["finetune", "-o", str(tmp_path / "x.keras")])
