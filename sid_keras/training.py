@@ -40,7 +40,6 @@ from sid_keras.io import save_model_atomic
 from sid_keras.render import LINEAR
 
 SID_DECAY_FACTOR = 0.1  # SID: 1e-4, then 1e-5 after half the epochs
-GAN_MODELS = ("unet_gan", "vae_gan")
 
 
 @dataclasses.dataclass
@@ -79,7 +78,9 @@ class Task:
 
     @property
     def is_gan(self) -> bool:
-        return self.config.model.name in GAN_MODELS
+        from sid_keras.models import is_adversarial
+
+        return is_adversarial(self.config.model.name)
 
     # -- data ----------------------------------------------------------------------------------
     def _cache_dir(self) -> pathlib.Path:

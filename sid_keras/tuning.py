@@ -111,6 +111,8 @@ MODEL_ARG_HYPERPARAMETERS = ("depth", "width", "adversarial_weight")
 
 def trial_config(base: dict, values: dict) -> Config:
     """The training config of one trial: the base with the trial's hyperparameters applied."""
+    from sid_keras.models import is_adversarial
+
     raw = copy.deepcopy(base)
     raw.setdefault("model", {}).setdefault("args", {})
     for name, value in values.items():
@@ -119,7 +121,7 @@ def trial_config(base: dict, values: dict) -> Config:
         elif name == "model":
             raw["model"]["name"] = value
         elif name in MODEL_ARG_HYPERPARAMETERS:
-            if name == "adversarial_weight" and raw["model"].get("name") not in ("unet_gan", "vae_gan"):
+            if name == "adversarial_weight" and not is_adversarial(raw["model"].get("name", "")):
                 continue
             raw["model"]["args"][name] = value
         else:

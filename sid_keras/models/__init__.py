@@ -30,6 +30,7 @@ class ModelSpec:
     name: str
     builder: Callable[..., keras.Model]
     summary: str
+    adversarial: bool = False  # a generator and a discriminator: two optimizers, a GAN's step
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -38,14 +39,19 @@ POSITIVE_ARGS = ("width", "depth", "pack", "in_channels", "scale", "latent_chann
                  "discriminator_depth")
 
 
-def register(name: str, summary: str):
+def register(name: str, summary: str, adversarial: bool = False):
     def decorate(builder):
         if name in MODELS:
             raise ValueError(f"model name {name!r} is registered twice")
-        MODELS[name] = ModelSpec(name, builder, summary)
+        MODELS[name] = ModelSpec(name, builder, summary, adversarial)
         return builder
 
     return decorate
+
+
+def is_adversarial(name: str) -> bool:
+    """Whether the registered model ``name`` is a GAN (False for unknown names)."""
+    return name in MODELS and MODELS[name].adversarial
 
 
 def build_model(name: str, **kwargs) -> keras.Model:
@@ -93,17 +99,17 @@ def _gan(generator: keras.Model, discriminator_width: int, discriminator_depth: 
                    cutmix_probability=cutmix_probability, seed=seed)
 
 
-@register("unet_gan", "a generator (default unet) against a U-Net discriminator (Schönfeld 2020)")
+@register("unet_gan", "a generator (default unet) against a U-Net discriminator (Schönfeld 2020)", adversarial=True)
 def _unet_gan(generator: str = "unet", discriminator_width: int = 32, discriminator_depth: int = 4,
               adversarial_weight: float = 0.01, cutmix_probability: float = 0.0, seed: int = 0,
               **generator_args):
-    if generator in ("unet_gan", "vae_gan"):
+    if is_adversarial(generator):
         raise SidError(f"generator {generator!r} is itself a GAN; use a plain model name")
     return _gan(build_model(generator, **generator_args), discriminator_width, discriminator_depth,
                 adversarial_weight, cutmix_probability, seed, generator_args.get("dtype"))
 
 
-@register("vae_gan", "U-Net with a VAE branch, judged by a U-Net discriminator")
+@register("vae_gan", "U-Net with a VAE branch, judged by a U-Net discriminator", adversarial=True)
 def _vae_gan(discriminator_width: int = 32, discriminator_depth: int = 4, adversarial_weight: float = 0.01,
              cutmix_probability: float = 0.0, seed: int = 0, **generator_args):
     return _gan(VAEUNet(seed=seed, **generator_args), discriminator_width, discriminator_depth, adversarial_weight,
