@@ -254,8 +254,8 @@ def _add_enhance(sub) -> None:
     p.add_argument("--overlap", type=int, default=None,
                    help="least tile context in packed pixels (default 64, or 1/32 of a fixed-size model's tile)")
     p.add_argument("--noise-profile", default=None, metavar="TOML",
-                   help="your camera's noise (`sid-keras calibrate`), told to a noise-aware model for files "
-                        "without a NoiseProfile tag")
+                   help="your camera's noise (`sid-keras calibrate`): its dark shading is subtracted, and a "
+                        "noise-aware model is told its noise law for files without a NoiseProfile tag")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--compression", choices=PNG_COMPRESSION, default="fast",
@@ -270,12 +270,13 @@ def _run_enhance(args) -> int:
     if not inputs:
         raise SidError(f"no raw files found in {' '.join(args.inputs)}")
     fmt, plan = plan_outputs(inputs, args.out, args.fmt)
-    profile = None
+    profile, shading = None, None
     if args.noise_profile:
-        from sid_keras.noise import load_profile
+        from sid_keras.noise import load_dark_shading, load_profile
 
-        profile = load_profile(args.noise_profile)
-    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap, noise_profile=profile)
+        profile, shading = load_profile(args.noise_profile), load_dark_shading(args.noise_profile)
+    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap, noise_profile=profile,
+                        dark_shading=shading)
     failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
                              progress=on_terminal(), log=_print_while_read, verbose=args.verbose,
                              quality=args.quality,

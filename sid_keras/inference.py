@@ -327,6 +327,8 @@ class Enhancer:
         output: ``"linear"`` or ``"srgb"``, only for a plain callable.
         noise_profile: a calibrated camera (:class:`sid_keras.noise.NoiseProfile`) whose noise
             law a noise-aware model is told for files without a NoiseProfile tag.
+        dark_shading: that camera's dark-shading maps by ISO (:func:`sid_keras.noise.load_dark_shading`),
+            subtracted from every frame before the network (:meth:`prepare`).
 
     Example:
         >>> enhancer = Enhancer()  # the shipped model
@@ -334,10 +336,12 @@ class Enhancer:
     """
 
     def __init__(self, model=None, *, tile: int | None = None, overlap: int | None = None,
-                 auto_target: float | None = None, output: str | None = None, noise_profile=None):
+                 auto_target: float | None = None, output: str | None = None, noise_profile=None,
+                 dark_shading: dict[float, np.ndarray] | None = None):
         self.channels = None  # packed channels the model takes, when it says
         self.noise_input = False  # whether it takes their noise level too (raw.noise_law)
         self.noise_profile = noise_profile  # a calibrated camera's, for files without a NoiseProfile
+        self.dark_shading = dark_shading or {}
         self.tflite_file = None  # set for TFLite models: lanes of a batch each load their own
         fixed_tile = None  # the side of a fixed-size TFLite model's input
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -408,6 +412,10 @@ class Enhancer:
             replicas.append(replica)
         return replicas
 
+    def prepare(self, frame: raw.RawFrame) -> raw.RawFrame:
+        """The frame as the network should see it: less the camera's calibrated dark shading."""
+        return raw.subtract_dark_shading(frame, self.dark_shading)
+
     def noise_law(self, frame: raw.RawFrame) -> raw.NoiseLaw | None:
         """The frame's noise law when the model takes it (:func:`sid_keras.raw.noise_law`)."""
         return raw.noise_law(frame, self.noise_profile) if self.noise_input else None
@@ -475,7 +483,7 @@ class Enhancer:
     def enhance(self, source: str | os.PathLike | raw.RawFrame, ratio: float | str | None = "auto") -> np.ndarray:
         """Enhance a raw file or :class:`~sid_keras.raw.RawFrame`; float32 sRGB (H, W, 3) in [0, 1]."""
         frame = source if isinstance(source, raw.RawFrame) else raw.read_raw(source)
-        return self.enhance_frame(frame, ratio).image
+        return self.enhance_frame(self.prepare(frame), ratio).image
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
@@ -613,7 +621,7 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     def read(source: pathlib.Path, target: pathlib.Path) -> raw.RawFrame:
         if target.exists() and not overwrite:
             raise SidError(f"{target}: already exists; pass --overwrite to replace it")
-        return raw.read_raw(source)
+        return enhancer.prepare(raw.read_raw(source))
 
     def enhance(reading):
         frame = reading.result()

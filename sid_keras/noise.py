@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pathlib
 from typing import Sequence
 
@@ -167,6 +168,27 @@ class _TfMath:
 
     def __init__(self, tf):
         self.where, self.exp, self.lgamma = tf.where, tf.exp, tf.math.lgamma
+
+
+def dark_shading_file(profile_path: str | os.PathLike) -> pathlib.Path:
+    """Where `sid-keras calibrate -o mycamera.toml` writes the camera's dark shading."""
+    path = pathlib.Path(profile_path)
+    return path.with_name(f"{path.stem}.dark_shading.npz")
+
+
+def load_dark_shading(profile_path: str | os.PathLike | None) -> dict[float, np.ndarray]:
+    """The calibrated dark-shading maps (mean dark frame minus black, DN) by ISO, beside a
+    profile TOML; empty when there are none (a built-in profile, too few dark frames)."""
+    if not profile_path:
+        return {}
+    path = dark_shading_file(profile_path)
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path) as maps:
+            return {float(key[3:]): maps[key].astype(np.float32) for key in maps.files if key.startswith("iso")}
+    except (OSError, ValueError) as err:
+        raise SidError(f"{path}: not a readable dark-shading file ({err}); calibrate again") from None
 
 
 def load_profile(spec: str | None) -> NoiseProfile:

@@ -410,6 +410,22 @@ def estimate_noise_law(packed: np.ndarray, bins: int = 16) -> tuple[np.ndarray, 
     return np.array(s_all, np.float32), np.array(o_all, np.float32)
 
 
+def subtract_dark_shading(frame: RawFrame, maps: dict[float, np.ndarray]) -> RawFrame:
+    """The frame less its camera's fixed dark pattern (the calibrated map of the nearest ISO):
+    what PMN measured +0.76 dB on SID from. A frame of another size, or without an ISO when
+    several ISOs were calibrated, is left as it is, with a notice."""
+    if not maps:
+        return frame
+    usable = {iso: m for iso, m in maps.items() if m.shape == frame.mosaic.shape}
+    if not usable or (frame.iso is None and len(usable) > 1):
+        why = "its size differs from the calibration frames'" if not usable else "it names no ISO"
+        return dataclasses.replace(frame, notices=(*frame.notices,
+                                                   f"{frame.path}: dark shading not subtracted: {why}"))
+    iso = min(usable, key=lambda i: abs(math.log(i / frame.iso)) if frame.iso else 0.0)
+    mosaic = np.clip(np.rint(frame.mosaic.astype(np.float32) - usable[iso]), 0, frame.white_level)
+    return dataclasses.replace(frame, mosaic=mosaic.astype(np.uint16))
+
+
 def check_ratio(ratio: float, what: str = "exposure ratio") -> float:
     """A ratio within :data:`RATIO_BOUNDS`, or a SidError that says so."""
     try:

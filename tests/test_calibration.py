@@ -76,6 +76,19 @@ def test_cli_writes_a_profile_the_synthesiser_reads(frames, tmp_path, capsys, ph
     assert profile.name == "mycamera" and profile.gain[0] == pytest.approx(0.4, rel=0.05)
     assert (tmp_path / "mycamera.dark_shading.npz").exists()
     assert main(["calibrate", str(frames), "-o", str(out)]) == 1  # an existing profile is kept
+    from sid_keras.inference import Enhancer
+    from sid_keras.noise import load_dark_shading
+    from sid_keras.raw import read_raw
+
+    maps = load_dark_shading(out)
+    assert sorted(maps) == sorted(CAMERA) and maps[400.0].shape == SHAPE
+    dark = read_raw(frames / "iso1600" / "dark00.dng")
+    prepared = Enhancer(lambda x: x, output="linear", dark_shading=maps).prepare(dark)
+    assert "dark shading not subtracted: it names no ISO" in prepared.notices[-1]  # these frames do not say
+    import dataclasses
+
+    prepared = Enhancer(lambda x: x, output="linear", dark_shading=maps).prepare(dataclasses.replace(dark, iso=1600))
+    np.testing.assert_array_equal(prepared.mosaic, np.clip(np.rint(dark.mosaic - maps[1600.0]), 0, WHITE))
     root = tmp_path / "synth"
     photos = photo_folder
     assert main(["synth", "--photos", str(photos), "--out", str(root), "--limit", "1", "--ratios", "100",

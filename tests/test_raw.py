@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import BAYER_PHASES, BLACKMAGIC_DNG
@@ -214,3 +216,17 @@ def test_the_noise_level_comes_from_the_file_then_the_iso_then_the_frame_itself(
     expected = np.minimum(4.0 * raw.channel_gains(frame) * np.sqrt(s_true * signal + o_true), 1.0)
     np.testing.assert_allclose(x[..., 4:], expected, rtol=1e-5)
     np.testing.assert_array_equal(x[..., :4], raw.network_input(frame, 4.0, white_balance=True))
+
+
+def test_a_calibrated_dark_shading_is_subtracted_at_the_nearest_iso(tmp_path, write_dng):
+    path, mosaic = write_dng(name="dark.dng", shape=(64, 96), iso=1600)
+    frame = raw.read_raw(path)
+    pattern = np.random.default_rng(2).normal(0, 3, mosaic.shape).astype(np.float32)
+    maps = {400.0: np.zeros(mosaic.shape, np.float32), 3200.0: pattern}  # 1600 is nearer 3200 (log scale)
+    corrected = raw.subtract_dark_shading(frame, maps)
+    np.testing.assert_array_equal(corrected.mosaic, np.clip(np.rint(mosaic - pattern), 0, frame.white_level))
+    assert corrected.notices == frame.notices
+    other = raw.subtract_dark_shading(frame, {400.0: np.zeros((8, 8), np.float32)})
+    assert other.mosaic is frame.mosaic and "its size differs" in other.notices[-1]
+    no_iso = raw.subtract_dark_shading(dataclasses.replace(frame, iso=None), maps)
+    assert "it names no ISO" in no_iso.notices[-1]
