@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from sid_keras.errors import SidError
+from sid_keras.io import read_toml  # noqa: F401  (configs are read through it)
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).parent / "experiments"
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -108,31 +109,6 @@ def to_toml(raw: dict) -> str:
         lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
         lines.append("")
     return "\n".join(lines)
-
-
-def read_toml(path: str | pathlib.Path, what: str = "file") -> dict:
-    """A TOML file as a dict; a missing, unreadable or invalid file is one clear :class:`SidError`.
-
-    The one TOML reader of the package: training configs, search jobs, export profiles and
-    noise profiles all come through here.
-    """
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    path = pathlib.Path(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SidError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise SidError(f"{path}: is a folder, not a {what}") from None
-    except UnicodeDecodeError:
-        raise SidError(f"{path}: not a UTF-8 text file; save the {what} as UTF-8 TOML") from None
-    except OSError as err:
-        raise SidError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SidError(f"{path}: not valid TOML ({err})") from None
 
 
 def resolve_config_path(name_or_path: str) -> pathlib.Path:

@@ -1,4 +1,5 @@
-"""Writing files so that an interrupted run never leaves a half-written output."""
+"""Files in and out: writing so that an interrupted run never leaves a half-written output,
+and reading TOML with one clear error for every way it can fail."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import contextlib
 import errno
 import os
 import pathlib
+import sys
 import tempfile
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from sid_keras.errors import SidError
-
 
 # Temporary files and folders of this package are named ".tmp-sid-keras-PID-...": a later run
 # removes those of processes that no longer exist (killed with SIGKILL), and nobody else's.
@@ -276,3 +277,28 @@ def write_png(path: str, rgb: np.ndarray, *, compression: str = "fast") -> None:
             if data:
                 f.write(chunk(b"IDAT", data))
         f.write(chunk(b"IDAT", deflate.flush()) + chunk(b"IEND", b""))
+
+
+def read_toml(path: str | pathlib.Path, what: str = "file") -> dict:
+    """A TOML file as a dict; a missing, unreadable or invalid file is one clear :class:`SidError`.
+
+    The one TOML reader of the package: training configs, search jobs, export profiles and
+    noise profiles all come through here.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    path = pathlib.Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SidError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise SidError(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError:
+        raise SidError(f"{path}: not a UTF-8 text file; save the {what} as UTF-8 TOML") from None
+    except OSError as err:
+        raise SidError(f"{path}: cannot read the {what} ({err.strerror})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SidError(f"{path}: not valid TOML ({err})") from None

@@ -201,7 +201,7 @@ def load_profile(spec: str | None) -> NoiseProfile:
     if not path.is_file():
         names = ", ".join([VIRTUAL.name, *CALIBRATED])
         raise SidError(f"noise profile {spec!r}: no such file or built-in profile ({names})")
-    from sid_keras.config import read_toml
+    from sid_keras.io import read_toml
 
     raw = read_toml(path).get("profile")
     if not isinstance(raw, dict):
