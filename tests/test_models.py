@@ -300,3 +300,13 @@ def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input
         build_model("unet", in_channels=9, scale=3, width=4, depth=3, demosaic_residual=True)
     with pytest.raises(SidError, match="linear output"):
         build_model("unet", width=4, depth=3, output="srgb", demosaic_residual=True)
+
+
+def test_finetune_names_the_architectures_it_takes(tmp_path):
+    from sid_keras.models import VAEUNet
+    from sid_keras.training import finetune
+
+    VAEUNet(width=4, depth=3).save(tmp_path / "vae.keras")
+    with pytest.raises(SidError, match="fine-tuning takes a unet, fast_unet, double_unet model"):
+        finetune(tmp_path / "vae.keras", load_config("shipped"), tmp_path / "mine.keras")
+    assert not (tmp_path / "mine.run").exists()
