@@ -15,15 +15,17 @@ def test_the_shipped_model_is_small_and_loads():
     assert model.count_params() == 1_092_528 and output_kind(model) == "linear"
 
 
-def test_the_shipped_tflite_file_is_the_same_model():
-    """`enhance` runs the TFLite twin of default.keras: same output kind, near-identical output."""
+def test_the_shipped_tflite_file_is_the_same_model(write_dng):
+    """`enhance` runs the TFLite twin of default.keras: same input and output convention,
+    near-identical output."""
     from sid_keras.inference import Enhancer, load_model
 
     lite, keras_model = Enhancer(), Enhancer(load_model())
     assert DEFAULT_TFLITE_FILE.stat().st_size < 3_000_000
     assert lite.output == keras_model.output == "linear" and (lite.tile, lite.overlap) == (256, 8)
-    packed = np.random.default_rng(0).uniform(0, 0.2, (96, 160, 4)).astype(np.float32)
-    a, b = lite.run(packed, 2), keras_model.run(packed, 2)
+    assert lite.noise_input == keras_model.noise_input and lite.channels == keras_model.channels == 4
+    dng, _ = write_dng(name="dark.dng", shape=(192, 320), black=512, white=16383, iso=3200)
+    a, b = lite.enhance(dng, ratio=1), keras_model.enhance(dng, ratio=1)  # a busy, unclipped input
     assert 10 * np.log10(1 / np.mean((a - b) ** 2)) > 35  # dB: int8 weights, float activations
 
 
