@@ -33,7 +33,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_RAW = os.path.join(HERE, "..", "..", "shared", "data", "raw", "blackmagic_pocket4k.dng")
+DEFAULT_RAW = os.path.join(HERE, "..", "tests", "data", "blackmagic_pocket4k.dng")
 ASPECT = 3 / 2  # width / height of the synthetic frames, like most camera sensors
 
 LIBRAW_DEVELOP = """
