@@ -2,7 +2,7 @@
 
     python benchmarks/data_pipeline.py [--raw FILE] [--patch 512] [--batches 20]
 
-Uses a real camera file (default: ../shared/data/raw/blackmagic_pocket4k.dng, 2176x4128 Bayer).
+Uses a real camera file (default: tests/data/blackmagic_pocket4k.dng, 2176x4128 Bayer).
 All three rows are measured in the same run, so compare the ratios, not the absolute numbers.
 Target: the cache path delivers 512x512 packed patches at least 20x faster than decoding each
 time, and faster than the SID-size U-Net consumes them (a training step never waits on data).
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-DEFAULT_RAW = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "raw" / "blackmagic_pocket4k.dng"
+DEFAULT_RAW = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "blackmagic_pocket4k.dng"
 
 
 def decode_every_time(path: pathlib.Path, patch: int, count: int, rng) -> float:
