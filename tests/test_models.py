@@ -296,6 +296,12 @@ def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input
     out = np.asarray(model(_pack_rgb(image)[None].astype("float32")))[0]
     np.testing.assert_allclose(out[2:-2, 2:-2], image[2:-2, 2:-2], atol=1e-5)
     assert build_model("unet", width=4, depth=3)(_pack_rgb(image)[None].astype("float32")).shape == (1, 32, 48, 3)
+    gated = build_model("unet", width=4, depth=3, demosaic_residual=True, demosaic_gate=True, noise_input=True)
+    packed = _pack_rgb(image)[None].astype("float32")
+    out = np.asarray(gated(np.concatenate([packed, np.full_like(packed, 0.01)], axis=-1)))[0]
+    np.testing.assert_allclose(out[2:-2, 2:-2], image[2:-2, 2:-2], atol=1e-5)  # the gate starts open: 1
+    with pytest.raises(SidError, match="set both"):
+        build_model("unet", width=4, depth=3, demosaic_gate=True)
     with pytest.raises(SidError, match="demosaic_residual needs a Bayer input"):
         build_model("unet", in_channels=9, scale=3, width=4, depth=3, demosaic_residual=True)
     with pytest.raises(SidError, match="linear output"):

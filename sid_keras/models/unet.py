@@ -182,6 +182,10 @@ class UNet(SidModel):
         demosaic_residual: the network adds a correction to the bilinear demosaic of its input
             (Bayer, linear output), its last convolution starting at zero: a clean frame needs
             little correction, so the model starts from doing no harm and learns what to undo.
+        demosaic_gate: with ``demosaic_residual``, the network also scales the demosaic per pixel
+            and colour (a gate ``2 sigmoid(z)``, 1 at the start): it can keep a clean frame's
+            demosaic and drop a noisy one's, which an additive correction alone could not cancel
+            (measured: the darkest stress frames at 14-16 dB instead of 21).
         noise_input: the input's packed channels are followed by as many channels of their noise
             level (:func:`sid_keras.raw.noise_sigma`), so the model knows a clean frame from a
             noisy one of the same brightness.
@@ -197,10 +201,13 @@ class UNet(SidModel):
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
                  attention: bool = False, residual: bool = False, output: str = LINEAR,
-                 demosaic_residual: bool = False, noise_input: bool = False, **kwargs):
+                 demosaic_residual: bool = False, demosaic_gate: bool = False, noise_input: bool = False,
+                 **kwargs):
         check_model_kwargs(type(self), kwargs, output)
         if demosaic_residual and (in_channels, scale, output) != (4, 2, LINEAR):
             raise ValueError("demosaic_residual needs a Bayer input (in_channels=4, scale=2) and linear output")
+        if demosaic_gate and not demosaic_residual:
+            raise ValueError("demosaic_gate gates the demosaic of demosaic_residual: set both")
         block = residual_block if residual else double_conv
         inputs = keras.Input((None, None, in_channels * (2 if noise_input else 1)), name="packed")
 
@@ -210,14 +217,19 @@ class UNet(SidModel):
                 return rgb_head(features, scale, "head")
             correction = rgb_head(features, scale, "head", initializer="zeros")
             packed = Channels(in_channels, name="packed_only")(x) if noise_input else x
-            return layers.Add(name="refined")([bilinear_demosaic(packed, "demosaic"), correction])
+            base = bilinear_demosaic(packed, "demosaic")
+            if demosaic_gate:
+                gate = layers.Activation("sigmoid", name="gate_sigmoid")(rgb_head(features, scale, "gate", "zeros"))
+                base = layers.Multiply(name="gated")([base, layers.Rescaling(2.0, name="gate")(gate)])
+            return layers.Add(name="refined")([base, correction])
 
         outputs = _wrap(inputs, body, scale, 2 ** (depth - 1))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
                           attention=attention, residual=residual, output=output,
-                          demosaic_residual=demosaic_residual, noise_input=noise_input))
+                          demosaic_residual=demosaic_residual, demosaic_gate=demosaic_gate,
+                          noise_input=noise_input))
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")
