@@ -38,9 +38,10 @@ DEVELOPERS = {
 
 
 def linear(image: np.ndarray) -> np.ndarray:
+    from sid_keras.synthetic import srgb_to_linear
+
     scale = np.iinfo(image.dtype).max if image.dtype.kind == "u" else 1.0
-    srgb = image[..., :3].astype(np.float64) / scale
-    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    return srgb_to_linear(image[..., :3].astype(np.float64) / scale)
 
 
 def balance(image: np.ndarray) -> np.ndarray:

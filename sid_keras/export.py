@@ -171,8 +171,9 @@ def _random_crop(packed: np.ndarray, tile: int, rng: np.random.Generator) -> np.
     return crop
 
 
-def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: bool, noise: bool):
-    """Network inputs of the calibration set, frame by frame, in a seeded order."""
+def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: bool):
+    """The calibration set's frames with their exposure ratios, in a seeded order, and how many
+    there are (None: as many as are asked for)."""
     import tempfile
 
     from sid_keras import raw
@@ -183,49 +184,60 @@ def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: boo
 
         files = expand_inputs([profile.calibration_dir])  # load_profile checked there are some
         kind = LINEAR if white_balance else "srgb"
-        for i in rng.permutation(len(files)):
-            frame = raw.read_raw(files[i])
-            ratio = auto_ratio(frame, AUTO_TARGET_MEAN[kind], white_balance=white_balance)
-            yield raw.network_input(frame, ratio, white_balance=white_balance,
-                                    noise=raw.noise_law(frame) if noise else None)
-    elif profile.calibration_list:
+
+        def from_files():
+            for i in rng.permutation(len(files)):
+                frame = raw.read_raw(files[i])
+                yield frame, auto_ratio(frame, AUTO_TARGET_MEAN[kind], white_balance=white_balance)
+
+        return from_files(), len(files)
+    if profile.calibration_list:
         from sid_keras.data import read_sid_list
 
         pairs = read_sid_list(profile.calibration_list, profile.calibration_root or None)
-        for i in rng.permutation(len(pairs)):
-            frame, _, ratio = pairs[i].read()
-            yield raw.network_input(frame, ratio, white_balance=white_balance,
-                                    noise=raw.noise_law(frame) if noise else None)
-    else:
-        from sid_keras.data import SidPair
-        from sid_keras.demo import make_demo_raw
 
+        def from_pairs():
+            for i in rng.permutation(len(pairs)):
+                frame, _, ratio = pairs[i].read()
+                yield frame, ratio
+
+        return from_pairs(), len(pairs)
+    from sid_keras.data import SidPair
+    from sid_keras.demo import make_demo_raw
+
+    def synthesised():
         with tempfile.TemporaryDirectory() as tmp:
             for i in itertools.count():
                 frame, _, ratio = SidPair(*make_demo_raw(pathlib.Path(tmp), int(rng.choice([100, 250, 300])),
                                                          seed + i)).read()
-                yield raw.network_input(frame, ratio, white_balance=white_balance,
-                                        noise=raw.noise_law(frame) if noise else None)
+                yield frame, ratio
+
+    return synthesised(), None
 
 
 def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int, *,
                       white_balance: bool, noise: bool = False) -> list[np.ndarray]:
-    """``count`` network inputs (packed, amplified, white-balanced for linear models) cropped to
-    the tile from the calibration set (:func:`calibration_source`): four crops a frame, going
-    round the frames again while more are needed."""
+    """``count`` network inputs (packed, amplified, white-balanced for linear models, with their
+    noise level for a noise-aware model) cropped to the tile from the calibration set
+    (:func:`calibration_source`): four crops a frame, more from each when a set of files has too
+    few frames, so every file is read once."""
+    from sid_keras import raw
+
+    frames, total = _calibration_frames(profile, seed, white_balance=white_balance)
+    per_frame = 4 if total is None else max(4, -(-count // max(total, 1)))
     rng = np.random.default_rng(seed + 1)
     crops: list[np.ndarray] = []
-    while len(crops) < count:
-        before = len(crops)
-        for packed in _calibration_frames(profile, seed + len(crops), white_balance=white_balance, noise=noise):
-            if packed.shape[2] != channels:
-                raise SidError(f"the calibration frames pack into {packed.shape[2]} channels but the model takes "
-                               f"{channels}: calibrate on the camera the model is for")
-            crops += [_random_crop(packed, profile.tile, rng) for _ in range(4)]
-            if len(crops) >= count:
-                break
-        if len(crops) == before:
-            raise SidError(f"{calibration_source(profile)}: no frame to calibrate on")
+    for frame, ratio in frames:
+        packed = raw.network_input(frame, ratio, white_balance=white_balance,
+                                   noise=raw.noise_law(frame) if noise else None)
+        if packed.shape[2] != channels:
+            raise SidError(f"the calibration frames pack into {packed.shape[2]} channels but the model takes "
+                           f"{channels}: calibrate on the camera the model is for")
+        crops += [_random_crop(packed, profile.tile, rng) for _ in range(per_frame)]
+        if len(crops) >= count:
+            break
+    if not crops:
+        raise SidError(f"{calibration_source(profile)}: no frame to calibrate on")
     return crops[:count]
 
 

@@ -495,18 +495,23 @@ def _read_tiff(path: str, read: Callable):
         logger.setLevel(level)
 
 
+def _dng_ifds(tif):
+    """Every IFD of a DNG, its SubIFDs included, breadth first; nothing for other formats (their
+    makers' tags need not follow the TIFF rules the readers below rely on)."""
+    if "DNGVersion" not in tif.pages[0].tags:
+        return
+    pages = list(tif.pages)
+    while pages:
+        page = pages.pop(0)
+        yield page
+        pages += list(getattr(page, "pages", None) or [])
+
+
 def dng_data_end(path: str) -> int | None:
-    """Where the image data of a DNG ends, from its IFDs and SubIFDs (None for other formats:
-    their makers' tags need not follow the TIFF rules this reads)."""
+    """Where the image data of a DNG ends, from its IFDs and SubIFDs (None for other formats)."""
     def end_of(tif) -> int | None:
-        if "DNGVersion" not in tif.pages[0].tags:
-            return None
-        pages, end = list(tif.pages), 0
-        while pages:
-            page = pages.pop()
-            end = max([end, *(o + c for o, c in zip(page.dataoffsets, page.databytecounts))])
-            pages += list(getattr(page, "pages", None) or [])
-        return end
+        ends = [o + c for page in _dng_ifds(tif) for o, c in zip(page.dataoffsets, page.databytecounts)]
+        return max(ends, default=0) if "DNGVersion" in tif.pages[0].tags else None
 
     return _read_tiff(path, end_of)
 
@@ -530,22 +535,17 @@ def dng_raw_tags(path: str | os.PathLike) -> dict:
     )
 
     def tags_of(tif) -> dict:
-        if "DNGVersion" not in tif.pages[0].tags:
-            return {}
         found = {}
-        iso = tif.pages[0].tags.valueof("ISOSpeedRatings")  # LibRaw reads it from the EXIF IFD only
-        if iso:
-            found["iso"] = float(np.atleast_1d(iso)[0])
-        pages = [tif.pages[0]]
-        while pages:
-            page = pages.pop(0)
+        for page in _dng_ifds(tif):
             tags = page.tags
+            if not found:
+                iso = tags.valueof("ISOSpeedRatings")  # in IFD0; LibRaw reads it from the EXIF IFD only
+                found["iso"] = float(np.atleast_1d(iso)[0]) if iso else None
             raw_data = tags.valueof("PhotometricInterpretation") in (PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW)
             if raw_data and tags.valueof("NewSubfileType", 0) == 0:
                 found.update({code: tags[code].value for code in (TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2) if code in tags})
                 break
-            pages += list(getattr(page, "pages", None) or [])
-        return found
+        return {key: value for key, value in found.items() if value is not None}
 
     return _read_tiff(os.fspath(path), tags_of) or {}
 

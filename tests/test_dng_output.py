@@ -11,6 +11,7 @@ import tifffile
 
 from sid_keras import render
 from sid_keras.dng import linear_dng_pixels, write_linear_dng
+from sid_keras.synthetic import srgb_to_linear
 
 # rawpy's colour_matrix of a Sony A7S II file (camera -> sRGB), the matrix write_linear_dng gets.
 CAMERA_TO_SRGB = np.array([[1.9712, -0.6789, -0.2923, 0], [-0.2910, 1.7484, -0.4574, 0],
@@ -27,10 +28,6 @@ def _scene(height: int, width: int) -> np.ndarray:
     for i, colour in enumerate(colours):
         rgb[height // 6: height // 2, (2 * i + 1) * width // 10: (2 * i + 2) * width // 10] = colour
     return rgb
-
-
-def _srgb_to_linear(srgb):
-    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
 
 
 def _balance(linear_rgb) -> np.ndarray:
@@ -98,11 +95,11 @@ def test_raw_developers_see_the_colours_of_the_png(tmp_path, gains):
     with rawpy.imread(str(dng)) as developed:
         libraw = developed.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16) / 65535
     assert 10 * np.log10(1 / np.mean((libraw - png) ** 2)) >= 50
-    expected = _balance(_srgb_to_linear(png))
+    expected = _balance(srgb_to_linear(png))
     for name in installed:
         out = tmp_path / f"{name}.tif"
         subprocess.run(DEVELOPERS[name](dng, out), capture_output=True, timeout=300, check=True)
         developed = tifffile.imread(out)[..., :3]
         scale = np.iinfo(developed.dtype).max if developed.dtype.kind == "u" else 1.0
-        balance = _balance(_srgb_to_linear(developed.astype(np.float64) / scale))
+        balance = _balance(srgb_to_linear(developed.astype(np.float64) / scale))
         np.testing.assert_allclose(balance, expected, rtol=0.10, err_msg=name)
