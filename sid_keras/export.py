@@ -290,7 +290,13 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
 
     from sid_keras.inference import keras_predictor
     from sid_keras.lite import tflite_predictor
-    from sid_keras.models import inference_model, input_name, output_kind, takes_noise, with_precision
+    from sid_keras.models import (
+        inference_model,
+        input_name,
+        output_kind,
+        takes_noise,
+        with_precision,
+    )
 
     net = with_precision(inference_model(model), None)  # phones get float32 graphs to quantise
     config = net.get_config()
