@@ -30,6 +30,8 @@ class DataConfig:
     photos: list = dataclasses.field(default_factory=list)
     noise_profile: str = "virtual"  # "virtual", a calibrated camera, or a `sid-keras calibrate` TOML
     ratio_range: list = dataclasses.field(default_factory=lambda: [1.0, 300.0])  # synthetic, log-uniform
+    # Largest boost of synthetic scenes' colour saturation (pipeline.saturate, half the scenes); 1: none.
+    saturation: float = 1.0
     synthetic_share: float = 0.5  # share of synthetic samples when both pairs and photos are given
     # Colour responses of the synthetic pairs: "training" (the Sony bodies of
     # sid_keras.synthetic.TRAINING_CAMERAS) or "pairs" (the colour matrices of train_list's files).
@@ -254,6 +256,8 @@ def validate(config: Config) -> None:
                        "or 'pairs' (those of your pairs' files)")
     if d.cameras == "pairs" and not d.train_list:
         raise SidError("[data] cameras = 'pairs' takes the colour responses of train_list's files: give train_list")
+    if isinstance(d.saturation, bool) or not isinstance(d.saturation, (int, float)) or not 1 <= d.saturation <= 10:
+        raise SidError(f"[data] saturation = {d.saturation!r}: give the largest colour boost, 1 (none) to 10, e.g. 2.5")
     if not 0 <= d.synthetic_share <= 1:
         raise SidError(f"[data] synthetic_share = {d.synthetic_share}: must be between 0 and 1")
     if not d.train_list and not d.photos:

@@ -129,7 +129,8 @@ class Task:
             responses = self.colour_responses(d.train_list) if d.cameras == "pairs" else None
             sources.append(synthetic_source(cached, patch_size=d.patch_size, seed=seed,
                                             profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range),
-                                            colour_responses=responses, noise_input=self.noise_input))
+                                            colour_responses=responses, noise_input=self.noise_input,
+                                            saturation=d.saturation))
             weights.append(d.synthetic_share if d.train_list else 1.0)
             items += len(cached)
         val_entries = self.cached_pairs(d.val_list, first_burst_only=True, progress=progress)

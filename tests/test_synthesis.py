@@ -150,3 +150,27 @@ def test_a_noise_aware_model_is_told_its_inputs_noise_which_grows_with_the_ratio
         assert 0 < sigma.min() and sigma.max() <= 1
         levels[ratio] = float(np.median(sigma))
     assert levels[100.0] > 5 * levels[1.0]
+
+
+def test_saturation_boost_pushes_half_the_scenes_colours_away_from_grey(linear_photos):
+    from sid_keras.data.pipeline import saturate, synthetic_source
+
+    white, red = tf.constant([[1.0, 1.0, 1.0]]), tf.constant([[0.6, 0.3, 0.3]])
+    np.testing.assert_allclose(saturate(white, 3.0), white)
+    np.testing.assert_allclose(saturate(red, 2.0), [[0.8, 0.2, 0.2]], atol=1e-6)
+    np.testing.assert_allclose(saturate(red, 5.0), [[1.4, 0.0, 0.0]], atol=1e-6)  # clipped at 0
+
+    def chroma(y):
+        return float(tf.reduce_mean(tf.math.reduce_std(y, axis=-1)))
+
+    def targets(saturation):
+        source = synthetic_source(linear_photos, patch_size=32, seed=3, saturation=saturation)
+        return [source.sample(tf.constant(i, tf.int64))[1] for i in range(16)]
+
+    plain, boosted = targets(1.0), targets(4.0)
+    gains = [chroma(b) / chroma(p) for p, b in zip(plain, boosted)]
+    assert 4 <= sum(g > 1.05 for g in gains) <= 12  # about half the scenes
+    assert all(g > 0.999 for g in gains) and all(float(tf.reduce_min(b)) >= 0 for b in boosted)
+    # the other draws (crop, camera, light, noise) are those of the plain stream
+    unchanged = [i for i, g in enumerate(gains) if g < 1.001]
+    np.testing.assert_array_equal(plain[unchanged[0]].numpy(), boosted[unchanged[0]].numpy())

@@ -28,6 +28,9 @@ ENDLESS = 2**62  # training streams do not end; fit's steps_per_epoch cuts them 
 # some long exposures are dim and some clip their highlights as a sensor does.
 EXPOSURE_RANGE = (0.4, 1.6)
 DEFAULT_RATIO_RANGE = (1.0, 300.0)
+# Share of synthetic scenes whose colours are pushed away from grey (``saturation`` > 1): training
+# photos hold few saturated colours, where after white balance one or two raw channels are near 0.
+SATURATED_SHARE = 0.5
 # space_to_depth(2) of an RGB image orders each 2x2 block as (row, col, colour); SID's packed
 # Bayer channels R(0,0), G(0,1), B(1,1), G(1,0) sit at these indices.
 BAYER_FROM_RGB_BLOCKS = [0, 4, 11, 7]
@@ -124,7 +127,8 @@ NOISE_LAW_ERROR = (0.15, 0.3)  # (s, o)
 
 def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, profile=None,
                      ratio_range: tuple[float, float] = DEFAULT_RATIO_RANGE,
-                     colour_responses: Sequence[np.ndarray] | None = None, noise_input: bool = False) -> Source:
+                     colour_responses: Sequence[np.ndarray] | None = None, noise_input: bool = False,
+                     saturation: float = 1.0) -> Source:
     """Training pairs made on the fly from clean photos: new camera, light and noise every step.
 
     ``photos``: photo files, folders of them, or their linearised caches; photos are linearised
@@ -139,7 +143,10 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
     white-balanced and clipped, as :func:`sid_keras.raw.network_input` makes it from a file.
     Inputs are (p, p, 4), targets (2p, 2p, 3), float32. With ``noise_input`` the inputs are
     followed by their noise level (p, p, 4) from the virtual camera's true law, off by
-    :data:`NOISE_LAW_ERROR` as a file's law is in practice.
+    :data:`NOISE_LAW_ERROR` as a file's law is in practice. With ``saturation`` > 1, a
+    :data:`SATURATED_SHARE` of the scenes have their colours pushed away from grey in white-balanced
+    camera RGB by a factor log-uniform in ``[1, saturation]`` (clipped at 0, as a sensor records a
+    colour outside what the photo held): saturated reds and blues the photos rarely show.
     """
     import tensorflow as tf
 
@@ -179,6 +186,10 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
         rgb, _ = _augment(rgb, rgb, tf.random.stateless_uniform([3], seeds[1]) < 0.5)
         which = tf.random.stateless_uniform([], seeds[2], 0, len(colour_responses), dtype=tf.int32)
         scene = tf.maximum(camera_rgb(rgb, matrices[which]), 0.0) * log_uniform(seeds[3], EXPOSURE_RANGE)
+        if saturation > 1:
+            boost_seeds = tf.random.experimental.stateless_split(seeds[2], 2)  # seeds[2] picks the camera
+            boosted = tf.random.stateless_uniform([], boost_seeds[0]) < SATURATED_SHARE
+            scene = tf.where(boosted, saturate(scene, log_uniform(boost_seeds[1], (1.0, saturation))), scene)
         gains = tf.stack([log_uniform(seeds[4], synthetic.RED_GAIN_RANGE), 1.0,
                           log_uniform(seeds[5], synthetic.BLUE_GAIN_RANGE), 1.0])
         ratio = tf.exp(tf.random.stateless_uniform([], seeds[6], *log_ratio))
@@ -203,6 +214,15 @@ def camera_rgb(rgb, matrix):
     import tensorflow as tf
 
     return tf.tensordot(rgb, tf.transpose(matrix), 1)
+
+
+def saturate(rgb, factor):
+    """Colours moved ``factor`` times further from their grey (the channels' mean in white-balanced
+    camera RGB, where white is (1, 1, 1)), clipped at 0."""
+    import tensorflow as tf
+
+    grey = tf.reduce_mean(rgb, axis=-1, keepdims=True)
+    return tf.maximum(grey + factor * (rgb - grey), 0.0)
 
 
 def stream(sources: Sequence[Source], *, batch_size: int | None, weights: Sequence[float] | None = None,
