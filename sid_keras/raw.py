@@ -97,6 +97,35 @@ class CfaLayout:
     def channels(self) -> int:
         return self.layout.shape[0]
 
+    @property
+    def channel_colours(self) -> np.ndarray:
+        """Per packed channel its colour, 0 R, 1 G, 2 B (Bayer: R, G, B, G)."""
+        first = self.layout[:, 0, 0]
+        colour = self.reference[first[:, 0], first[:, 1]]
+        return np.where(colour == 3, 1, colour)  # the second green is green
+
+    def colour_channels(self) -> list[list[int]]:
+        """Per colour (R, G, B), the packed channels that hold it."""
+        return [[int(c) for c in np.flatnonzero(self.channel_colours == colour)] for colour in range(3)]
+
+    def mosaic_of(self, rgb: np.ndarray) -> np.ndarray:
+        """The mosaic a sensor with this CFA records of an RGB image (whole tiles, h, w, 3)."""
+        colours = np.where(self.reference == 3, 1, self.reference)
+        h, w = rgb.shape[:2]
+        which = np.tile(colours, (h // self.period, w // self.period))
+        return np.take_along_axis(rgb, which[..., None], axis=-1)[..., 0]
+
+    def pack_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """An RGB image's mosaic, packed: what the network is given of a scene."""
+        return pack_mosaic(self.mosaic_of(rgb), self)
+
+    def rgb_block_indices(self) -> list[int]:
+        """For Bayer, the channels of ``space_to_depth(2)`` of an RGB image (each 2x2 block as
+        (row, col, colour)) that the packed channels are, in order: packing in TensorFlow."""
+        if self.period != 2:
+            raise ValueError("rgb_block_indices is defined for 2x2 Bayer packing")
+        return [int((r * 2 + c) * 3 + colour) for (r, c), colour in zip(self.layout[:, 0, 0], self.channel_colours)]
+
 
 BAYER = CfaLayout("bayer", BAYER_PERIOD, BAYER_SCALE, REFERENCE_BAYER, BAYER_LAYOUT)
 XTRANS = CfaLayout("xtrans", XTRANS_PERIOD, XTRANS_SCALE, REFERENCE_XTRANS, XTRANS_LAYOUT)

@@ -113,18 +113,15 @@ def render(linear_camera: np.ndarray, color_matrix: np.ndarray | None) -> np.nda
     return tone_curve(rgb)
 
 
-# Packed channels averaged into R, G and B (SID's channel order), for previews.
-_BAYER_RGB = ([0], [1, 3], [2])
-_XTRANS_RGB = ([0, 3], [1, 5, 6, 7, 8], [2, 4])
-
-
 def packed_preview(packed: np.ndarray, scale: int = 2) -> np.ndarray:
     """(h, w, 4|9) packed in [0, 1] -> (h*scale, w*scale, 3) grey-world balanced preview.
 
     For looking at a network's input (figures, TensorBoard), not for quality; a noise-aware
     model's noise channels (after the packed ones) are left out.
     """
-    groups = _BAYER_RGB if scale == 2 else _XTRANS_RGB
+    from sid_keras.raw import BAYER, XTRANS
+
+    groups = (BAYER if scale == 2 else XTRANS).colour_channels()
     rgb = np.stack([packed[..., g].mean(axis=-1) for g in groups], axis=-1)
     means = rgb.reshape(-1, 3).mean(axis=0) + 1e-6
     rgb = rgb * (means[1] / means)

@@ -27,6 +27,7 @@ import numpy as np
 
 from sid_keras import noise
 from sid_keras.errors import SidError
+from sid_keras.raw import BAYER, unpack_mosaic
 from sid_keras.render import SRGB_TO_XYZ
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -238,7 +239,7 @@ def make_scene(plan: ScenePlan, out_dir: pathlib.Path, camera_dir: str) -> list[
     camera = {k: float(v) for k, v in _sample_camera(profile, gain, plan.seed).items()}
     scene = clean_scene(plan)
     raw_long = scene / np.array([plan.red_gain, 1.0, plan.blue_gain])
-    packed_long = _pack_rgb(raw_long)
+    packed_long = BAYER.pack_rgb(raw_long)
     common = dict(
         cfa_pattern=np.array([[0, 1], [1, 2]]),
         black_level=SONY_BLACK,
@@ -278,14 +279,7 @@ def _sample_camera(profile: noise.NoiseProfile, gain: float, seed: int) -> dict:
     return noise.sample_camera(profile, tf.constant([seed, 7], tf.int64), gain=(gain, gain))
 
 
-def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """The RGGB mosaic of an RGB image, packed in SID's order (h/2, w/2, 4)."""
-    return np.stack([rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1], rgb[1::2, 1::2, 2], rgb[1::2, 0::2, 1]], axis=-1)
-
-
 def _unpack_rggb(packed: np.ndarray) -> np.ndarray:
-    from sid_keras.raw import BAYER, unpack_mosaic
-
     return unpack_mosaic(packed, BAYER)
 
 

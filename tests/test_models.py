@@ -287,17 +287,17 @@ def test_ssim_is_a_validation_metric_only():
 def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input():
     """Do no harm: before any training the model returns the bilinear demosaic, which is exact
     inside a linear gradient; training learns the correction."""
-    from sid_keras.synthetic import _pack_rgb
+    from sid_keras.raw import BAYER
 
     rows, cols = np.mgrid[0:32, 0:48].astype(np.float32)
     image = np.stack([0.01 * rows + 0.02 * cols, 0.3 + 0.005 * rows - 0.003 * cols,
                       0.5 - 0.004 * rows + 0.001 * cols], axis=-1)
     model = build_model("unet", width=4, depth=3, demosaic_residual=True)
-    out = np.asarray(model(_pack_rgb(image)[None].astype("float32")))[0]
+    out = np.asarray(model(BAYER.pack_rgb(image)[None].astype("float32")))[0]
     np.testing.assert_allclose(out[2:-2, 2:-2], image[2:-2, 2:-2], atol=1e-5)
-    assert build_model("unet", width=4, depth=3)(_pack_rgb(image)[None].astype("float32")).shape == (1, 32, 48, 3)
+    assert build_model("unet", width=4, depth=3)(BAYER.pack_rgb(image)[None].astype("float32")).shape == (1, 32, 48, 3)
     gated = build_model("unet", width=4, depth=3, demosaic_residual=True, demosaic_gate=True, noise_input=True)
-    packed = _pack_rgb(image)[None].astype("float32")
+    packed = BAYER.pack_rgb(image)[None].astype("float32")
     out = np.asarray(gated(np.concatenate([packed, np.full_like(packed, 0.01)], axis=-1)))[0]
     np.testing.assert_allclose(out[2:-2, 2:-2], image[2:-2, 2:-2], atol=1e-5)  # the gate starts open: 1
     with pytest.raises(SidError, match="set both"):

@@ -56,6 +56,23 @@ def test_xtrans_layout_channels_have_one_colour_each():
     colours = raw.pack_mosaic(raw.tile_colours(raw.REFERENCE_XTRANS, (12, 12)), raw.XTRANS)
     per_channel = [set(np.unique(colours[..., c]).tolist()) for c in range(9)]
     assert per_channel == [{0}, {1}, {2}, {0}, {2}, {1}, {1}, {1}, {1}]
+    assert raw.XTRANS.channel_colours.tolist() == [0, 1, 2, 0, 2, 1, 1, 1, 1]
+
+
+def test_one_packing_order_serves_the_mosaic_the_rgb_images_and_tensorflow():
+    """SID's Bayer order R, G (red row), B, G (blue row), seen by every view of the layout."""
+    assert raw.BAYER.channel_colours.tolist() == [0, 1, 2, 1]
+    assert raw.BAYER.colour_channels() == [[0], [1, 3], [2]]
+    rgb = np.random.default_rng(0).random((6, 8, 3))
+    packed = raw.BAYER.pack_rgb(rgb)
+    np.testing.assert_array_equal(packed, np.stack([rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1],
+                                                    rgb[1::2, 1::2, 2], rgb[1::2, 0::2, 1]], -1))
+    blocks = rgb.reshape(3, 2, 4, 2, 3).transpose(0, 2, 1, 3, 4).reshape(3, 4, 12)  # space_to_depth(2)
+    np.testing.assert_array_equal(blocks[..., raw.BAYER.rgb_block_indices()], packed)
+    colour_planes = np.broadcast_to(np.arange(3.0), (12, 12, 3))  # each pixel's value is its colour
+    xtrans = raw.XTRANS.pack_rgb(colour_planes)
+    assert xtrans.shape == (4, 4, 9)
+    np.testing.assert_array_equal(xtrans, np.broadcast_to(raw.XTRANS.channel_colours, (4, 4, 9)))
 
 
 @settings(max_examples=40, deadline=None)

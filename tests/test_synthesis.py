@@ -5,6 +5,7 @@ import pytest
 
 from sid_keras import noise, synthetic
 from sid_keras.errors import SidError
+from sid_keras.raw import BAYER
 
 tf = pytest.importorskip("tensorflow")
 
@@ -95,14 +96,14 @@ def test_synthetic_pairs_are_aligned_white_balanced_and_seeded(linear_photos):
     assert x.shape == (4, 32, 32, 4) and y.shape == (4, 64, 64, 3)
     assert 0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(y)) <= 1
     # at ratio 1 and low noise the white-balanced input is the target's mosaic
-    mosaic = tf.gather(tf.nn.space_to_depth(y, 2), [0, 4, 11, 7], axis=-1)
+    mosaic = tf.gather(tf.nn.space_to_depth(y, 2), BAYER.rgb_block_indices(), axis=-1)
     assert float(tf.reduce_mean(tf.abs(mosaic - x))) < 0.03
     again, _ = next(iter(synthetic_dataset(linear_photos, patch_size=32, batch_size=4, seed=3,
                                            ratio_range=(1.0, 1.0), profile=noise.SONY_A7S2)))
     np.testing.assert_array_equal(x.numpy(), again.numpy())
     dark, target = next(iter(synthetic_dataset(linear_photos, patch_size=32, batch_size=4, seed=3,
                                                ratio_range=(200.0, 300.0))))
-    dark_mosaic = tf.gather(tf.nn.space_to_depth(target, 2), [0, 4, 11, 7], axis=-1)
+    dark_mosaic = tf.gather(tf.nn.space_to_depth(target, 2), BAYER.rgb_block_indices(), axis=-1)
     assert float(tf.math.reduce_std(dark - dark_mosaic)) > 0.03  # amplified noise of a dark shot
     with pytest.raises(SidError, match="lower data.patch_size"):
         synthetic_dataset(linear_photos, patch_size=400, batch_size=1)

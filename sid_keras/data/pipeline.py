@@ -20,7 +20,7 @@ import numpy as np
 
 from sid_keras.data.cache import CachedPair, cache_photos, default_cache_dir
 from sid_keras.errors import SidError
-from sid_keras.raw import noise_sigma
+from sid_keras.raw import BAYER, noise_sigma
 from sid_keras.render import UINT16_SCALE
 
 ENDLESS = 2**62  # training streams do not end; fit's steps_per_epoch cuts them into epochs
@@ -31,9 +31,6 @@ DEFAULT_RATIO_RANGE = (1.0, 300.0)
 # Share of synthetic scenes whose colours are pushed away from grey (``saturation`` > 1): training
 # photos hold few saturated colours, where after white balance one or two raw channels are near 0.
 SATURATED_SHARE = 0.5
-# space_to_depth(2) of an RGB image orders each 2x2 block as (row, col, colour); SID's packed
-# Bayer channels R(0,0), G(0,1), B(1,1), G(1,0) sit at these indices.
-BAYER_FROM_RGB_BLOCKS = [0, 4, 11, 7]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +191,7 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
                           log_uniform(seeds[5], synthetic.BLUE_GAIN_RANGE), 1.0])
         ratio = tf.exp(tf.random.stateless_uniform([], seeds[6], *log_ratio))
         camera = noise.sample_camera(profile, seeds[7])
-        packed = tf.gather(tf.nn.space_to_depth(scene[None], 2)[0], BAYER_FROM_RGB_BLOCKS, axis=-1)
+        packed = tf.gather(tf.nn.space_to_depth(scene[None], 2)[0], BAYER.rgb_block_indices(), axis=-1)
         short = noise.noisy_short_exposure(packed / gains, ratio, camera, seeds[8])
         x = tf.minimum(short * ratio * gains, 1.0)
         if noise_input:
