@@ -30,8 +30,9 @@ from typing import Sequence
 import numpy as np
 
 from sid_keras import __version__
+from sid_keras.convention import Convention
 from sid_keras.errors import SidError
-from sid_keras.render import CURVE_BREAK, LINEAR
+from sid_keras.render import CURVE_BREAK
 
 # Ops the TFLite GPU delegate cannot run, or that signal a dynamic graph (delegate docs).
 GPU_FORBIDDEN_OPS = {"SHAPE", "FLEX", "CUSTOM", "WHILE", "RANGE", "DYNAMIC_UPDATE_SLICE"}
@@ -171,7 +172,7 @@ def _random_crop(packed: np.ndarray, tile: int, rng: np.random.Generator) -> np.
     return crop
 
 
-def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: bool):
+def _calibration_frames(profile: ExportProfile, seed: int, convention: Convention):
     """The calibration set's frames with their exposure ratios, in a seeded order, and how many
     there are (None: as many as are asked for)."""
     import tempfile
@@ -183,12 +184,11 @@ def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: boo
         from sid_keras.inference import AUTO_TARGET_MEAN, auto_ratio, expand_inputs
 
         files = expand_inputs([profile.calibration_dir])  # load_profile checked there are some
-        kind = LINEAR if white_balance else "srgb"
-
         def from_files():
             for i in rng.permutation(len(files)):
                 frame = raw.read_raw(files[i])
-                yield frame, auto_ratio(frame, AUTO_TARGET_MEAN[kind], white_balance=white_balance)
+                yield frame, auto_ratio(frame, AUTO_TARGET_MEAN[convention.output],
+                                        white_balance=convention.white_balanced)
 
         return from_files(), len(files)
     if profile.calibration_list:
@@ -215,24 +215,23 @@ def _calibration_frames(profile: ExportProfile, seed: int, *, white_balance: boo
     return synthesised(), None
 
 
-def calibration_crops(profile: ExportProfile, channels: int, count: int, seed: int, *,
-                      white_balance: bool, noise: bool = False) -> list[np.ndarray]:
-    """``count`` network inputs (packed, amplified, white-balanced for linear models, with their
-    noise level for a noise-aware model) cropped to the tile from the calibration set
+def calibration_crops(profile: ExportProfile, convention: Convention, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` network inputs of a model of this ``convention`` (packed, amplified,
+    white-balanced for linear models, with their noise level for a noise-aware model) cropped to
+    the tile from the calibration set
     (:func:`calibration_source`): four crops a frame, more from each when a set of files has too
     few frames, so every file is read once."""
     from sid_keras import raw
 
-    frames, total = _calibration_frames(profile, seed, white_balance=white_balance)
+    frames, total = _calibration_frames(profile, seed, convention)
     per_frame = 4 if total is None else max(4, -(-count // max(total, 1)))
     rng = np.random.default_rng(seed + 1)
     crops: list[np.ndarray] = []
     for frame, ratio in frames:
-        packed = raw.network_input(frame, ratio, white_balance=white_balance,
-                                   noise=raw.noise_law(frame) if noise else None)
-        if packed.shape[2] != channels:
-            raise SidError(f"the calibration frames pack into {packed.shape[2]} channels but the model takes "
-                           f"{channels}: calibrate on the camera the model is for")
+        if frame.cfa.channels != convention.channels:
+            raise SidError(f"the calibration frames pack into {frame.cfa.channels} channels but the model takes "
+                           f"{convention.channels}: calibrate on the camera the model is for")
+        packed = convention.network_input(frame, ratio, raw.noise_law(frame))
         crops += [_random_crop(packed, profile.tile, rng) for _ in range(per_frame)]
         if len(crops) >= count:
             break
@@ -290,26 +289,19 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
 
     from sid_keras.inference import keras_predictor
     from sid_keras.lite import tflite_predictor
-    from sid_keras.models import (
-        inference_model,
-        input_name,
-        output_kind,
-        takes_noise,
-        with_precision,
-    )
+    from sid_keras.models import convention_of, inference_model, with_precision
 
     net = with_precision(inference_model(model), None)  # phones get float32 graphs to quantise
     config = net.get_config()
     channels, scale = net.inputs[0].shape[-1], config.get("scale", 2)
-    kind = output_kind(net)
+    convention = convention_of(net)
     module = tf.Module()
     module.net = net
-    spec = tf.TensorSpec([None, None, None, channels], tf.float32, input_name(kind, takes_noise(net)))
+    spec = tf.TensorSpec([None, None, None, channels], tf.float32, convention.input_name)
     module.serve = tf.function(lambda x: {"rgb": net(x, training=False)}, input_signature=[spec])
     tf.saved_model.save(module, str(out / "saved_model"), signatures={"serving_default": module.serve})
 
-    crops = calibration_crops(profile, channels, profile.calibration_crops + profile.check_crops, profile.seed,
-                              white_balance=kind == LINEAR, noise=takes_noise(net))
+    crops = calibration_crops(profile, convention, profile.calibration_crops + profile.check_crops, profile.seed)
     held_out, calibration = crops[: profile.check_crops], crops[profile.check_crops :] or crops
     keras_predict = keras_predictor(model)
     reference = [keras_predict(c[None])[0] for c in held_out]
@@ -373,15 +365,13 @@ NOISE_LEVEL_RECIPE = (
 
 def model_info(net, profile: ExportProfile) -> dict:
     """``model_info.json``: what an app must do before and after the network."""
-    from sid_keras.models import input_name, output_kind, takes_noise
+    from sid_keras.models import convention_of
 
-    config = net.get_config()
-    channels, scale, kind = net.inputs[0].shape[-1], config.get("scale", 2), output_kind(net)
-    noise = takes_noise(net)
-    packed = channels // 2 if noise else channels
+    config, convention = net.get_config(), convention_of(net)
+    channels, scale, noise = convention.input_channels, config.get("scale", 2), convention.noise
     pre = ("(raw - black_level[channel]) / (white_level - black_level[channel]), clipped to [0, 1], "
            "x exposure ratio")
-    if kind == LINEAR:
+    if convention.white_balanced:
         pre += (" x the as-shot white-balance gain of the channel's colour (gains scaled so the smallest of "
                 "R, G, B is 1; Camera2: 1 / SENSOR_NEUTRAL_COLOR_POINT), then clipped at 1")
         output = {"name": "rgb", "layout": "NHWC", "scale": scale, "space": "linear camera RGB, white-balanced",
@@ -395,9 +385,9 @@ def model_info(net, profile: ExportProfile) -> dict:
                   "post": "clip to [0, 1]"}
     return {
         "model": type(net).__name__, "config": config, "sid_keras_version": __version__,
-        "output_kind": kind,
-        "input": {"name": input_name(kind, noise), "layout": "NHWC", "channels": channels,
-                  "channel_order": ("R, G (red row), B, G (blue row)" if packed == 4 else "SID Fuji X-Trans 9")
+        "output_kind": convention.output,
+        "input": {"name": convention.input_name, "layout": "NHWC", "channels": channels,
+                  "channel_order": ("R, G (red row), B, G (blue row)" if convention.channels == 4 else "SID Fuji X-Trans 9")
                                    + (", then the noise level of each, in the same order" if noise else ""),
                   "normalisation": pre,
                   **({"noise_level": NOISE_LEVEL_RECIPE} if noise else {}),

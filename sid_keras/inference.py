@@ -20,8 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from sid_keras import raw
+from sid_keras.convention import Convention
 from sid_keras.errors import SidError, describe
-from sid_keras.render import LINEAR, OUTPUT_KINDS, quantize, render, render_quantized
+from sid_keras.render import OUTPUT_KINDS
 
 # --ratio auto: amplify so the frame's mean (white-balanced for linear models) lands at the median
 # mean input of the training data: 0.13 for the sRGB model trained on `sid-keras synth` data,
@@ -210,16 +211,20 @@ class Enhanced:
     """The result of enhancing one frame, as float arrays (the Python API)."""
 
     output: np.ndarray  # the network's output, full visible size, sensor orientation, in [0, 1]
-    kind: str  # "linear": white-balanced linear camera RGB; "srgb": sRGB
+    convention: Convention  # the model's: linear camera RGB (white-balanced) or sRGB output
     frame: raw.RawFrame
     ratio: float
     ratio_source: str  # "given", "auto"
 
     @property
+    def kind(self) -> str:
+        """``"linear"``: white-balanced linear camera RGB; ``"srgb"``: sRGB."""
+        return self.convention.output
+
+    @property
     def image(self) -> np.ndarray:
         """The sRGB image a user sees, float32 (H, W, 3) in [0, 1], upright."""
-        rgb = render(self.output, self.frame.color_matrix) if self.kind == LINEAR else self.output
-        return orient(rgb, self.frame.orientation)
+        return orient(self.convention.to_srgb(self.output, self.frame.color_matrix), self.frame.orientation)
 
 
 def available_memory() -> int | None:
@@ -274,13 +279,13 @@ class Canvas:
     balance (:func:`sid_keras.dng.linear_dng_pixels`), in sensor orientation.
     """
 
-    def __init__(self, frame: raw.RawFrame, kind: str, fmt: str):
+    def __init__(self, frame: raw.RawFrame, convention: Convention, fmt: str):
         from sid_keras.io import FORMAT_BITS
 
-        if fmt == "dng" and kind != LINEAR:
+        if fmt == "dng" and not convention.white_balanced:
             raise SidError(f"{frame.path}: DNG output needs a 'linear' model (camera RGB out); this model "
                            "predicts sRGB: write png, png16 or tiff16")
-        self.frame, self.kind, self.fmt = frame, kind, fmt
+        self.frame, self.convention, self.fmt = frame, convention, fmt
         self.window = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
         dtype = np.uint8 if FORMAT_BITS[fmt] == 8 else np.uint16
         self.pixels = np.empty((*frame.mosaic.shape, 3), dtype)
@@ -293,10 +298,8 @@ class Canvas:
             from sid_keras.dng import linear_dng_pixels
 
             values = linear_dng_pixels(rows, self.frame.white_balance)
-        elif self.kind == LINEAR:
-            values = render_quantized(rows, self.frame.color_matrix, self.pixels.dtype)
         else:
-            values = quantize(rows, self.pixels.dtype)
+            values = self.convention.to_pixels(rows, self.frame.color_matrix, self.pixels.dtype)
         self.pixels[top + y : top + y + len(rows), left : left + w] = values
 
     def finish(self) -> np.ndarray:
@@ -312,8 +315,8 @@ class Canvas:
 class Enhancer:
     """Enhance raw frames with a model, tiled so memory stays bounded.
 
-    What the model predicts comes from the model itself (its config, or the input name of a
-    TFLite file): a ``linear`` model gets the file's white balance multiplied into its input
+    What the model is fed and predicts comes from the model itself (its :class:`Convention`: its
+    config, or the input name of a TFLite file): a ``linear`` model gets the file's white balance multiplied into its input
     and its output is rendered with the file's colour matrix and LibRaw's curve; an ``srgb``
     model (SID's original) is fed and shown as SID did.
 
@@ -338,8 +341,6 @@ class Enhancer:
     def __init__(self, model=None, *, tile: int | None = None, overlap: int | None = None,
                  auto_target: float | None = None, output: str | None = None, noise_profile=None,
                  dark_shading: dict[float, np.ndarray] | None = None):
-        self.channels = None  # packed channels the model takes, when it says
-        self.noise_input = False  # whether it takes their noise level too (raw.noise_law)
         self.noise_profile = noise_profile  # a calibrated camera's, for files without a NoiseProfile
         self.dark_shading = dark_shading or {}
         self.tflite_file = None  # set for TFLite models: lanes of a batch each load their own
@@ -351,19 +352,15 @@ class Enhancer:
 
                 self.predict = tflite_predictor(path)
                 self.tflite_file = path
-                kind, self.channels = self.predict.output_kind, self.predict.channels
-                self.noise_input = self.predict.noise_input
-                fixed_tile = self.predict.fixed_tile
+                self.convention, fixed_tile = self.predict.convention, self.predict.fixed_tile
             else:
                 self._from_keras(load_model(path))
-                kind = self.output
         elif callable(getattr(model, "predict", None)) and hasattr(model, "layers"):
             self._from_keras(model)
-            kind = self.output
         elif callable(model):
             if output not in OUTPUT_KINDS:
                 raise SidError(f"a model callable needs output='linear' or 'srgb', not {output!r}")
-            self.predict, kind = model, output
+            self.predict, self.convention = model, Convention(output, channels=None)
         else:
             raise SidError(f"cannot enhance with {model!r}: give a Keras model or a model file")
         if tile is None:
@@ -376,20 +373,18 @@ class Enhancer:
         if not (isinstance(tile, int) and isinstance(overlap, int) and overlap >= 0 and tile > 2 * overlap):
             raise SidError(f"--tile {tile} and --overlap {overlap}: need overlap >= 0 and tile > 2 x overlap "
                            f"(defaults: {DEFAULT_TILE} and {DEFAULT_OVERLAP}, or the model's fixed size)")
-        self.output = kind
         self.tile, self.overlap = tile, overlap
-        self.auto_target = AUTO_TARGET_MEAN[kind] if auto_target is None else auto_target
+        self.auto_target = AUTO_TARGET_MEAN[self.convention.output] if auto_target is None else auto_target
 
     def _from_keras(self, model) -> None:
-        from sid_keras.models import inference_model, output_kind, takes_noise
+        from sid_keras.models import convention_of
 
-        self.predict, self.output = keras_predictor(model), output_kind(model)
-        self.noise_input = takes_noise(model)
-        self.channels = inference_model(model).inputs[0].shape[-1] // (2 if self.noise_input else 1)
+        self.predict, self.convention = keras_predictor(model), convention_of(model)
 
     @property
-    def white_balance(self) -> bool:
-        return self.output == LINEAR
+    def output(self) -> str:
+        """What the model predicts: ``"linear"`` (camera RGB) or ``"srgb"``."""
+        return self.convention.output
 
     def lanes(self, files: int) -> list[Enhancer]:
         """Enhancers that may run side by side on a batch of ``files``, each with its own share of the cores.
@@ -418,12 +413,12 @@ class Enhancer:
 
     def noise_law(self, frame: raw.RawFrame) -> raw.NoiseLaw | None:
         """The frame's noise law when the model takes it (:func:`sid_keras.raw.noise_law`)."""
-        return raw.noise_law(frame, self.noise_profile) if self.noise_input else None
+        return raw.noise_law(frame, self.noise_profile) if self.convention.noise else None
 
     def network_input(self, frame: raw.RawFrame, ratio: float) -> np.ndarray:
         """The packed, amplified (and for linear models white-balanced) input of ``frame``, with
         its noise level for a model that takes it."""
-        return raw.network_input(frame, ratio, white_balance=self.white_balance, noise=self.noise_law(frame))
+        return self.convention.network_input(frame, ratio, self.noise_law(frame))
 
     def run(self, packed: np.ndarray, scale: int) -> np.ndarray:
         """Network input (h, w, c) -> its output (h*scale, w*scale, 3) in [0, 1], tiled."""
@@ -432,26 +427,27 @@ class Enhancer:
 
     def to_srgb(self, output: np.ndarray, frame: raw.RawFrame) -> np.ndarray:
         """The network's output as sRGB (rendered with the file's colour for linear models)."""
-        return render(output, frame.color_matrix) if self.output == LINEAR else output
+        return self.convention.to_srgb(output, frame.color_matrix)
 
     def resolve_ratio(self, frame: raw.RawFrame, ratio: float | str | None) -> tuple[float, str]:
         if ratio is None or ratio == "auto":
-            return auto_ratio(frame, self.auto_target, white_balance=self.white_balance), "auto"
+            return auto_ratio(frame, self.auto_target, white_balance=self.convention.white_balanced), "auto"
         return raw.check_ratio(ratio), "given"
 
     def stream(self, frame: raw.RawFrame, ratio: float, emit: Callable[[int, np.ndarray], None]) -> None:
         """Enhance ``frame`` strip by strip; ``emit(y, rows)`` gets the output rows of the packed window."""
         layout = frame.cfa
-        if self.channels is not None and self.channels != layout.channels:
+        channels = self.convention.channels
+        if channels is not None and channels != layout.channels:
             kinds = {4: "Bayer", 9: "X-Trans"}
             raise SidError(f"{frame.path}: a {layout.kind} frame ({layout.channels} packed channels), but the "
-                           f"model takes {kinds.get(self.channels, self.channels)} input ({self.channels} "
+                           f"model takes {kinds.get(channels, channels)} input ({channels} "
                            f"channels); use a model trained for this sensor")
         height, width = raw.packed_shape(frame)
         noise = self.noise_law(frame)
 
         def read_rows(start: int, stop: int) -> np.ndarray:
-            return raw.network_input(frame, ratio, white_balance=self.white_balance, rows=(start, stop), noise=noise)
+            return self.convention.network_input(frame, ratio, noise, rows=(start, stop))
 
         blend_tiles(self.predict, read_rows, height, width, layout.scale, emit, tile=self.tile,
                     overlap=self.overlap, align=layout.layout.shape[1])
@@ -467,7 +463,7 @@ class Enhancer:
             output[y : y + len(rows)] = np.clip(rows, 0.0, 1.0)
 
         self.stream(frame, value, emit)
-        return Enhanced(restore_frame_geometry(output, frame), self.output, frame, value, source)
+        return Enhanced(restore_frame_geometry(output, frame), self.convention, frame, value, source)
 
     def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str):
         """The frame's output as the 8- or 16-bit pixels of format ``fmt`` (memory: one such image
@@ -476,7 +472,7 @@ class Enhancer:
 
         check_memory(frame, 3 * FORMAT_BITS[fmt] // 8, self.tile)
         value, source = self.resolve_ratio(frame, ratio)
-        canvas = Canvas(frame, self.output, fmt)
+        canvas = Canvas(frame, self.convention, fmt)
         self.stream(frame, value, canvas.put)
         return canvas.finish(), value, source
 
@@ -634,7 +630,7 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
     def write(source: pathlib.Path, target: pathlib.Path, enhancing) -> list[str]:
         frame, pixels, value, how = enhancing.result()
         write_pixels(target, pixels, frame, fmt, overwrite=overwrite, **encoding)
-        if verbose and enhancer.noise_input:
+        if verbose and enhancer.convention.noise:
             how += f"; noise level: {enhancer.noise_law(frame).source}"
         return [*frame.notices, f"{source} -> {target} (ratio x{value:.1f} {how})"]
 

@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from sid_keras.convention import Convention
 from sid_keras.errors import SidError, native_stderr_hidden
-from sid_keras.render import LINEAR, SRGB
 
 
 def interpreter_class():
@@ -77,7 +77,7 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
             raise SidError(f"{path}: cannot run with builtin TFLite ops ({str(err).splitlines()[0]}); "
                            "export it again with `sid-keras export`") from None
     inp = interpreter.get_input_details()[0]
-    kind = output_kind_of_input(inp["name"], path)
+    convention = Convention.from_input(inp["name"], inp["shape"][-1], path)
     out = interpreter.get_output_details()[0]
     signature = inp.get("shape_signature", inp["shape"])
     fixed = all(int(d) > 0 for d in signature[1:3])
@@ -109,9 +109,7 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
         scale_factor = y.shape[1] // x.shape[1]
         return y[:, : h * scale_factor, : w * scale_factor].astype(np.float32)
 
-    predict.output_kind = kind
-    predict.noise_input = "_noise" in inp["name"]
-    predict.channels = int(inp["shape"][-1]) // (2 if predict.noise_input else 1)
+    predict.convention = convention
     predict.fixed_tile = int(signature[1]) if fixed and signature[1] == signature[2] else None
     return predict
 
@@ -125,14 +123,3 @@ def _runtime_log_hidden():
         return
     with native_stderr_hidden():
         yield
-
-
-def output_kind_of_input(name: str, path: str = "<model>") -> str:
-    """What a TFLite file predicts, from its input's name (``sid_keras.models.input_name``):
-    ``packed_wb`` (white-balanced input) -> linear camera RGB; ``packed`` -> sRGB."""
-    if "packed_wb" in name:
-        return LINEAR
-    if "packed" in name:
-        return SRGB
-    raise SidError(f"{path}: input {name!r} is not a sid-keras export (expected 'packed_wb' or 'packed'); "
-                   "export the model with `sid-keras export`")

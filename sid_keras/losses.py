@@ -41,6 +41,7 @@ class DisplayL1(keras.losses.Loss):
         return ops.mean(ops.abs(display_curve(y_pred) - display_curve(y_true)), axis=(1, 2, 3))
 
 
-def loss_for(kind: str):
-    """The reconstruction loss of a model that predicts ``kind`` (``linear`` or ``srgb``)."""
-    return DisplayL1() if kind == render.LINEAR else keras.losses.MeanAbsoluteError()
+def loss_for(convention):
+    """The reconstruction loss of a model of this :class:`sid_keras.convention.Convention`: linear
+    camera RGB is compared as it will be seen, sRGB as it is."""
+    return DisplayL1() if convention.white_balanced else keras.losses.MeanAbsoluteError()

@@ -35,9 +35,9 @@ import pathlib
 import numpy as np
 
 from sid_keras.config import Config
+from sid_keras.convention import Convention
 from sid_keras.errors import SidError
 from sid_keras.io import save_model_atomic
-from sid_keras.render import LINEAR
 
 SID_DECAY_FACTOR = 0.1  # SID: 1e-4, then 1e-5 after half the epochs
 
@@ -106,7 +106,7 @@ class Task:
             raise SidError(f"[data] root = {d.root!r}: no such dataset folder "
                            "(a SID download, or `sid-keras synth --out DIR`)")
         pairs = read_sid_list(list_name, root, first_burst_only=first_burst_only)
-        return build_cache(pairs, self._cache_dir(), ratio_cap=d.ratio_cap, linear=self.config.model.output == LINEAR,
+        return build_cache(pairs, self._cache_dir(), ratio_cap=d.ratio_cap, linear=self.convention.white_balanced,
                            workers=d.decode_workers, progress=progress)
 
     def data(self, *, progress: bool = False) -> Data:
@@ -120,7 +120,7 @@ class Task:
         sources, weights, items = [], [], 0
         if d.train_list:
             entries = self.cached_pairs(d.train_list, first_burst_only=d.first_burst_only, progress=progress)
-            sources.append(pair_source(entries, patch_size=d.patch_size, seed=seed, noise_input=self.noise_input))
+            sources.append(pair_source(entries, patch_size=d.patch_size, seed=seed, noise_input=self.convention.noise))
             weights.append(1 - d.synthetic_share if d.photos else 1.0)
             items += len(entries)
         if d.photos:
@@ -129,13 +129,13 @@ class Task:
             responses = self.colour_responses(d.train_list) if d.cameras == "pairs" else None
             sources.append(synthetic_source(cached, patch_size=d.patch_size, seed=seed,
                                             profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range),
-                                            colour_responses=responses, noise_input=self.noise_input,
+                                            colour_responses=responses, noise_input=self.convention.noise,
                                             saturation=d.saturation))
             weights.append(d.synthetic_share if d.train_list else 1.0)
             items += len(cached)
         val_entries = self.cached_pairs(d.val_list, first_burst_only=True, progress=progress)
         return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side,
-                                                           noise_input=self.noise_input))
+                                                           noise_input=self.convention.noise))
 
     def colour_responses(self, list_name: str) -> list[np.ndarray]:
         """The distinct colour responses of the listed pairs' cameras (from each short file's matrix)."""
@@ -184,20 +184,21 @@ class Task:
         return args
 
     @property
-    def noise_input(self) -> bool:
-        """Whether the model is told its input's noise level (``model.args.noise_input``)."""
-        return bool(self.config.model.args.get("noise_input", False))
+    def convention(self) -> Convention:
+        """What the model is fed and returns: ``model.output``, and the noise input
+        (``model.args.noise_input``); its packed channels come from the data."""
+        return Convention(self.config.model.output, bool(self.config.model.args.get("noise_input", False)), None)
 
     @property
     def display(self) -> bool:
         """Linear predictions are scored and compared as they will be seen (sid_keras.losses)."""
-        return self.config.model.output == LINEAR
+        return self.convention.white_balanced
 
     def loss(self):
         """The reconstruction loss (a Keras loss; ``.call`` gives one value per image)."""
         from sid_keras.losses import loss_for
 
-        return loss_for(self.config.model.output)
+        return loss_for(self.convention)
 
     def metrics(self) -> list:
         from sid_keras.metrics import PSNR, SSIM
@@ -462,7 +463,7 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
 
     from sid_keras.inference import DEFAULT_MODEL_FILE, load_model
     from sid_keras.io import check_outputs_free
-    from sid_keras.models import inference_model, output_kind, with_precision
+    from sid_keras.models import convention_of, inference_model, with_precision
 
     out = pathlib.Path(out)
     if out.suffix != ".keras" or not out.parent.is_dir():
@@ -481,7 +482,7 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
     if overwrite and out.exists() and run.is_dir():
         shutil.rmtree(run)  # a new fine-tune, not the finished one resumed
     config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, name=name, output=output_kind(net), args=args),
+        config, model=dataclasses.replace(config.model, name=name, output=convention_of(net).output, args=args),
         train=dataclasses.replace(config.train, init_from=str(source), out_dir=str(run)))
     history = train(config, verbose=verbose, log=log)
     tuned = inference_model(keras.models.load_model(run / "final.keras", compile=False))

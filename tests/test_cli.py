@@ -114,9 +114,9 @@ def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys, p
     header = lines[0].split(",")  # the first epoch does not validate: its columns still hold SSIM's
     assert "ssim" not in header and float(lines[-1].split(",")[header.index("val_ssim")]) > 0
     from sid_keras.inference import load_model
-    from sid_keras.models import output_kind
+    from sid_keras.models import convention_of
 
-    assert output_kind(load_model(out / "best.keras")) == "linear"
+    assert convention_of(load_model(out / "best.keras")).output == "linear"
     # an sRGB model cannot learn from pairs whose targets are camera RGB
     assert main(["train", "--config", "shipped", "--set", f"data.photos=['{photos}']",
                  "--set", "model.output='srgb'", "--set", f"train.out_dir='{tmp_path / 'x'}'"]) == 1

@@ -150,12 +150,26 @@ def test_dng_output_opens_in_libraw_and_develops_like_the_png(tmp_path, tiny_lin
     assert not (tmp_path / "s.dng").exists()
 
 
+def test_a_models_convention_travels_in_its_config_and_its_exported_input_name():
+    from sid_keras.convention import Convention
+    from sid_keras.errors import SidError
+    from sid_keras.models import UNet, convention_of
+
+    models = [UNet(width=4, depth=2), UNet(width=4, depth=2, output="srgb"), UNet(width=4, depth=2, noise_input=True)]
+    conventions = [convention_of(m) for m in models]
+    assert conventions == [Convention("linear", False, 4), Convention("srgb", False, 4), Convention("linear", True, 4)]
+    assert [c.input_name for c in conventions] == ["packed_wb", "packed", "packed_wb_noise"]
+    assert [Convention.from_input(c.input_name, c.input_channels) for c in conventions] == conventions
+    with pytest.raises(SidError, match="x.tflite: input 'images' is not a sid-keras export"):
+        Convention.from_input("images", 4, "x.tflite")
+
+
 def test_output_kind_is_saved_with_the_model_and_older_files_read_as_srgb(tmp_path):
-    from sid_keras.models import UNet, output_kind
+    from sid_keras.models import UNet, convention_of
 
     model = UNet(width=4, depth=2, output="srgb")
     model.save(tmp_path / "m.keras")
-    assert output_kind(keras.models.load_model(tmp_path / "m.keras")) == "srgb"
+    assert convention_of(keras.models.load_model(tmp_path / "m.keras")).output == "srgb"
     config = UNet(width=4, depth=2).get_config()
     assert config["output"] == "linear"
     del config["output"]  # a file saved before the field existed

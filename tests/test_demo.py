@@ -8,11 +8,11 @@ from sid_keras.inference import DEFAULT_MODEL_FILE, DEFAULT_TFLITE_FILE
 
 def test_the_shipped_model_is_small_and_loads():
     from sid_keras.inference import load_model
-    from sid_keras.models import output_kind
+    from sid_keras.models import convention_of
 
     assert DEFAULT_MODEL_FILE.is_file() and DEFAULT_MODEL_FILE.stat().st_size < 10_000_000
     model = load_model()
-    assert model.count_params() == 1_092_528 and output_kind(model) == "linear"
+    assert model.count_params() == 1_092_528 and convention_of(model).output == "linear"
 
 
 def test_the_shipped_tflite_file_is_the_same_model(write_dng):
@@ -23,7 +23,7 @@ def test_the_shipped_tflite_file_is_the_same_model(write_dng):
     lite, keras_model = Enhancer(), Enhancer(load_model())
     assert DEFAULT_TFLITE_FILE.stat().st_size < 3_000_000
     assert lite.output == keras_model.output == "linear" and (lite.tile, lite.overlap) == (256, 8)
-    assert lite.noise_input == keras_model.noise_input and lite.channels == keras_model.channels == 4
+    assert lite.convention == keras_model.convention and lite.convention.channels == 4
     dng, _ = write_dng(name="dark.dng", shape=(192, 320), black=512, white=16383, iso=3200)
     a, b = lite.enhance(dng, ratio=1), keras_model.enhance(dng, ratio=1)  # a busy, unclipped input
     assert 10 * np.log10(1 / np.mean((a - b) ** 2)) > 35  # dB: int8 weights, float activations

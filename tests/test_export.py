@@ -12,6 +12,7 @@ pytest.importorskip("ai_edge_litert")
 
 from sid_keras import raw
 from sid_keras.cli import main
+from sid_keras.convention import Convention
 from sid_keras.export import gpu_problems
 
 BLOCK_TF = """
@@ -68,7 +69,7 @@ def test_int8_calibrates_on_the_users_own_raw_files(write_dng, tmp_path):
     (tmp_path / "dark").mkdir()
     path, _ = write_dng(name="dark/a.dng", shape=(40, 60), white=1023, black=64)
     profile = load_profile(None, {"calibration_dir": str(tmp_path / "dark"), "tile": 16, "overlap": 2})
-    crops = calibration_crops(profile, 4, 10, 0, white_balance=True)
+    crops = calibration_crops(profile, Convention(), 10, 0)
     assert len(crops) == 10 and crops[0].shape == (16, 16, 4)
     frame = raw.read_raw(path)
     packed = raw.network_input(frame, auto_ratio(frame, AUTO_TARGET_MEAN["linear"], white_balance=True),
@@ -163,6 +164,6 @@ def test_a_noise_aware_model_exports_with_its_noise_input_named_and_described(tm
     assert "SENSOR_NOISE_PROFILE" in info["input"]["noise_level"]
     dng, _ = write_dng(name="frame.dng", shape=(70, 90), iso=1600)
     lite = Enhancer(tmp_path / "out" / "model_fp32.tflite", tile=24, overlap=4)
-    assert lite.noise_input and lite.channels == 4
+    assert lite.convention == Convention("linear", noise=True, channels=4)
     expected = Enhancer(tmp_path / "noisy.keras", tile=24, overlap=4).enhance(dng, ratio=50)
     np.testing.assert_allclose(lite.enhance(dng, ratio=50), expected, atol=2e-4)

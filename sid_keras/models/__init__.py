@@ -16,13 +16,14 @@ from typing import Callable
 import keras
 
 from sid_keras import losses, metrics  # noqa: F401  (registers every class a compiled .keras file holds)
+from sid_keras.convention import Convention
 from sid_keras.errors import SidError
 from sid_keras.models.double_unet import DoubleUNet
 from sid_keras.models.gan import UNetDiscriminator, UNetGAN
 from sid_keras.models.layers import CropLike, DepthToSpace, PadToMultiple, SpaceToDepth
 from sid_keras.models.unet import FastUNet, UNet
 from sid_keras.models.vae import LatentSample, VAEUNet
-from sid_keras.render import LINEAR, SRGB
+from sid_keras.render import SRGB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,37 +134,26 @@ def with_precision(net: keras.Model, policy: str | None) -> keras.Model:
     return twin
 
 
-def output_kind(model: keras.Model) -> str:
-    """``"linear"`` or ``"srgb"``: what the model predicts, from its own config."""
-    return inference_model(model).get_config().get("output", SRGB)
-
-
-def takes_noise(model: keras.Model) -> bool:
-    """Whether the model's input carries the noise level of its packed channels (``noise_input``)."""
-    return bool(inference_model(model).get_config().get("noise_input", False))
-
-
-def input_name(kind: str, noise: bool = False) -> str:
-    """Name of the exported input tensor; it tells an app (and :mod:`sid_keras.lite`) what to feed.
-
-    ``packed_wb``: packed, amplified and white-balanced (``linear`` models, whose output is
-    linear camera RGB); ``packed``: packed and amplified (``srgb`` models, output sRGB); a
-    ``_noise`` suffix: followed by the noise level of each packed channel (``noise_input``).
-    """
-    return ("packed_wb" if kind == LINEAR else "packed") + ("_noise" if noise else "")
+def convention_of(model: keras.Model) -> Convention:
+    """What the model is fed and returns (:class:`sid_keras.convention.Convention`), from its own
+    config; a file saved before ``output`` was recorded predicts sRGB."""
+    net = inference_model(model)
+    config = net.get_config()
+    noise = bool(config.get("noise_input", False))
+    return Convention(config.get("output", SRGB), noise, int(net.inputs[0].shape[-1]) // (2 if noise else 1))
 
 
 def frozen_forward(net: keras.Model, shape):
     """The inference forward pass as a TF concrete function with the weights frozen to constants.
 
-    Input named by :func:`input_name`, of ``shape`` (None for dynamic dims), output
+    Input named after the model's convention (:attr:`Convention.input_name`), of ``shape`` (None for dynamic dims), output
     ``{"rgb": ...}``; shared by the
     MAC count and the TFLite export (Keras 3 variables are not found through a trackable).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec(shape, tf.float32, name=input_name(output_kind(net), takes_noise(net)))
+    spec = tf.TensorSpec(shape, tf.float32, name=convention_of(net).input_name)
     forward = tf.function(lambda packed: {"rgb": net(packed, training=False)})
     return convert_variables_to_constants_v2(forward.get_concrete_function(spec))
 
@@ -226,11 +216,10 @@ __all__ = [
     "UNetGAN",
     "VAEUNet",
     "build_model",
+    "convention_of",
     "count_macs",
     "frozen_forward",
     "describe_models",
     "inference_model",
-    "input_name",
-    "output_kind",
     "with_precision",
 ]
