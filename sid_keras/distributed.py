@@ -4,7 +4,8 @@ Keras 3's ``fit`` breaks under ``MultiWorkerMirroredStrategy`` (keras-team/keras
 ``sid-keras train`` switches to this loop when ``TF_CONFIG`` names more than one worker. It runs
 the same recipe as ``fit``: the task's data stream (each worker reads its own share through
 ``distribute_datasets_from_function``, the per-replica batch is the global batch divided by the
-replica count), the task's loss averaged over the global batch, its learning-rate schedule, its
+replica count), the step ``fit`` runs (the compiled model's own ``train_step``: the task's loss,
+scaled for the replicas by Keras, and its metrics), the task's learning-rate schedule, its
 validation and best-model keeping by validation PSNR, and its checkpoints: a run killed even with
 SIGKILL resumes from the last completed epoch with the very batches it would have seen, so its
 final weights equal an uninterrupted run's. The chief (worker 0) writes the files; every worker
@@ -65,22 +66,10 @@ def train_multi_worker(config: Config, *, log=print) -> dict:
     dataset = strategy.distribute_datasets_from_function(
         distributed_dataset_fn(data.sources, global_batch_size=global_batch, weights=data.weights,
                                seed=config.train.seed, start=task.first_element(data, start_epoch)))
-    per_image_loss = task.loss()
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            prediction = model(x, training=True)
-            loss = tf.nn.compute_average_loss(per_image_loss.call(y, prediction), global_batch_size=global_batch)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply(gradients, model.trainable_variables)
-        return loss
 
     @tf.function
     def step(iterator):
-        x, y = next(iterator)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
+        strategy.run(model.train_step, args=(next(iterator),))
 
     def validate() -> float:
         scores = [float(np.mean(psnr(y, model(x, training=False), display=task.display))) for x, y in data.val]
@@ -92,8 +81,10 @@ def train_multi_worker(config: Config, *, log=print) -> dict:
     history = []
     for epoch in range(start_epoch, config.train.epochs):
         model.optimizer.learning_rate = task.learning_rate(epoch)
-        losses = [float(step(iterator)) for _ in range(steps)]
-        history.append(float(np.mean(losses)))
+        model.reset_metrics()
+        for _ in range(steps):
+            step(iterator)
+        history.append(float(model.get_metrics_result()["loss"]))
         line = f"worker {task_index()}: epoch {epoch + 1}/{config.train.epochs} loss {history[-1]:.4f}"
         if (epoch + 1) % config.train.val_every == 0:
             value = validate()

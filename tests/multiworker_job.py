@@ -23,6 +23,7 @@ def run(index: int, ports: list[str], root: str, out: str, epochs: int = 2, step
     model = result["model"]
     np.savez(f"{out}/weights{index}.npz", *[np.asarray(w) for w in model.get_weights()])
     np.save(f"{out}/steps{index}.npy", np.asarray(model.optimizer.iterations.numpy()))
+    np.save(f"{out}/loss{index}.npy", np.asarray(result["loss"]))
 
 
 if __name__ == "__main__":

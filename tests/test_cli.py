@@ -231,6 +231,8 @@ def test_two_workers_on_loopback_hold_the_same_weights_and_resume_exactly(mini_d
     assert a.files and all(np.array_equal(a[k], b[k]) for k in a.files)
     assert int(np.load(whole / "steps0.npy")) == int(np.load(whole / "steps1.npy")) == epochs * steps  # trained
     assert (whole / "final.keras").exists() and (whole / "best.keras").exists()  # written by the chief
+    losses = [np.load(whole / f"loss{i}.npy") for i in (0, 1)]  # fit's step: the compiled loss, over both
+    assert len(losses[0]) == epochs and np.all(np.isfinite(losses[0])) and np.allclose(losses[0], losses[1])
     # the same run killed with SIGKILL after its first checkpoint, then started again
     killed = tmp_path / "killed"
     procs = _start_workers(mini_dataset, killed, epochs, steps)
