@@ -26,7 +26,7 @@ class DataConfig:
     root: str = ""  # dataset root holding the list files and ./Sony/... (or ./Fuji/...)
     train_list: str = "Sony_train_list.txt"  # real (or `sid-keras synth`) pairs; "" for none
     val_list: str = "Sony_val_list.txt"
-    # Clean photo folders for pairs synthesised on the fly (sid_keras.data.synthetic_dataset).
+    # Clean photo folders for pairs synthesised on the fly (sid_keras.data.pipeline.synthetic_source).
     photos: list = dataclasses.field(default_factory=list)
     noise_profile: str = "virtual"  # "virtual", a calibrated camera, or a `sid-keras calibrate` TOML
     ratio_range: list = dataclasses.field(default_factory=lambda: [1.0, 300.0])  # synthetic, log-uniform

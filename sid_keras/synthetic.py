@@ -7,7 +7,7 @@ exposure gets the calibrated noise of :mod:`sid_keras.noise`.
 
 Two uses:
 
-- on the fly, in :func:`sid_keras.data.pipeline.synthetic_dataset` (training): the photos are
+- on the fly, in :func:`sid_keras.data.pipeline.synthetic_source` (training): the photos are
   linearised once (:func:`linear_photo`, cached) and every step draws a new camera, illuminant,
   exposure, ratio and noise;
 - as files, by :func:`synthesize` (`sid-keras synth`): DNG pairs with SID-style names and list

@@ -228,7 +228,7 @@ class Task:
         network from (and keeps, with ``freeze_first``: the U-UNet recipe)."""
         import keras
 
-        from sid_keras.models import UNet, inference_model
+        from sid_keras.models import UNet, convention_of, inference_model
 
         args = self.config.model.args
         first = args.get("first")
@@ -242,8 +242,9 @@ class Task:
         if not os.path.isfile(first):
             raise SidError(f"[model] args.first = {first!r}: no such file")
         source = inference_model(keras.models.load_model(first, compile=False))
-        wanted = {key: model.get_config()[key] for key in ("width", "depth", "in_channels", "scale", "output")}
+        wanted = {key: model.get_config()[key] for key in ("width", "depth", "scale")}
         found = {key: source.get_config().get(key) for key in wanted}
+        wanted["input"], found["input"] = convention_of(model), convention_of(source)
         if type(source) is not UNet or found != wanted or source.get_config().get("demosaic_residual"):
             raise SidError(f"{first}: a {type(source).__name__} {found}, not the unet {wanted} the double_unet's "
                            "first network is")

@@ -58,6 +58,19 @@ def test_any_input_size_bayer_and_xtrans(name, channels, scale):
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
+def test_every_variant_can_be_told_its_inputs_noise(name, tmp_path):
+    """The study trains every variant with the shipped model's noise input."""
+    from sid_keras.convention import Convention
+    from sid_keras.models import convention_of, inference_model
+
+    model = build_model(name, noise_input=True, **TINY[name])
+    assert convention_of(model) == Convention("linear", noise=True, channels=4)
+    assert tuple(model(np.zeros((1, 16, 16, 8), "float32")).shape) == (1, 32, 32, 3)
+    inference_model(model).save(tmp_path / "m.keras")
+    assert convention_of(keras.models.load_model(tmp_path / "m.keras")).noise
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
 def test_training_steps_lower_the_loss_and_keras_file_round_trips(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = build_model(name, **TINY[name])

@@ -12,7 +12,7 @@ import keras
 from keras import layers
 
 from sid_keras.models.layers import SpaceToDepth
-from sid_keras.models.unet import SidModel, _wrap, check_model_kwargs, rgb_head, unet_body
+from sid_keras.models.unet import SidModel, _wrap, check_model_kwargs, packed_input, rgb_head, unet_body
 from sid_keras.render import LINEAR
 
 FIRST_PREFIX = "first_"
@@ -27,7 +27,8 @@ class DoubleUNet(SidModel):
         in_channels, scale, width, depth: as :class:`~sid_keras.models.unet.UNet`, for both nets.
         freeze_first: keep the first network's weights fixed (train only the second).
         residual_output: the second network predicts a correction added to the first's output.
-        output: as :class:`~sid_keras.models.unet.UNet`.
+        output, noise_input: as :class:`~sid_keras.models.unet.UNet` (the second network sees the
+            input, its noise level included, beside the first's output).
 
     Example:
         >>> first = UNet(width=8, depth=3)  # ...trained...
@@ -41,9 +42,9 @@ class DoubleUNet(SidModel):
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
                  freeze_first: bool = False, residual_output: bool = True, output: str = LINEAR,
-                 **kwargs):
+                 noise_input: bool = False, **kwargs):
         check_model_kwargs(type(self), kwargs, output)
-        inputs = keras.Input((None, None, in_channels), name="packed")
+        inputs = packed_input(in_channels, noise_input)
 
         def body(x):
             features, decoder, _ = unet_body(x, width=width, depth=depth, prefix=FIRST_PREFIX)
@@ -61,7 +62,8 @@ class DoubleUNet(SidModel):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
-                          freeze_first=freeze_first, residual_output=residual_output, output=output))
+                          freeze_first=freeze_first, residual_output=residual_output, output=output,
+                          noise_input=noise_input))
         if freeze_first:
             self.set_first_trainable(False)
 

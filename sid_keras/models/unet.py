@@ -76,6 +76,12 @@ def rgb_head(x, scale: int, name: str, initializer: str = "glorot_uniform"):
 MODEL_KWARGS = ("name", "trainable", "dtype")
 
 
+def packed_input(in_channels: int, noise_input: bool = False):
+    """Every model's input: ``in_channels`` packed raw channels, followed for a noise-aware model
+    (``noise_input``) by as many channels of their noise level (:func:`sid_keras.raw.noise_sigma`)."""
+    return keras.Input((None, None, in_channels * (2 if noise_input else 1)), name="packed")
+
+
 def check_model_kwargs(cls: type, kwargs: dict, output: str | None = None) -> None:
     unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
     if unknown:
@@ -209,7 +215,7 @@ class UNet(SidModel):
         if demosaic_gate and not demosaic_residual:
             raise ValueError("demosaic_gate gates the demosaic of demosaic_residual: set both")
         block = residual_block if residual else double_conv
-        inputs = keras.Input((None, None, in_channels * (2 if noise_input else 1)), name="packed")
+        inputs = packed_input(in_channels, noise_input)
 
         def body(x):
             features, _, _ = unet_body(x, width=width, depth=depth, block=block, gated=attention)
@@ -245,7 +251,7 @@ class FastUNet(SidModel):
         in_channels, scale: as :class:`UNet`.
         pack: extra space_to_depth factor (LLPackNet packs by 8 overall; 4 here on top of 2).
         width, depth: of the inner U-Net.
-        output: as :class:`UNet`.
+        output, noise_input: as :class:`UNet`.
 
     Reference:
         Lamba, Balaji, Mitra. "Towards Fast and Light-Weight Restoration of Dark Images"
@@ -253,9 +259,9 @@ class FastUNet(SidModel):
     """
 
     def __init__(self, in_channels: int = 4, scale: int = 2, pack: int = 4, width: int = 48,
-                 depth: int = 3, output: str = LINEAR, **kwargs):
+                 depth: int = 3, output: str = LINEAR, noise_input: bool = False, **kwargs):
         check_model_kwargs(type(self), kwargs, output)
-        inputs = keras.Input((None, None, in_channels), name="packed")
+        inputs = packed_input(in_channels, noise_input)
 
         def body(x):
             x = SpaceToDepth(pack, name="pack")(x)
@@ -266,4 +272,4 @@ class FastUNet(SidModel):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = pack * 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, pack=pack, width=width, depth=depth,
-                          output=output))
+                          output=output, noise_input=noise_input))

@@ -14,7 +14,7 @@ import keras
 from keras import layers, ops
 
 from sid_keras.models.layers import LEAKY_SLOPE, upsample
-from sid_keras.models.unet import RGB, SidModel, _wrap, check_model_kwargs, rgb_head, unet_body
+from sid_keras.models.unet import RGB, SidModel, _wrap, check_model_kwargs, packed_input, rgb_head, unet_body
 from sid_keras.render import LINEAR
 
 
@@ -50,15 +50,15 @@ class VAEUNet(SidModel):
         in_channels, scale, width, depth: as :class:`~sid_keras.models.unet.UNet`.
         latent_channels: channels of the spatial latent at the bottleneck.
         kl_weight: weight of the KL divergence in the loss.
-        output: as :class:`~sid_keras.models.unet.UNet`.
+        output, noise_input: as :class:`~sid_keras.models.unet.UNet`.
         seed: of the latent sampling.
     """
 
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
                  latent_channels: int = 8, kl_weight: float = 1e-3, output: str = LINEAR, seed: int = 1,
-                 **kwargs):
+                 noise_input: bool = False, **kwargs):
         check_model_kwargs(type(self), kwargs, output)
-        inputs = keras.Input((None, None, in_channels), name="packed")
+        inputs = packed_input(in_channels, noise_input)
 
         def body(x):
             features, _, bottleneck = unet_body(x, width=width, depth=depth)
@@ -78,4 +78,5 @@ class VAEUNet(SidModel):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.stride = 2 ** (depth - 1)
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
-                          latent_channels=latent_channels, kl_weight=kl_weight, output=output, seed=seed))
+                          latent_channels=latent_channels, kl_weight=kl_weight, output=output, seed=seed,
+                          noise_input=noise_input))
