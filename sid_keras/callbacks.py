@@ -191,6 +191,7 @@ class ValidationImages(keras.callbacks.Callback):
         import tensorflow as tf
 
         from sid_keras.models import inference_model
+        from sid_keras.raw import BAYER, XTRANS
         from sid_keras.render import packed_preview
 
         if self._writer is None:
@@ -199,7 +200,8 @@ class ValidationImages(keras.callbacks.Callback):
         with self._writer.as_default():
             for i, (x, y) in enumerate(self.val.take(self.count)):
                 out = np.clip(net.predict(x, verbose=0), 0, 1)
-                preview = packed_preview(x.numpy()[0], scale=y.shape[1] // x.shape[1])
+                layout = BAYER if y.shape[1] // x.shape[1] == BAYER.scale else XTRANS
+                preview = packed_preview(x.numpy()[0], layout)
                 triplet = np.concatenate([preview, out[0], y.numpy()[0]], axis=1)
                 tf.summary.image(f"val/{i}_input_output_truth", triplet[None], step=epoch + 1)
         self._writer.flush()

@@ -52,7 +52,7 @@ def run_demo(out_dir: str | os.PathLike, *, ratio: int = 250, model=None, seed: 
     enhancer = Enhancer(model)
     packed = enhancer.network_input(frame, used)
     images = {
-        "input": packed_preview(packed, frame.cfa.scale),
+        "input": packed_preview(packed, frame.cfa),
         "classical": nlm_denoise(scaled_reference(dark, frame, truth)),
         "output": enhancer.to_srgb(enhancer.run(packed, frame.cfa.scale), frame),
         "truth": truth,

@@ -196,7 +196,7 @@ def _evaluate_pair(enhancer, pair, truths: dict, denoiser: bool, bm3d: bool, rat
         outputs["scaled_bm3d"] = bm3d_denoise(outputs["scaled"], truth)
     scores = {m: {"psnr": psnr_8bit(truth, o), "ssim": ssim_8bit(truth, o)} for m, o in outputs.items()}
     iso = frame.iso or getattr(pair, "iso", None)
-    panels = [packed_preview(packed, frame.cfa.scale)] + [outputs[m] for m in METHODS if m in outputs] + [truth]
+    panels = [packed_preview(packed, frame.cfa)] + [outputs[m] for m in METHODS if m in outputs] + [truth]
     return PairResult(str(pair.short), str(pair.long), ratio, scores, int(iso) if iso else None), panels
 
 

@@ -113,15 +113,14 @@ def render(linear_camera: np.ndarray, color_matrix: np.ndarray | None) -> np.nda
     return tone_curve(rgb)
 
 
-def packed_preview(packed: np.ndarray, scale: int = 2) -> np.ndarray:
-    """(h, w, 4|9) packed in [0, 1] -> (h*scale, w*scale, 3) grey-world balanced preview.
+def packed_preview(packed: np.ndarray, layout) -> np.ndarray:
+    """(h, w, 4|9) packed in [0, 1] -> (h*scale, w*scale, 3) grey-world balanced preview, for the
+    packing ``layout`` (a :class:`sid_keras.raw.CfaLayout`).
 
     For looking at a network's input (figures, TensorBoard), not for quality; a noise-aware
     model's noise channels (after the packed ones) are left out.
     """
-    from sid_keras.raw import BAYER, XTRANS
-
-    groups = (BAYER if scale == 2 else XTRANS).colour_channels()
+    groups, scale = layout.colour_channels(), layout.scale
     rgb = np.stack([packed[..., g].mean(axis=-1) for g in groups], axis=-1)
     means = rgb.reshape(-1, 3).mean(axis=0) + 1e-6
     rgb = rgb * (means[1] / means)

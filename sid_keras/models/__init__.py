@@ -16,14 +16,12 @@ from typing import Callable
 import keras
 
 from sid_keras import losses, metrics  # noqa: F401  (registers every class a compiled .keras file holds)
-from sid_keras.convention import Convention
 from sid_keras.errors import SidError
 from sid_keras.models.double_unet import DoubleUNet
 from sid_keras.models.gan import UNetDiscriminator, UNetGAN
 from sid_keras.models.layers import CropLike, DepthToSpace, PadToMultiple, SpaceToDepth
-from sid_keras.models.unet import FastUNet, UNet
+from sid_keras.models.unet import FastUNet, UNet, network_convention
 from sid_keras.models.vae import LatentSample, VAEUNet
-from sid_keras.render import SRGB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,13 +132,10 @@ def with_precision(net: keras.Model, policy: str | None) -> keras.Model:
     return twin
 
 
-def convention_of(model: keras.Model) -> Convention:
+def convention_of(model: keras.Model):
     """What the model is fed and returns (:class:`sid_keras.convention.Convention`), from its own
     config; a file saved before ``output`` was recorded predicts sRGB."""
-    net = inference_model(model)
-    config = net.get_config()
-    noise = bool(config.get("noise_input", False))
-    return Convention(config.get("output", SRGB), noise, int(net.inputs[0].shape[-1]) // (2 if noise else 1))
+    return network_convention(inference_model(model))
 
 
 def frozen_forward(net: keras.Model, shape):

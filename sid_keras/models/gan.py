@@ -16,7 +16,7 @@ from keras import layers, ops
 
 from sid_keras.losses import display_curve
 from sid_keras.models.layers import LEAKY_SLOPE, CropLike, PadToMultiple
-from sid_keras.models.unet import SidModel, check_model_kwargs
+from sid_keras.models.unet import SidModel, check_model_kwargs, network_convention
 
 # CutMix box side as a fraction of the image side, drawn uniformly (Schönfeld et al. 2020).
 CUTMIX_MIN_SIDE, CUTMIX_MAX_SIDE = 0.25, 0.75
@@ -178,9 +178,7 @@ class UNetGAN(keras.Model):
     # -- training ------------------------------------------------------------------------------
     def _as_seen(self, image):
         """A linear generator's images are judged and compared as they will be seen."""
-        from sid_keras.models import convention_of
-
-        if convention_of(self.generator).white_balanced:
+        if network_convention(self.generator).white_balanced:
             return display_curve(image)
         return image
 

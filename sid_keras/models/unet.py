@@ -13,6 +13,7 @@ import inspect
 import keras
 from keras import layers
 
+from sid_keras.convention import Convention
 from sid_keras.models.layers import (
     Channels,
     CropLike,
@@ -80,6 +81,14 @@ def packed_input(in_channels: int, noise_input: bool = False):
     """Every model's input: ``in_channels`` packed raw channels, followed for a noise-aware model
     (``noise_input``) by as many channels of their noise level (:func:`sid_keras.raw.noise_sigma`)."""
     return keras.Input((None, None, in_channels * (2 if noise_input else 1)), name="packed")
+
+
+def network_convention(net: keras.Model) -> Convention:
+    """What a network (not a GAN: its generator) is fed and returns, from its own config; a file
+    saved before ``output`` was recorded predicts sRGB."""
+    config = net.get_config()
+    noise = bool(config.get("noise_input", False))
+    return Convention(config.get("output", SRGB), noise, int(net.inputs[0].shape[-1]) // (2 if noise else 1))
 
 
 def check_model_kwargs(cls: type, kwargs: dict, output: str | None = None) -> None:
