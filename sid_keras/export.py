@@ -231,7 +231,7 @@ def calibration_crops(profile: ExportProfile, convention: Convention, count: int
         if frame.cfa.channels != convention.channels:
             raise SidError(f"the calibration frames pack into {frame.cfa.channels} channels but the model takes "
                            f"{convention.channels}: calibrate on the camera the model is for")
-        packed = convention.network_input(frame, ratio, raw.noise_law(frame))
+        packed = convention.network_input(frame, ratio, raw.noise_law(frame) if convention.noise else None)
         crops += [_random_crop(packed, profile.tile, rng) for _ in range(per_frame)]
         if len(crops) >= count:
             break
@@ -387,7 +387,8 @@ def model_info(net, profile: ExportProfile) -> dict:
         "model": type(net).__name__, "config": config, "sid_keras_version": __version__,
         "output_kind": convention.output,
         "input": {"name": convention.input_name, "layout": "NHWC", "channels": channels,
-                  "channel_order": ("R, G (red row), B, G (blue row)" if convention.channels == 4 else "SID Fuji X-Trans 9")
+                  "channel_order": ("R, G (red row), B, G (blue row)" if convention.channels == 4
+                                    else "SID Fuji X-Trans 9")
                                    + (", then the noise level of each, in the same order" if noise else ""),
                   "normalisation": pre,
                   **({"noise_level": NOISE_LEVEL_RECIPE} if noise else {}),

@@ -315,10 +315,10 @@ class Canvas:
 class Enhancer:
     """Enhance raw frames with a model, tiled so memory stays bounded.
 
-    What the model is fed and predicts comes from the model itself (its :class:`Convention`: its
-    config, or the input name of a TFLite file): a ``linear`` model gets the file's white balance multiplied into its input
-    and its output is rendered with the file's colour matrix and LibRaw's curve; an ``srgb``
-    model (SID's original) is fed and shown as SID did.
+    What the model is fed and predicts comes from the model itself (its :class:`Convention`:
+    its config, or the input name of a TFLite file): a ``linear`` model gets the file's white
+    balance multiplied into its input and its output is rendered with the file's colour matrix
+    and LibRaw's curve; an ``srgb`` model (SID's original) is fed and shown as SID did.
 
     Args:
         model: a Keras model, a path to a ``.keras`` or ``.tflite`` file, None for the model

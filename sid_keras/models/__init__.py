@@ -141,9 +141,9 @@ def convention_of(model: keras.Model):
 def frozen_forward(net: keras.Model, shape):
     """The inference forward pass as a TF concrete function with the weights frozen to constants.
 
-    Input named after the model's convention (:attr:`Convention.input_name`), of ``shape`` (None for dynamic dims), output
-    ``{"rgb": ...}``; shared by the
-    MAC count and the TFLite export (Keras 3 variables are not found through a trackable).
+    Input named after the model's convention (:attr:`Convention.input_name`), of ``shape`` (None
+    for dynamic dims), output ``{"rgb": ...}``; shared by the MAC count and the TFLite export
+    (Keras 3 variables are not found through a trackable).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
