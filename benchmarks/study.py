@@ -99,21 +99,19 @@ def gradient_histogram_distance(truth: np.ndarray, image: np.ndarray) -> float:
     return float(wasserstein_distance(log_gradients(truth), log_gradients(np.clip(image, 0, 1))))
 
 
-def score_stress(enhancer, pairs, nlm: dict | None) -> tuple[dict, dict, dict]:
-    """Per ISO band (and "all"): mean PSNR, SSIM and GHD of the model; the per-band NLM PSNR,
+def score_stress(enhancer, pairs, nlm: dict | None) -> tuple[list, dict, tuple]:
+    """Per pair, in order: (ISO band, PSNR, SSIM, GHD) of the model; the per-band NLM PSNR,
     computed on the first call (``nlm`` None); one crop of the first pair, for the figure."""
     from sid_keras.evaluation import load_pair, nlm_denoise, psnr_8bit, scaled_reference, ssim_8bit
     from sid_keras.synthetic import stress_cell
 
-    rows, baseline, crop = {}, {}, None
+    rows, baseline, crop = [], {}, None
     truths: dict = {}
     for i, pair in enumerate(pairs):
         frame, ratio, truth = load_pair(pair, truths=truths)
         image = enhancer.to_srgb(enhancer.run(enhancer.network_input(frame, ratio), frame.cfa.scale), frame)
         band = stress_cell(frame.iso or pair.iso)
-        scores = (psnr_8bit(truth, image), ssim_8bit(truth, image), gradient_histogram_distance(truth, image))
-        for key in (band, "all"):
-            rows.setdefault(key, []).append(scores)
+        rows.append((band, psnr_8bit(truth, image), ssim_8bit(truth, image), gradient_histogram_distance(truth, image)))
         if nlm is None:
             classical = nlm_denoise(scaled_reference(pair.short, frame, truth))
             baseline.setdefault(band, []).append(psnr_8bit(truth, classical))
@@ -121,8 +119,15 @@ def score_stress(enhancer, pairs, nlm: dict | None) -> tuple[dict, dict, dict]:
             h, w = truth.shape[:2]
             window = np.s_[h // 4 : h // 4 + 160, w // 4 : w // 4 + 160]
             crop = (image[window], truth[window])
-    means = {k: np.mean(v, axis=0) for k, v in rows.items()}
-    return means, nlm if nlm is not None else {k: float(np.mean(v)) for k, v in baseline.items()}, crop
+    return rows, nlm if nlm is not None else {k: float(np.mean(v)) for k, v in baseline.items()}, crop
+
+
+def band_means(rows: list) -> dict:
+    """Mean (PSNR, SSIM, GHD) per ISO band and over all rows ("all")."""
+    bands = {"all": [r[1:] for r in rows]}
+    for band, *scores in rows:
+        bands.setdefault(band, []).append(scores)
+    return {band: [float(x) for x in np.mean(scores, axis=0)] for band, scores in bands.items()}
 
 
 def network_seconds_per_12mp(net) -> float:
@@ -165,18 +170,17 @@ def report(out: pathlib.Path, stress_dir: str, figures: pathlib.Path | None) -> 
             continue
         net = with_precision(inference_model(load_model(path)), None)
         enhancer = Enhancer(net)
-        stress, nlm, crops[name] = score_stress(enhancer, pairs, nlm)
+        rows, nlm, crops[name] = score_stress(enhancer, pairs, nlm)
         fid = fidelity.score_set(enhancer, photos, work / f"fidelity_{name}", 3, 0)["scores"]
         lite, _, _ = score_stress(Enhancer(int8_weights_twin(net, work), tile=256, overlap=8), pairs[::4], nlm)
-        keras_subset, _, _ = score_stress(enhancer, pairs[::4], nlm)
         epochs = json.loads((out / name / "config.json").read_text())["train"]
         results[name] = {
             "params": int(net.count_params()), "gmacs": count_macs(net, (256, 256)) / (512 * 512) * 1e6 / 1e9,
             "seconds_12mp": network_seconds_per_12mp(net),
-            "stress": {k: [float(x) for x in v] for k, v in stress.items()},
+            "stress": band_means(rows),
             "fidelity": [float(fid["model"][:, 0].mean()), float(fid["model"][:, 0].min())],
             "ceiling": [float(fid["ceiling"][:, 0].mean()), float(fid["ceiling"][:, 0].min())],
-            "int8w_delta": float(lite["all"][0] - keras_subset["all"][0]),
+            "int8w_delta": band_means(lite)["all"][0] - band_means(rows[::4])["all"][0],  # same pairs
             "budget": f"{epochs['epochs']} x {epochs['steps_per_epoch']} steps",
         }
         print(f"measured {name}", file=sys.stderr, flush=True)
@@ -197,15 +201,16 @@ def format_table(results: dict, nlm: dict) -> str:
     bands = sorted((k for k in nlm if k), key=lambda band: int(band.split()[1].split("-")[0]))
     lines = ["| variant | params | GMACs/MP | s / 12 MP | stress PSNR / SSIM | "
              + " | ".join(f"{b} (vs NLM)" for b in bands)
-             + " | GHD | fidelity mean / worst (ceiling) | int8w dB | budget |",
-             "|---|" + "---:|" * (8 + len(bands))]
+             + " | GHD | fidelity mean / worst (ceiling) | int8w dB | budget | paper (SID Sony) |",
+             "|---|" + "---:|" * (9 + len(bands))]
     for name, r in results.items():
         s = r["stress"]
+        paper = "{:.3f} / {:.3f}".format(*PAPER[name]) if name in PAPER else "not reported"
         cells = " | ".join(f"{s[b][0]:.2f} ({s[b][0] - nlm[b]:+.2f})" if b in s else "" for b in bands)
         lines.append(f"| {name} | {r['params']:,} | {r['gmacs']:.1f} | {r['seconds_12mp']:.1f} | "
                      f"{s['all'][0]:.2f} / {s['all'][1]:.3f} | {cells} | {s['all'][2]:.3f} | "
                      f"{r['fidelity'][0]:.2f} / {r['fidelity'][1]:.2f} ({r['ceiling'][0]:.2f} / {r['ceiling'][1]:.2f})"
-                     f" | {r['int8w_delta']:+.2f} | {r['budget']} |")
+                     f" | {r['int8w_delta']:+.2f} | {r['budget']} | {paper} |")
     lines.append("")
     lines.append("NLM per ISO band (dB): " + ", ".join(f"{b} {nlm[b]:.2f}" for b in bands))
     return "\n".join(lines)

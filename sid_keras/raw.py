@@ -101,8 +101,7 @@ class CfaLayout:
     def channel_colours(self) -> np.ndarray:
         """Per packed channel its colour, 0 R, 1 G, 2 B (Bayer: R, G, B, G)."""
         first = self.layout[:, 0, 0]
-        colour = self.reference[first[:, 0], first[:, 1]]
-        return np.where(colour == 3, 1, colour)  # the second green is green
+        return _as_rgbg(self.reference)[first[:, 0], first[:, 1]]
 
     def colour_channels(self) -> list[list[int]]:
         """Per colour (R, G, B), the packed channels that hold it."""
@@ -110,9 +109,7 @@ class CfaLayout:
 
     def mosaic_of(self, rgb: np.ndarray) -> np.ndarray:
         """The mosaic a sensor with this CFA records of an RGB image (whole tiles, h, w, 3)."""
-        colours = np.where(self.reference == 3, 1, self.reference)
-        h, w = rgb.shape[:2]
-        which = np.tile(colours, (h // self.period, w // self.period))
+        which = tile_colours(_as_rgbg(self.reference), rgb.shape[:2])
         return np.take_along_axis(rgb, which[..., None], axis=-1)[..., 0]
 
     def pack_rgb(self, rgb: np.ndarray) -> np.ndarray:
