@@ -37,7 +37,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def stress(enhancer, pairs, out: pathlib.Path, baseline: dict | None) -> tuple[dict, dict]:
     """(overall scores, per-cell model PSNR) of the model on the stress pairs; the baseline's
     per-cell NLM PSNR is computed by the first call (``baseline`` None)."""
-    from sid_keras.evaluation import evaluate
+    from sid_keras.apps.evaluation import evaluate
 
     with contextlib.redirect_stdout(io.StringIO()):
         summary = evaluate(enhancer, pairs, out, denoiser=baseline is None, figures=False)
@@ -47,8 +47,8 @@ def stress(enhancer, pairs, out: pathlib.Path, baseline: dict | None) -> tuple[d
 
 
 def blackmagic(enhancer, path: str) -> tuple[float, float]:
-    from sid_keras import raw
-    from sid_keras.evaluation import psnr_8bit, ssim_8bit
+    from sid_keras.apps.evaluation import psnr_8bit, ssim_8bit
+    from sid_keras.runtime import raw
 
     frame = raw.read_raw(path)
     reference = raw.crop_reference(raw.render_reference(path), frame).astype(np.float32) / 65535
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     import fidelity
 
     from sid_keras.data import read_sid_list
-    from sid_keras.inference import DEFAULT_MODEL_FILE, Enhancer
+    from sid_keras.runtime.inference import DEFAULT_MODEL_FILE, Enhancer
 
     pairs = read_sid_list("Stress_val_list.txt", args.stress)
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_ablation_"))

@@ -35,8 +35,8 @@ READ_NOISE_DN = 3.0
 def write_version(path, frame, red: float, blue: float, *, darken: float = 1.0, neutral=None, matrix=True,
                   seed: int = 0):
     """The frame as a sensor whose red and blue respond ``red`` and ``blue`` times as much."""
-    from sid_keras import raw
-    from sid_keras.dng import write_cfa_dng, xyz_to_camera
+    from sid_keras.runtime import raw
+    from sid_keras.runtime.dng import write_cfa_dng, xyz_to_camera
 
     top, left, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
     mosaic = frame.mosaic[top : top + h, left : left + w].astype(np.float64)
@@ -75,9 +75,9 @@ def main(argv=None) -> int:
     parser.add_argument("--raw", default=os.path.join(os.path.dirname(__file__), "..", "tests", "data",
                                                       "blackmagic_pocket4k.dng"))
     args = parser.parse_args(argv)
-    from sid_keras import raw
-    from sid_keras.evaluation import psnr_8bit
-    from sid_keras.inference import Enhancer
+    from sid_keras.apps.evaluation import psnr_8bit
+    from sid_keras.runtime import raw
+    from sid_keras.runtime.inference import Enhancer
 
     frame = raw.read_raw(args.raw)
     enhancer = Enhancer(args.model)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
             print(f"{f'x{red:g}, x{blue:g}':<28}{psnr_8bit(outputs[0], out):>11.2f} dB")
         print(f"\n{'file at ratio 1':<28}{'colour vs LibRaw':>17}{'PSNR vs LibRaw':>16}{'SSIM':>7}"
               f"{'8-px energy (LibRaw)':>24}")
-        from sid_keras.evaluation import ssim_8bit
+        from sid_keras.apps.evaluation import ssim_8bit
 
         cases = [("as shot", None, True), ("1:1:1 neutral, no matrix", (1.0, 1.0, 1.0), False)]
         for label, neutral, matrix in cases:

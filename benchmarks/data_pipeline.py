@@ -27,7 +27,7 @@ DEFAULT_RAW = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "
 
 def decode_every_time(path: pathlib.Path, patch: int, count: int, rng) -> float:
     """A training pair without a cache: decode + pack the short, render the long, crop both."""
-    from sid_keras import raw
+    from sid_keras.runtime import raw
 
     start = time.perf_counter()
     for _ in range(count):

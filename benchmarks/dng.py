@@ -38,7 +38,7 @@ DEVELOPERS = {
 
 
 def linear(image: np.ndarray) -> np.ndarray:
-    from sid_keras.synthetic import srgb_to_linear
+    from sid_keras.synth.synthetic import srgb_to_linear
 
     scale = np.iinfo(image.dtype).max if image.dtype.kind == "u" else 1.0
     return srgb_to_linear(image[..., :3].astype(np.float64) / scale)
@@ -66,9 +66,9 @@ def main(argv=None) -> int:
     import tifffile
     from PIL import Image
 
-    from sid_keras import raw
-    from sid_keras.cli import main as cli
-    from sid_keras.demo import make_demo_raw
+    from sid_keras.apps.cli import main as cli
+    from sid_keras.apps.demo import make_demo_raw
+    from sid_keras.runtime import raw
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_dng_bench_"))
     frames = {"Blackmagic (real)": pathlib.Path(args.raw), "demo x250": make_demo_raw(work, 250, 0)[0]}

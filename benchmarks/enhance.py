@@ -56,18 +56,18 @@ def wall(command: list[str], repeats: int) -> float:
 
 
 def enhance_command(inputs: list[str], out: str, model: str | None) -> list[str]:
-    command = [sys.executable, "-m", "sid_keras.cli", "enhance", *inputs, "-o", out, "--overwrite"]
+    command = [sys.executable, "-m", "sid_keras.apps.cli", "enhance", *inputs, "-o", out, "--overwrite"]
     return command + (["--model", model] if model else [])
 
 
 def stages(raw_file: str, model: str | None, repeats: int) -> dict:
     """Seconds per stage of one enhancement in this process (the start-up in a fresh one)."""
-    code = ("import time; t = time.perf_counter()\nfrom sid_keras.inference import Enhancer\n"
+    code = ("import time; t = time.perf_counter()\nfrom sid_keras.runtime.inference import Enhancer\n"
             f"Enhancer({model!r})\nprint(time.perf_counter() - t)")
     startup = statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                                      text=True).stdout.split()[-1]) for _ in range(repeats))
-    from sid_keras import inference, raw
-    from sid_keras.inference import Enhancer, write_pixels
+    from sid_keras.runtime import inference, raw
+    from sid_keras.runtime.inference import Enhancer, write_pixels
 
     enhancer = Enhancer(model)
     totals: dict[str, list[float]] = {}
@@ -109,7 +109,7 @@ def stages(raw_file: str, model: str | None, repeats: int) -> dict:
 
 
 def write_frame(path: str, megapixels: float) -> None:
-    from sid_keras.dng import write_cfa_dng
+    from sid_keras.runtime.dng import write_cfa_dng
 
     height = int(round((megapixels * 1e6 / ASPECT) ** 0.5 / 2)) * 2
     width = int(round(height * ASPECT / 2)) * 2
@@ -121,8 +121,8 @@ def write_frame(path: str, megapixels: float) -> None:
 
 def size_worker(model: str | None, dng: str, out: str) -> None:
     """One enhancement as the CLI does it; prints its seconds and the process's peak RSS."""
-    from sid_keras import raw
-    from sid_keras.inference import Enhancer, write_pixels
+    from sid_keras.runtime import raw
+    from sid_keras.runtime.inference import Enhancer, write_pixels
 
     enhancer = Enhancer(model)
     start = time.perf_counter()

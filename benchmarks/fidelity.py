@@ -71,7 +71,8 @@ def skimage_photos(folder: pathlib.Path) -> list[str]:
 
 def plans_for(photos, per_photo: int, seed: int):
     """Frame plans: camera, illuminant and exposure of each frame, drawn from ``seed``."""
-    from sid_keras import noise, synthetic
+    from sid_keras.runtime import noise
+    from sid_keras.synth import synthetic
 
     rng = np.random.default_rng(seed)
     plans = []
@@ -92,7 +93,8 @@ def plans_for(photos, per_photo: int, seed: int):
 def ceiling(plan, frame) -> np.ndarray:
     """The clean scene as LibRaw renders it: raw values clipped at white, white balance, LibRaw's
     clip after it, the file's colour matrix and curve, 16-bit."""
-    from sid_keras import render, synthetic
+    from sid_keras.runtime import render
+    from sid_keras.synth import synthetic
 
     gains = np.array([plan.red_gain, 1.0, plan.blue_gain])
     balanced = np.minimum(np.clip(synthetic.clean_scene(plan) / gains, 0.0, 1.0) * gains, 1.0)
@@ -114,8 +116,9 @@ def psnr(reference: np.ndarray, image: np.ndarray) -> float:
 
 def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int) -> dict:
     """PSNR and SSIM of the model, the ceiling and the baseline on every frame of one set."""
-    from sid_keras import raw, synthetic
-    from sid_keras.evaluation import ssim_8bit
+    from sid_keras.apps.evaluation import ssim_8bit
+    from sid_keras.runtime import raw
+    from sid_keras.synth import synthetic
 
     scores = {"model": [], "ceiling": [], "bilinear": []}
     names = []
@@ -138,8 +141,8 @@ def main(argv=None) -> int:
     parser.add_argument("--per-photo", type=int, default=3, help="frames per photo (cameras x illuminants)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from sid_keras.inference import Enhancer
-    from sid_keras.synthetic import find_photos
+    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.synth.synthetic import find_photos
 
     enhancer = Enhancer(args.model)
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_fidelity_"))

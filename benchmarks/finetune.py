@@ -54,8 +54,8 @@ DARK_FRAMES, FLAT_LEVELS, FRAME_SHAPE = 12, (1000.0, 3000.0, 7000.0), (256, 384)
 
 def write_frames(folder: pathlib.Path, seed: int = 0) -> None:
     """Dark and flat frames of the virtual camera, as its DNGs would be."""
-    from sid_keras.dng import write_cfa_dng
-    from sid_keras.synthetic import SONY_BLACK, SONY_WHITE
+    from sid_keras.runtime.dng import write_cfa_dng
+    from sid_keras.synth.synthetic import SONY_BLACK, SONY_WHITE
 
     rng = np.random.default_rng(seed)
     prnu = 1 + 0.01 * rng.normal(size=FRAME_SHAPE)
@@ -79,7 +79,7 @@ def write_frames(folder: pathlib.Path, seed: int = 0) -> None:
 
 
 def cli(*argv: str) -> None:
-    from sid_keras.cli import main
+    from sid_keras.apps.cli import main
 
     code = main(list(argv))
     if code:
@@ -87,9 +87,9 @@ def cli(*argv: str) -> None:
 
 
 def scores(model: str | None, data: pathlib.Path, listing: pathlib.Path, out: pathlib.Path) -> dict:
+    from sid_keras.apps.evaluation import evaluate
     from sid_keras.data import read_sid_list
-    from sid_keras.evaluation import evaluate
-    from sid_keras.inference import Enhancer
+    from sid_keras.runtime.inference import Enhancer
 
     return evaluate(Enhancer(model), read_sid_list(listing, data), out, figures=False, log=lambda _: None)
 
@@ -107,7 +107,7 @@ def main() -> None:
         sys.exit(f"needs the clean photos of {PHOTOS}")
     work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="sid_finetune_"))
     work.mkdir(parents=True, exist_ok=True)
-    from sid_keras.synthetic import synthesize
+    from sid_keras.synth.synthetic import synthesize
 
     t0 = time.perf_counter()
     write_frames(work / "frames")
@@ -126,7 +126,7 @@ def main() -> None:
     cli("finetune", *options, "--data", str(pairs), "--list", str(tune_list), "--photos", str(PHOTOS / "train"),
         "--noise-profile", str(profile), "--steps", str(args.steps), "-o", str(tuned), "--overwrite")
     t2 = time.perf_counter()
-    from sid_keras.inference import DEFAULT_MODEL_FILE
+    from sid_keras.runtime.inference import DEFAULT_MODEL_FILE
 
     before = scores(args.model or str(DEFAULT_MODEL_FILE), pairs, held_list, work / "eval_shipped")
     after = scores(str(tuned), pairs, held_list, work / "eval_finetuned")

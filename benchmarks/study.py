@@ -4,7 +4,7 @@
     python benchmarks/study.py report --stress DIR [--out runs/study] [--figures docs/study]
 
 ``train`` runs every variant of :data:`VARIANTS`, in order, with the recipe of the shipped model
-(``sid_keras/experiments/shipped.toml``: the same on-the-fly photo stream and seed, steps, schedule,
+(``sid_keras/configs/experiments/shipped.toml``: the same on-the-fly photo stream and seed, steps, schedule,
 noise input and validation set) into ``OUT/NAME``. Killed at any point, the same command continues:
 each run resumes from its last checkpoint and finished runs (``final.keras``) are skipped.
 ``double_unet`` starts its first network from ``OUT/unet/best.keras`` and keeps it frozen (the
@@ -64,7 +64,7 @@ TILE = 512  # packed pixels of the timing tile: a 1 MP output
 
 def variant_config(name: str, out: pathlib.Path, overrides: list[str]):
     """The shipped recipe with this variant's model, its run folder under ``out``."""
-    from sid_keras.config import load_config
+    from sid_keras.training.config import load_config
 
     model, args = VARIANTS[name]
     base = load_config("shipped")
@@ -76,7 +76,7 @@ def variant_config(name: str, out: pathlib.Path, overrides: list[str]):
 
 
 def train(out: pathlib.Path, only: list[str], overrides: list[str]) -> int:
-    from sid_keras.training import train as run
+    from sid_keras.training.task import train as run
 
     for name in only or list(VARIANTS):
         if (out / name / "final.keras").is_file():
@@ -102,8 +102,14 @@ def gradient_histogram_distance(truth: np.ndarray, image: np.ndarray) -> float:
 def score_stress(enhancer, pairs, nlm: dict | None) -> tuple[list, dict, tuple]:
     """Per pair, in order: (ISO band, PSNR, SSIM, GHD) of the model; the per-band NLM PSNR,
     computed on the first call (``nlm`` None); one crop of the first pair, for the figure."""
-    from sid_keras.evaluation import load_pair, nlm_denoise, psnr_8bit, scaled_reference, ssim_8bit
-    from sid_keras.synthetic import stress_cell
+    from sid_keras.apps.evaluation import (
+        load_pair,
+        nlm_denoise,
+        psnr_8bit,
+        scaled_reference,
+        ssim_8bit,
+    )
+    from sid_keras.synth.synthetic import stress_cell
 
     rows, baseline, crop = [], {}, None
     truths: dict = {}
@@ -131,7 +137,7 @@ def band_means(rows: list) -> dict:
 
 
 def network_seconds_per_12mp(net) -> float:
-    from sid_keras.inference import keras_predictor
+    from sid_keras.runtime.inference import keras_predictor
 
     predict = keras_predictor(net)
     tile = np.random.default_rng(0).uniform(0, 1, (1, TILE, TILE, net.inputs[0].shape[-1])).astype(np.float32)
@@ -145,7 +151,7 @@ def network_seconds_per_12mp(net) -> float:
 
 
 def int8_weights_twin(net, folder: pathlib.Path) -> pathlib.Path:
-    from sid_keras.export import _convert
+    from sid_keras.apps.export import _convert
 
     path = folder / "int8w.tflite"
     path.write_bytes(_convert(net, [1, 256, 256, net.inputs[0].shape[-1]], int8_weights=True))
@@ -156,8 +162,8 @@ def report(out: pathlib.Path, stress_dir: str, figures: pathlib.Path | None) -> 
     import fidelity
 
     from sid_keras.data import read_sid_list
-    from sid_keras.inference import Enhancer, load_model
     from sid_keras.models import count_macs, inference_model, with_precision
+    from sid_keras.runtime.inference import Enhancer, load_model
 
     pairs = read_sid_list("Stress_val_list.txt", stress_dir)
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_study_"))
@@ -219,8 +225,8 @@ def format_table(results: dict, nlm: dict) -> str:
 def write_figures(results: dict, crops: dict, folder: pathlib.Path) -> None:
     from PIL import Image, ImageDraw, ImageFont
 
-    from sid_keras.evaluation import side_by_side
-    from sid_keras.io import write_image
+    from sid_keras.apps.evaluation import side_by_side
+    from sid_keras.runtime.io import write_image
 
     size, margin, right = (860, 480), 60, 200  # room on the right for the labels
     plot = Image.new("RGB", size, "white")

@@ -62,8 +62,9 @@ def use_code_before() -> None:
     import tensorflow as tf
     from keras import ops
 
-    from sid_keras import losses, metrics, noise, render
     from sid_keras.data import pipeline
+    from sid_keras.models import losses, metrics
+    from sid_keras.runtime import noise, render
 
     def display_curve(x):
         x = ops.cast(x, "float32")
@@ -115,9 +116,9 @@ def child(name: str, args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from sid_keras.config import load_config
     from sid_keras.models import with_precision
-    from sid_keras.training import Task
+    from sid_keras.training.config import load_config
+    from sid_keras.training.task import Task
 
     precision, jit, code, _, threads = CONFIGS[name]
     if threads:
@@ -173,7 +174,7 @@ def child(name: str, args) -> dict:
 
 
 def make_val_set(folder: pathlib.Path, photos: pathlib.Path) -> str:
-    from sid_keras.synthetic import synthesize
+    from sid_keras.synth.synthetic import synthesize
 
     synthesize(photos, folder, split="val", limit=24)
     return str(folder)
@@ -201,7 +202,7 @@ def main(argv=None) -> int:
         print(f"unknown configurations {unknown}" if unknown else f"{missing[0]}: no such folder of photos; "
               "pass --photos and --val-photos", file=sys.stderr)
         return 1
-    from sid_keras.training import cpu_has_bf16
+    from sid_keras.training.task import cpu_has_bf16
 
     with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
         args.val = args.val or make_val_set(pathlib.Path(tmp) / "val24", args.val_photos)

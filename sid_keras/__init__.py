@@ -6,6 +6,13 @@ imported by the modules that use them, so `sid-keras --help` answers at once.
 
 __version__ = "0.1.0"
 
+import pathlib
+
 from sid_keras.errors import SidError
+
+# Installed package data: the shipped model and demo photo, and the TOML configs
+# (experiments for `train`, search jobs for `tune`, profiles for `export`).
+ASSETS_DIR = pathlib.Path(__file__).parent / "assets"
+CONFIGS_DIR = pathlib.Path(__file__).parent / "configs"
 
 __all__ = ["SidError", "__version__"]

@@ -39,7 +39,7 @@ def photo_folder(tmp_path_factory) -> pathlib.Path:
     package's public-domain astronaut portrait: what `synth`, `train` and `finetune` read."""
     from PIL import Image
 
-    from sid_keras.demo import DEMO_PHOTO
+    from sid_keras.apps.demo import DEMO_PHOTO
 
     portrait = Image.open(DEMO_PHOTO).convert("RGB")
     folder = tmp_path_factory.mktemp("photos")
@@ -52,7 +52,7 @@ def photo_folder(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def film_scan_dng(tmp_path_factory) -> pathlib.Path:
     """A raw file without a colour filter array (a film scanner's or a linear DNG's): LinearRaw."""
-    from sid_keras.dng import write_linear_dng
+    from sid_keras.runtime.dng import write_linear_dng
 
     rng = np.random.default_rng(3)
     path = tmp_path_factory.mktemp("scan") / "film_scan.dng"
@@ -64,7 +64,7 @@ def film_scan_dng(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture
 def write_dng(tmp_path):
     """Write a random CFA DNG and return (path, mosaic)."""
-    from sid_keras.dng import write_cfa_dng
+    from sid_keras.runtime.dng import write_cfa_dng
 
     def make(name="frame.dng", pattern=BAYER_PHASES["RGGB"], shape=(64, 96), black=512,
              white=16383, seed=0, **kwargs):
@@ -93,7 +93,7 @@ def tiny_model_file(tmp_path_factory):
 def one_line_failure(capsys, command, *needles) -> str:
     """Run a CLI command that must fail: exit 1, one or two lines on stderr holding each of
     ``needles``, no traceback."""
-    from sid_keras.cli import main
+    from sid_keras.apps.cli import main
 
     assert main(command) == 1
     err = capsys.readouterr().err.strip()

@@ -13,8 +13,8 @@ def run(index: int, ports: list[str], root: str, out: str, epochs: int = 2, step
                                           "task": {"type": "worker", "index": index}})
     import numpy as np
 
-    from sid_keras.config import load_config
-    from sid_keras.distributed import train_multi_worker
+    from sid_keras.training.config import load_config
+    from sid_keras.training.distributed import train_multi_worker
 
     config = load_config("synthetic", [f"data.root='{root}'", f"train.out_dir='{out}'", "model.args={width=4, depth=3}",
                                        "data.patch_size=32", "data.batch_size=4", f"train.epochs={epochs}",

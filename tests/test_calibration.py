@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from sid_keras.calibration import calibrate
-from sid_keras.cli import main
-from sid_keras.dng import write_cfa_dng
+from sid_keras.apps.cli import main
 from sid_keras.errors import SidError
+from sid_keras.runtime.dng import write_cfa_dng
+from sid_keras.synth.calibration import calibrate
 
 SHAPE = (128, 192)
 BLACK_TILE = np.array([[512.0, 514.0], [513.0, 511.0]])  # an RGGB tile: R, G / G2, B
@@ -66,7 +66,7 @@ def test_calibrate_recovers_the_noise_it_was_given(frames):
 
 
 def test_cli_writes_a_profile_the_synthesiser_reads(frames, tmp_path, capsys, photo_folder):
-    from sid_keras.noise import load_profile
+    from sid_keras.runtime.noise import load_profile
 
     out = tmp_path / "mycamera.toml"
     assert main(["calibrate", str(frames), "-o", str(out)]) == 0
@@ -76,9 +76,9 @@ def test_cli_writes_a_profile_the_synthesiser_reads(frames, tmp_path, capsys, ph
     assert profile.name == "mycamera" and profile.gain[0] == pytest.approx(0.4, rel=0.05)
     assert (tmp_path / "mycamera.dark_shading.npz").exists()
     assert main(["calibrate", str(frames), "-o", str(out)]) == 1  # an existing profile is kept
-    from sid_keras.inference import Enhancer
-    from sid_keras.noise import load_dark_shading
-    from sid_keras.raw import read_raw
+    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.runtime.noise import load_dark_shading
+    from sid_keras.runtime.raw import read_raw
 
     maps = load_dark_shading(out)
     assert sorted(maps) == sorted(CAMERA) and maps[400.0].shape == SHAPE

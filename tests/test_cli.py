@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import BLACKMAGIC_DNG
 
-from sid_keras.cli import main
+from sid_keras.apps.cli import main
 
 HEAVY_MODULES = ("rawpy", "keras_tuner", "matplotlib", "ai_edge_litert", "tensorflow", "keras")
 
@@ -22,8 +22,8 @@ def _imported_after(code: str) -> list[str]:
 
 
 def test_import_and_help_stay_light():
-    assert _imported_after("import sid_keras, sid_keras.raw, sid_keras.data") == []
-    code = "from sid_keras.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    assert _imported_after("import sid_keras, sid_keras.runtime.raw, sid_keras.data") == []
+    code = "from sid_keras.apps.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
     assert _imported_after(code) == []
 
 
@@ -113,8 +113,8 @@ def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys, p
     assert losses[-1] < losses[0]
     header = lines[0].split(",")  # the first epoch does not validate: its columns still hold SSIM's
     assert "ssim" not in header and float(lines[-1].split(",")[header.index("val_ssim")]) > 0
-    from sid_keras.inference import load_model
     from sid_keras.models import convention_of
+    from sid_keras.runtime.inference import load_model
 
     assert convention_of(load_model(out / "best.keras")).output == "linear"
     # an sRGB model cannot learn from pairs whose targets are camera RGB
@@ -159,7 +159,7 @@ def test_training_killed_mid_epoch_resumes_where_it_stopped(mini_dataset, tmp_pa
     epochs, steps = 6, 6
     args = _train_args(mini_dataset, out, "--set", f"train.epochs={epochs}",
                        "--set", f"train.steps_per_epoch={steps}", "--set", "train.val_every=100")
-    command = [sys.executable, "-m", "sid_keras.cli", *args]
+    command = [sys.executable, "-m", "sid_keras.apps.cli", *args]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     metadata = out / "checkpoint" / "latest.json"
@@ -263,14 +263,14 @@ def test_mixed_precision_training_runs(mini_dataset, tmp_path, capsys):
     assert keras.config.dtype_policy().name == "float32"
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["precision"] == "mixed_float16"
-    from sid_keras.inference import load_model
+    from sid_keras.runtime.inference import load_model
 
     assert load_model(out / "final.keras").get_config()["dtype"] == "mixed_float16"
 
 
 def test_long_work_draws_a_bar_on_a_terminal_with_lines_above_it_and_nothing_in_a_log(tmp_path, write_dng,
                                                                                      tiny_model_file, capsys):
-    from sid_keras.progress import Progress, tracked
+    from sid_keras.runtime.progress import Progress, tracked
 
     with Progress(3, "enhance", "file", enabled=True) as bar:
         write = bar.above(print)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import BLACKMAGIC_DNG
 
-from sid_keras import raw, render
-from sid_keras.dng import write_cfa_dng
-from sid_keras.evaluation import psnr_8bit
-from sid_keras.synthetic import SONY_A7S2_XYZ_TO_CAM
+from sid_keras.apps.evaluation import psnr_8bit
+from sid_keras.runtime import raw, render
+from sid_keras.runtime.dng import write_cfa_dng
+from sid_keras.synth.synthetic import SONY_A7S2_XYZ_TO_CAM
 
 keras = pytest.importorskip("keras")
 
@@ -104,7 +104,7 @@ def _sensor_versions(tmp_path, scales):
 
 
 def test_a_linear_model_gives_the_same_colours_whatever_the_sensor_sensitivities(tmp_path, tiny_linear):
-    from sid_keras.inference import Enhancer
+    from sid_keras.runtime.inference import Enhancer
 
     paths = _sensor_versions(tmp_path, [(1.0, 1.0), (0.5, 1.0), (1.0, 0.6), (0.7, 1.4)])
     enhancer = Enhancer(tiny_linear, tile=64, overlap=8)
@@ -125,7 +125,7 @@ def test_a_linear_model_gives_the_same_colours_whatever_the_sensor_sensitivities
 def test_dng_output_opens_in_libraw_and_develops_like_the_png(tmp_path, tiny_linear, write_dng):
     import rawpy
 
-    from sid_keras.cli import main
+    from sid_keras.apps.cli import main
 
     model = tmp_path / "tiny.keras"
     tiny_linear.save(model)
@@ -151,9 +151,9 @@ def test_dng_output_opens_in_libraw_and_develops_like_the_png(tmp_path, tiny_lin
 
 
 def test_a_models_convention_travels_in_its_config_and_its_exported_input_name():
-    from sid_keras.convention import Convention
     from sid_keras.errors import SidError
     from sid_keras.models import UNet, convention_of
+    from sid_keras.runtime.convention import Convention
 
     models = [UNet(width=4, depth=2), UNet(width=4, depth=2, output="srgb"), UNet(width=4, depth=2, noise_input=True)]
     conventions = [convention_of(m) for m in models]
@@ -181,7 +181,7 @@ def test_output_kind_is_saved_with_the_model_and_older_files_read_as_srgb(tmp_pa
 def test_display_loss_weighs_shadows_as_the_image_shows_them_and_stays_finite():
     import tensorflow as tf
 
-    from sid_keras.losses import DisplayL1, display_curve
+    from sid_keras.models.losses import DisplayL1, display_curve
 
     loss = DisplayL1()
     target = tf.fill([1, 4, 4, 3], 0.01)
@@ -201,10 +201,10 @@ def test_the_fast_training_maths_equal_their_textbook_forms():
     its gradient, SSIM against tf.image.ssim, Tukey-lambda noise and the colour response."""
     import tensorflow as tf
 
-    from sid_keras import noise
     from sid_keras.data.pipeline import camera_rgb
-    from sid_keras.losses import display_curve
-    from sid_keras.metrics import ssim
+    from sid_keras.models.losses import display_curve
+    from sid_keras.models.metrics import ssim
+    from sid_keras.runtime import noise
 
     rng = np.random.default_rng(0)
     x = tf.constant(np.concatenate([np.linspace(-0.1, 1.5, 4001), rng.uniform(0, 1, 4000)]).astype(np.float32))

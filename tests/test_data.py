@@ -5,11 +5,18 @@ import pathlib
 import numpy as np
 import pytest
 
-from sid_keras import raw
-from sid_keras.data import MISALIGNED_SCENES, PackedCache, build_cache, frame_dataset, read_sid_list, training_dataset
-from sid_keras.render import UINT16_SCALE
+from sid_keras.data import (
+    MISALIGNED_SCENES,
+    PackedCache,
+    build_cache,
+    frame_dataset,
+    read_sid_list,
+    training_dataset,
+)
 from sid_keras.errors import SidError
-from sid_keras.synthetic import synthesize
+from sid_keras.runtime import raw
+from sid_keras.runtime.render import UINT16_SCALE
+from sid_keras.synth.synthetic import synthesize
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +119,7 @@ def test_training_batches_are_aligned_amplified_seeded(synth_root, tmp_path):
 def test_crop_and_augmentation_keep_input_and_target_aligned(tmp_path):
     """A frame whose target is the packed input upsampled: alignment survives crop and flips."""
     from sid_keras.data.cache import CachedPair
-    from sid_keras.io import save_npy_atomic
+    from sid_keras.runtime.io import save_npy_atomic
 
     rng = np.random.default_rng(0)
     packed = rng.integers(0, 65535, (40, 56, 4)).astype(np.uint16)
@@ -132,7 +139,7 @@ def test_frame_dataset_crops_to_the_model_stride(synth_root, tmp_path):
 
 
 def test_the_cache_command_shows_and_clears_only_the_packages_files(tmp_path, photo_folder, capsys):
-    from sid_keras.cli import main
+    from sid_keras.apps.cli import main
     from sid_keras.data import cache_photos
 
     folder = tmp_path / "cache"

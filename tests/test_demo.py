@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from sid_keras.cli import main
-from sid_keras.inference import DEFAULT_MODEL_FILE, DEFAULT_TFLITE_FILE
+from sid_keras.apps.cli import main
+from sid_keras.runtime.inference import DEFAULT_MODEL_FILE, DEFAULT_TFLITE_FILE
 
 
 def test_the_shipped_model_is_small_and_loads():
-    from sid_keras.inference import load_model
     from sid_keras.models import convention_of
+    from sid_keras.runtime.inference import load_model
 
     assert DEFAULT_MODEL_FILE.is_file() and DEFAULT_MODEL_FILE.stat().st_size < 10_000_000
     model = load_model()
@@ -18,7 +18,7 @@ def test_the_shipped_model_is_small_and_loads():
 def test_the_shipped_tflite_file_is_the_same_model(write_dng):
     """`enhance` runs the TFLite twin of default.keras: same input and output convention,
     near-identical output."""
-    from sid_keras.inference import Enhancer, load_model
+    from sid_keras.runtime.inference import Enhancer, load_model
 
     lite, keras_model = Enhancer(), Enhancer(load_model())
     assert DEFAULT_TFLITE_FILE.stat().st_size < 3_000_000
@@ -50,8 +50,8 @@ def test_demo_enhances_a_dark_raw_better_than_the_classical_pipeline(tmp_path, c
 
 
 def test_experiment_that_reproduces_the_shipped_model_matches_it():
-    from sid_keras.config import load_config
-    from sid_keras.inference import load_model
+    from sid_keras.runtime.inference import load_model
+    from sid_keras.training.config import load_config
 
     config = load_config("shipped")
     shipped = load_model().get_config()
@@ -64,7 +64,7 @@ def test_a_batch_runs_two_files_at_once_with_the_same_output(tmp_path, write_dng
     the order of the messages are those of enhancing the files one by one."""
     from PIL import Image
 
-    from sid_keras.inference import Enhancer, enhance_files
+    from sid_keras.runtime.inference import Enhancer, enhance_files
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     sources = [write_dng(name=f"f{i}.dng", shape=(300, 560 - 40 * i), seed=i)[0] for i in range(3)]

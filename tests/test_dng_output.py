@@ -9,9 +9,9 @@ import pytest
 import rawpy
 import tifffile
 
-from sid_keras import render
-from sid_keras.dng import linear_dng_pixels, write_linear_dng
-from sid_keras.synthetic import srgb_to_linear
+from sid_keras.runtime import render
+from sid_keras.runtime.dng import linear_dng_pixels, write_linear_dng
+from sid_keras.synth.synthetic import srgb_to_linear
 
 # rawpy's colour_matrix of a Sony A7S II file (camera -> sRGB), the matrix write_linear_dng gets.
 CAMERA_TO_SRGB = np.array([[1.9712, -0.6789, -0.2923, 0], [-0.2910, 1.7484, -0.4574, 0],
@@ -63,7 +63,7 @@ def test_the_dng_is_lossless_compressed_and_names_the_source_camera(tmp_path):
 def test_a_pixel_difference_of_every_size_survives_the_lossless_code():
     import imagecodecs  # an independent decoder (liblj92), installed with the dev extra
 
-    from sid_keras.dng import _lossless_jpeg
+    from sid_keras.runtime.dng import _lossless_jpeg
 
     rng = np.random.default_rng(1)
     for block in (rng.integers(0, 65536, (64, 64, 3)), np.full((8, 8, 3), 65535), np.zeros((8, 8, 3)),

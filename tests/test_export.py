@@ -10,10 +10,10 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
 
-from sid_keras import raw
-from sid_keras.cli import main
-from sid_keras.convention import Convention
-from sid_keras.export import gpu_problems
+from sid_keras.apps.cli import main
+from sid_keras.apps.export import gpu_problems
+from sid_keras.runtime import raw
+from sid_keras.runtime.convention import Convention
 
 BLOCK_TF = """
 import sys
@@ -62,9 +62,13 @@ def test_export_writes_every_file_with_builtin_ops_only(exported):
 
 
 def test_int8_calibrates_on_the_users_own_raw_files(write_dng, tmp_path):
+    from sid_keras.apps.export import (
+        calibration_crops,
+        calibration_source,
+        load_profile,
+    )
     from sid_keras.errors import SidError
-    from sid_keras.export import calibration_crops, calibration_source, load_profile
-    from sid_keras.inference import AUTO_TARGET_MEAN, auto_ratio
+    from sid_keras.runtime.inference import AUTO_TARGET_MEAN, auto_ratio
 
     (tmp_path / "dark").mkdir()
     path, _ = write_dng(name="dark/a.dng", shape=(40, 60), white=1023, black=64)
@@ -96,14 +100,14 @@ def test_gpu_check_flags_dynamic_shapes_and_forbidden_ops():
 
 
 def test_tflite_runs_without_tensorflow_and_matches_keras(exported, write_dng, tmp_path):
-    from sid_keras.inference import Enhancer
+    from sid_keras.runtime.inference import Enhancer
 
     dng, _ = write_dng(name="frame.dng", shape=(70, 90))
     expected = Enhancer(exported / "tiny.keras", tile=24, overlap=4).enhance(dng, ratio=50)
     result = tmp_path / "lite.npy"
     code = BLOCK_TF + f"""
 import numpy as np
-from sid_keras.inference import Enhancer
+from sid_keras.runtime.inference import Enhancer
 out = Enhancer({str(exported / 'out' / 'model_fp32.tflite')!r}, tile=24, overlap=4).enhance({str(dng)!r}, ratio=50)
 np.save({str(result)!r}, out)
 assert 'tensorflow' not in sys.modules
@@ -114,7 +118,7 @@ assert 'tensorflow' not in sys.modules
 
 
 def test_fixed_size_gpu_file_pads_small_tiles(exported, write_dng):
-    from sid_keras.inference import Enhancer
+    from sid_keras.runtime.inference import Enhancer
 
     dng, _ = write_dng(name="small.dng", shape=(50, 70))
     frame = raw.read_raw(dng)
@@ -129,9 +133,9 @@ def test_fixed_size_gpu_file_pads_small_tiles(exported, write_dng):
 def test_int8_weight_file_keeps_full_resolution_convolutions_float():
     """Dynamic-range kernels quantise activations per tile, which costs shadow detail at full
     resolution: those convolutions keep float weights, the deeper ones get int8."""
-    from sid_keras.export import _convert
-    from sid_keras.lite import interpreter_class
+    from sid_keras.apps.export import _convert
     from sid_keras.models import UNet
+    from sid_keras.runtime.lite import interpreter_class
 
     keras.utils.set_random_seed(0)
     net = UNet(width=12, depth=2)
@@ -149,8 +153,8 @@ def test_int8_weight_file_keeps_full_resolution_convolutions_float():
 def test_a_noise_aware_model_exports_with_its_noise_input_named_and_described(tmp_path, write_dng):
     """The TFLite file's input is named packed_wb_noise, model_info says how an app computes the
     noise channels, and the runner without TensorFlow feeds them as the Keras model gets them."""
-    from sid_keras.inference import Enhancer
     from sid_keras.models import UNet
+    from sid_keras.runtime.inference import Enhancer
 
     keras.utils.set_random_seed(0)
     model = UNet(width=4, depth=3, noise_input=True, demosaic_residual=True)

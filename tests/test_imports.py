@@ -1,4 +1,5 @@
-"""The package's modules import each other in one direction: no cycle, even inside functions."""
+"""The package's modules import each other in one direction: no cycle, even inside functions, and
+the folders follow the flows (runtime < synth < models < data < training < apps)."""
 
 import ast
 import pathlib
@@ -21,7 +22,8 @@ def _module_graph() -> dict[str, set[str]]:
                 if node.level:
                     parents = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(parents + ([base] if base else []))
-                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+                # `from pkg import module` needs that module (pkg's __init__ is its parent's business)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             elif isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -32,7 +34,7 @@ def _module_graph() -> dict[str, set[str]]:
 
 def test_no_import_cycle_inside_the_package():
     graph = _module_graph()
-    assert len(graph) > 20 and "sid_keras.training" in graph["sid_keras.distributed"]
+    assert len(graph) > 20 and "sid_keras.training.task" in graph["sid_keras.training.distributed"]
     state, cycles = {}, []
 
     def visit(node, path):
@@ -50,15 +52,49 @@ def test_no_import_cycle_inside_the_package():
     assert cycles == []
 
 
+# Each folder may import only the folders before it.
+FLOW = ("sid_keras.errors", "sid_keras.runtime", "sid_keras.synth", "sid_keras.models", "sid_keras.data",
+        "sid_keras.training", "sid_keras.apps")
+# The one way up: the runtime loads a .keras model through the models package, inside that function.
+UPWARD_ALLOWED = {("sid_keras.runtime.inference", "sid_keras.models")}
+
+
+def _flow_position(module: str) -> int:
+    return next((i for i, folder in enumerate(FLOW) if module == folder or module.startswith(folder + ".")), -1)
+
+
+def test_the_folders_follow_the_flows():
+    graph = _module_graph()
+    assert {_flow_position(name) for name in graph} >= set(range(len(FLOW)))  # every folder exists
+    upward = sorted((a, b) for a, targets in graph.items() for b in targets
+                    if _flow_position(b) > _flow_position(a) >= 0 and (a, b) not in UPWARD_ALLOWED)
+    assert upward == []
+
+
+def test_the_runtime_imports_no_tensorflow():
+    """Every runtime module imports without TensorFlow or Keras: a phone-side or server-side
+    runner needs only numpy, rawpy and LiteRT."""
+    import subprocess
+    import sys
+
+    runtime = sorted(p.stem for p in (PACKAGE / "runtime").glob("*.py") if p.stem != "__init__")
+    assert {"raw", "render", "inference", "lite", "dng", "io", "noise", "convention"} <= set(runtime)
+    code = ("import sys\n" + "".join(f"import sid_keras.runtime.{name}\n" for name in runtime)
+            + "loaded = [m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules]\n"
+            + "assert not loaded, loaded\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_the_runtime_imports_silently_and_models_lists_without_tensorflow():
     """A user of the Python API sees no library log, and `sid-keras models` answers at once."""
     import subprocess
     import sys
 
-    quiet = subprocess.run([sys.executable, "-c", "import sid_keras.inference"], capture_output=True, text=True)
+    quiet = subprocess.run([sys.executable, "-c", "import sid_keras.runtime.inference"], capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stdout == quiet.stderr == ""
     listing = subprocess.run(
-        [sys.executable, "-c", "import sys; from sid_keras.cli import main; code = main(['models']); "
+        [sys.executable, "-c", "import sys; from sid_keras.apps.cli import main; code = main(['models']); "
          "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; sys.exit(code)"],
         capture_output=True, text=True)
     assert listing.returncode == 0, listing.stderr

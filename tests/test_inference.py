@@ -4,10 +4,23 @@ import numpy as np
 import pytest
 from conftest import BAYER_PHASES
 
-from sid_keras import raw
+from sid_keras.apps.evaluation import (
+    PairResult,
+    format_table,
+    psnr_8bit,
+    ssim_8bit,
+    summarize,
+)
 from sid_keras.errors import SidError
-from sid_keras.evaluation import PairResult, format_table, psnr_8bit, ssim_8bit, summarize
-from sid_keras.inference import Enhancer, auto_ratio, enhance_files, expand_inputs, plan_outputs, run_tiled
+from sid_keras.runtime import raw
+from sid_keras.runtime.inference import (
+    Enhancer,
+    auto_ratio,
+    enhance_files,
+    expand_inputs,
+    plan_outputs,
+    run_tiled,
+)
 
 keras = pytest.importorskip("keras")
 
@@ -35,7 +48,7 @@ def test_tiled_output_matches_whole_frame(tiny_model):
 @pytest.mark.parametrize("size, tile, step, align", [(2064, 256, 240, 1), (1088, 256, 240, 2), (300, 256, 224, 1),
                                                      (256, 256, 240, 1), (1000, 64, 40, 3)])
 def test_tiles_are_as_few_as_the_overlap_allows_and_spread_evenly(size, tile, step, align):
-    from sid_keras.inference import _starts
+    from sid_keras.runtime.inference import _starts
 
     starts = _starts(size, tile, step, align)
     gaps = np.diff(starts)

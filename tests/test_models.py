@@ -5,10 +5,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from sid_keras.config import load_config
 from sid_keras.errors import SidError
-from sid_keras.metrics import PSNR
 from sid_keras.models import MODELS, UNet, build_model, count_macs, inference_model
+from sid_keras.models.metrics import PSNR
+from sid_keras.training.config import load_config
 
 TINY = {
     "unet": dict(width=4, depth=3),
@@ -60,8 +60,8 @@ def test_any_input_size_bayer_and_xtrans(name, channels, scale):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_every_variant_can_be_told_its_inputs_noise(name, tmp_path):
     """The study trains every variant with the shipped model's noise input."""
-    from sid_keras.convention import Convention
     from sid_keras.models import convention_of, inference_model
+    from sid_keras.runtime.convention import Convention
 
     model = build_model(name, noise_input=True, **TINY[name])
     assert convention_of(model) == Convention("linear", noise=True, channels=4)
@@ -143,7 +143,7 @@ def test_double_unet_loads_a_trained_first_network_and_freezes_it():
 
 def test_the_training_recipe_starts_a_double_unet_from_the_trained_unet_it_names(tmp_path):
     """`model.args.first` names the trained unet; `freeze_first` without it was a random net frozen."""
-    from sid_keras.training import Task
+    from sid_keras.training.task import Task
 
     first = UNet(width=4, depth=3)
     first.save(tmp_path / "first.keras")
@@ -213,7 +213,7 @@ def test_gan_resume_restores_both_optimizers(tmp_path):
         gan.compile(optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3))
         return gan
 
-    from sid_keras.callbacks import Checkpoint
+    from sid_keras.training.callbacks import Checkpoint
 
     x, y = _data()
     checkpoint = Checkpoint(tmp_path / "checkpoint")
@@ -227,8 +227,8 @@ def test_gan_resume_restores_both_optimizers(tmp_path):
 
 def test_precision_is_held_by_the_model_and_saved_with_it(tmp_path):
     """keras-hub's way: the dtype policy is a constructor argument in the config, not process state."""
-    from sid_keras.config import load_config
-    from sid_keras.training import Task
+    from sid_keras.training.config import load_config
+    from sid_keras.training.task import Task
 
     before = keras.config.dtype_policy().name
     model = Task(load_config("synthetic", ["train.precision='mixed_float16'", "model.args={width=4, depth=2}"])).build_model()
@@ -249,7 +249,7 @@ def test_precision_is_held_by_the_model_and_saved_with_it(tmp_path):
 def test_auto_precision_follows_the_hardware_and_inference_runs_in_float32():
     """bfloat16 only where the CPU computes it (emulated, a step is slower than float32)."""
     from sid_keras.models import with_precision
-    from sid_keras.training import resolve_precision
+    from sid_keras.training.task import resolve_precision
 
     amx = "processor : 0\nflags : fpu sse avx2 avx512f amx_bf16 amx_tile\n"
     avx2 = "processor : 0\nflags : fpu sse avx2 fma\n"
@@ -270,8 +270,8 @@ def test_auto_precision_follows_the_hardware_and_inference_runs_in_float32():
 
 
 def test_gan_noise_is_seeded_by_the_training_config():
-    from sid_keras.config import load_config
-    from sid_keras.training import Task
+    from sid_keras.training.config import load_config
+    from sid_keras.training.task import Task
 
     config = load_config("synthetic", ["model.name='vae_gan'", "train.seed=7", "model.args={width=4, depth=2, "
                                        "discriminator_width=4, discriminator_depth=2}"])
@@ -283,7 +283,7 @@ def test_gan_noise_is_seeded_by_the_training_config():
 def test_ssim_is_a_validation_metric_only():
     """SSIM of every training batch cost a sixth of a step and nothing reads it: fit reports it
     for validation only, the same value evaluate gives."""
-    from sid_keras.metrics import SSIM
+    from sid_keras.models.metrics import SSIM
 
     model = build_model("unet", width=4, depth=2)
     model.compile(keras.optimizers.Adam(1e-3), loss="mae", metrics=[PSNR(display=True), SSIM(display=True)])
@@ -300,7 +300,7 @@ def test_ssim_is_a_validation_metric_only():
 def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input():
     """Do no harm: before any training the model returns the bilinear demosaic, which is exact
     inside a linear gradient; training learns the correction."""
-    from sid_keras.raw import BAYER
+    from sid_keras.runtime.raw import BAYER
 
     rows, cols = np.mgrid[0:32, 0:48].astype(np.float32)
     image = np.stack([0.01 * rows + 0.02 * cols, 0.3 + 0.005 * rows - 0.003 * cols,
@@ -323,7 +323,7 @@ def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input
 
 def test_finetune_names_the_architectures_it_takes(tmp_path):
     from sid_keras.models import VAEUNet
-    from sid_keras.training import finetune
+    from sid_keras.training.task import finetune
 
     VAEUNet(width=4, depth=3).save(tmp_path / "vae.keras")
     with pytest.raises(SidError, match="fine-tuning takes a unet, fast_unet, double_unet model"):

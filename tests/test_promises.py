@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import one_line_failure
 
-from sid_keras.cli import main
+from sid_keras.apps.cli import main
 
 keras = pytest.importorskip("keras")
 
@@ -93,7 +93,7 @@ def test_a_batch_processes_non_utf8_names_and_skips_symlink_loops(tmp_path, writ
     out = tmp_path / "out"
     import subprocess
 
-    run = subprocess.run([sys.executable, "-m", "sid_keras.cli", "enhance", str(folder), "-o", str(out),
+    run = subprocess.run([sys.executable, "-m", "sid_keras.apps.cli", "enhance", str(folder), "-o", str(out),
                           "--model", str(tiny_model_file)], capture_output=True, timeout=300)
     assert run.returncode == 1
     assert b"2 of 4 files failed" in run.stderr and b"symlink" in run.stderr and b"Traceback" not in run.stderr
@@ -107,7 +107,7 @@ def test_a_closed_stdout_does_not_turn_written_files_into_failures(tmp_path, wri
     for i in range(3):
         write_dng(f"f{i}.dng", seed=i)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "sid_keras.cli", "enhance", *[str(tmp_path / f"f{i}.dng") for i in range(3)],
+    command = [sys.executable, "-m", "sid_keras.apps.cli", "enhance", *[str(tmp_path / f"f{i}.dng") for i in range(3)],
                "-o", str(out), "--model", str(tiny_model_file)]
     read, write = os.pipe()
     os.close(read)  # the reader went away before the first line, as `| head -0` does
@@ -187,7 +187,7 @@ def test_an_output_folder_may_have_a_dot_and_a_huge_tile_is_clamped(tmp_path, wr
 def test_temporaries_of_killed_runs_are_removed_and_sigterm_leaves_none(tmp_path, write_dng, tiny_model_file):
     import subprocess
 
-    from sid_keras.io import TEMPORARY_PREFIX
+    from sid_keras.runtime.io import TEMPORARY_PREFIX
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     out = tmp_path / "out"
@@ -205,7 +205,7 @@ def test_temporaries_of_killed_runs_are_removed_and_sigterm_leaves_none(tmp_path
     # SIGTERM mid-batch: the command ends as Ctrl-C does and leaves no temporary file behind
     many = [str(write_dng(f"m{i}.dng", shape=(512, 768), seed=i)[0]) for i in range(20)]
     target = tmp_path / "many"
-    proc = subprocess.Popen([sys.executable, "-m", "sid_keras.cli", "enhance", *many, "-o", str(target),
+    proc = subprocess.Popen([sys.executable, "-m", "sid_keras.apps.cli", "enhance", *many, "-o", str(target),
                              "--model", str(tiny_model_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     assert proc.stdout.readline()  # the first file is written
@@ -264,7 +264,7 @@ def test_a_read_only_output_folder_is_named_not_the_temporary_file(tmp_path, mon
     import tempfile
 
     from sid_keras.errors import describe
-    from sid_keras.io import atomic_path
+    from sid_keras.runtime.io import atomic_path
 
     def refuse(**kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".tmp-sid-keras-1-x.png"))
@@ -278,7 +278,7 @@ def test_a_read_only_output_folder_is_named_not_the_temporary_file(tmp_path, mon
 
 
 def test_out_of_memory_names_the_file(tmp_path, write_dng, tiny_model_file, monkeypatch, capsys):
-    from sid_keras.inference import Enhancer
+    from sid_keras.runtime.inference import Enhancer
 
     def exhausted(self, *args, **kwargs):
         raise MemoryError
@@ -298,7 +298,7 @@ def test_calibrate_refuses_frames_of_two_cameras(tmp_path, write_dng, capsys):
 
 
 def test_calibrate_names_dark_frames_without_noise(tmp_path, capsys):
-    from sid_keras.dng import write_cfa_dng
+    from sid_keras.runtime.dng import write_cfa_dng
 
     rng = np.random.default_rng(0)
     for iso in (100, 800):
@@ -340,7 +340,7 @@ def test_permission_denied_and_library_log_lines_stay_one_clear_line(tmp_path, w
     import errno
     import logging
 
-    from sid_keras import raw
+    from sid_keras.runtime import raw
 
     path, _ = write_dng("locked.dng")
 

@@ -6,8 +6,8 @@ from conftest import BAYER_PHASES, BLACKMAGIC_DNG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sid_keras import raw
 from sid_keras.errors import SidError
+from sid_keras.runtime import raw
 
 
 @pytest.mark.parametrize("phase", sorted(BAYER_PHASES))
@@ -172,7 +172,7 @@ def test_a_raw_without_a_colour_filter_array_is_rejected(film_scan_dng):
 def test_a_phone_dng_black_per_position_lens_shading_and_noise_profile(tmp_path):
     """What Camera2 DNGs carry: a 2x2 BlackLevelRepeatDim, OpcodeList2 GainMaps (lens shading,
     which LibRaw leaves out) and a NoiseProfile."""
-    from sid_keras.dng import GainMap, write_cfa_dng
+    from sid_keras.runtime.dng import GainMap, write_cfa_dng
 
     rows, cols = np.mgrid[0:64, 0:96]
     falloff = 1.0 / (1.0 + 0.5 * ((rows - 32) ** 2 + (cols - 48) ** 2) / (32**2 + 48**2))  # vignetting
@@ -205,8 +205,8 @@ def test_a_phone_dng_black_per_position_lens_shading_and_noise_profile(tmp_path)
 
 def test_the_noise_level_comes_from_the_file_then_the_iso_then_the_frame_itself(tmp_path, write_dng):
     """What a noise-aware model is told: (S, O) of the variance S * y + O, in NoiseProfile units."""
-    from sid_keras import noise
-    from sid_keras.dng import write_cfa_dng
+    from sid_keras.runtime import noise
+    from sid_keras.runtime.dng import write_cfa_dng
 
     rng = np.random.default_rng(1)
     clean = np.linspace(0.02, 0.6, 96)[None, :].repeat(64, axis=0)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import one_line_failure
 
-from sid_keras import raw
-from sid_keras.cli import main
+from sid_keras.apps.cli import main
 from sid_keras.errors import SidError
+from sid_keras.runtime import raw
 
 keras = pytest.importorskip("keras")
 
@@ -24,7 +24,7 @@ keras = pytest.importorskip("keras")
 def test_a_user_sees_only_the_package_lines_unless_verbose(tmp_path, tiny_model_file):
     bad = tmp_path / "bad.dng"
     bad.write_text("not a raw file\n" * 50)
-    command = [sys.executable, "-m", "sid_keras.cli", "enhance", str(bad), "-o", str(tmp_path / "o.png"),
+    command = [sys.executable, "-m", "sid_keras.apps.cli", "enhance", str(bad), "-o", str(tmp_path / "o.png"),
                "--model", str(tiny_model_file)]
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SID_KERAS_VERBOSE")}
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
@@ -39,7 +39,7 @@ def test_a_user_sees_only_the_package_lines_unless_verbose(tmp_path, tiny_model_
 
 def test_a_full_disk_fails_that_file_only_and_leaves_no_partial_output(tmp_path, write_dng, tiny_model_file,
                                                                        monkeypatch, capsys):
-    from sid_keras import io
+    from sid_keras.runtime import io
 
     for name in ("a", "b", "c"):
         write_dng(name=f"{name}.dng", shape=(40, 48))
@@ -62,7 +62,7 @@ def test_a_full_disk_fails_that_file_only_and_leaves_no_partial_output(tmp_path,
 
 
 def test_outputs_honour_the_umask_and_overwrite_keeps_the_mode(tmp_path):
-    from sid_keras.io import write_image
+    from sid_keras.runtime.io import write_image
 
     image = np.zeros((4, 4, 3), np.float32)
     old = os.umask(0o022)
@@ -139,8 +139,8 @@ def test_a_failed_start_leaves_the_run_folder_untouched_and_usable(tmp_path, cap
 
 
 def test_a_torn_checkpoint_falls_back_to_the_previous_one_with_a_notice(tmp_path):
-    from sid_keras.callbacks import Checkpoint
     from sid_keras.models import UNet
+    from sid_keras.training.callbacks import Checkpoint
 
     model = UNet(width=4, depth=2)
     model.compile(optimizer="adam", loss="mae")
@@ -161,10 +161,10 @@ def test_a_torn_checkpoint_falls_back_to_the_previous_one_with_a_notice(tmp_path
 
 
 def test_a_second_training_process_on_one_folder_is_refused(tmp_path):
-    from sid_keras.training import run_folder_lock
+    from sid_keras.training.task import run_folder_lock
 
     out = tmp_path / "run"
-    code = (f"import time\nfrom sid_keras.training import run_folder_lock\nimport pathlib\n"
+    code = (f"import time\nfrom sid_keras.training.task import run_folder_lock\nimport pathlib\n"
             f"with run_folder_lock(pathlib.Path({str(out)!r})):\n    print('locked', flush=True)\n    time.sleep(30)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -180,7 +180,7 @@ def test_a_second_training_process_on_one_folder_is_refused(tmp_path):
 
 
 def test_a_frame_that_cannot_fit_is_refused_before_starting(write_dng, tiny_model_file, monkeypatch):
-    from sid_keras import inference
+    from sid_keras.runtime import inference
 
     dng, _ = write_dng(name="big.dng")
     monkeypatch.setattr(inference, "available_memory", lambda: 10_000)
@@ -216,8 +216,8 @@ def test_export_demo_and_evaluate_keep_existing_outputs(tmp_path, tiny_model_fil
 
 
 def test_messages_name_the_problem_without_python_reprs(tmp_path, write_dng):
-    from sid_keras.dng import write_cfa_dng
-    from sid_keras.inference import load_model
+    from sid_keras.runtime.dng import write_cfa_dng
+    from sid_keras.runtime.inference import load_model
 
     full, _ = write_dng(name="full.dng")
     truncated = tmp_path / "truncated.dng"

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from sid_keras.cli import main
+from sid_keras.apps.cli import main
 
 keras = pytest.importorskip("keras")
 REPO = pathlib.Path(__file__).resolve().parents[1]

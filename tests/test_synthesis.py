@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from sid_keras import noise, synthetic
 from sid_keras.errors import SidError
-from sid_keras.raw import BAYER
+from sid_keras.runtime import noise
+from sid_keras.runtime.raw import BAYER
+from sid_keras.synth import synthetic
 
 tf = pytest.importorskip("tensorflow")
 
@@ -81,7 +82,7 @@ def test_noise_profiles_load_by_name_or_from_toml(tmp_path):
 @pytest.fixture(scope="module")
 def linear_photos(tmp_path_factory, photo_folder):
     from sid_keras.data import cache_photos
-    from sid_keras.synthetic import find_photos
+    from sid_keras.synth.synthetic import find_photos
 
     photos = find_photos(photo_folder)[:3]
     return cache_photos(photos, tmp_path_factory.mktemp("photo_cache"))
@@ -126,8 +127,8 @@ def test_stress_grid_is_balanced_and_uses_held_out_cameras():
 def test_a_files_colour_response_is_its_cameras(tmp_path):
     """Fine-tuning synthesises pairs with the colours of the user's files: the response read back
     from a DNG's matrix is the camera's own (identity for a file without one)."""
-    from sid_keras import raw
-    from sid_keras.dng import write_cfa_dng
+    from sid_keras.runtime import raw
+    from sid_keras.runtime.dng import write_cfa_dng
 
     mosaic = np.full((32, 32), 600, np.uint16)
     for name, xyz_to_cam in [("Fujifilm X-T2", synthetic.STRESS_CAMERAS["Fujifilm X-T2"]), ("no matrix", None)]:
@@ -136,6 +137,24 @@ def test_a_files_colour_response_is_its_cameras(tmp_path):
                       color_matrix=xyz_to_cam)
         response = synthetic.file_colour_response(raw.read_raw(path).color_matrix)
         np.testing.assert_allclose(response, synthetic.rgb_to_camera_matrix(xyz_to_cam), atol=1e-4)
+
+
+def test_a_scenes_frames_made_in_memory_are_what_its_files_read_back(photo_folder, tmp_path):
+    """Export calibrates int8 on frames made in memory: each is the frame rawpy reads from the
+    DNG `synth` writes for the same plan (mosaic to the DN, white balance, LibRaw's matrix)."""
+    from sid_keras.runtime import raw
+
+    plan = synthetic.plan_stress_scenes([str(photo_folder / "a.png")], seed=3, first_id=7, cells_per_photo=1)[0]
+    line = synthetic.make_scene(plan, tmp_path, "Sony")[0]
+    from_file = raw.read_raw(tmp_path / line.split()[0])
+    (in_memory, ratio), = synthetic.short_frames(plan)
+    assert ratio == plan.ratios[0] and in_memory.exposure_time == pytest.approx(from_file.exposure_time)
+    np.testing.assert_array_equal(in_memory.mosaic, from_file.mosaic)
+    np.testing.assert_array_equal(in_memory.cfa_pattern, from_file.cfa_pattern)
+    np.testing.assert_allclose(in_memory.black_level, from_file.black_level)
+    assert in_memory.white_level == from_file.white_level and in_memory.iso == from_file.iso
+    np.testing.assert_allclose(in_memory.white_balance, from_file.white_balance, rtol=1e-4)
+    np.testing.assert_allclose(in_memory.color_matrix, from_file.color_matrix, atol=2e-4)
 
 
 def test_a_noise_aware_model_is_told_its_inputs_noise_which_grows_with_the_ratio(linear_photos):

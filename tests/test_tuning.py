@@ -1,21 +1,18 @@
 """Search space defaults and overrides without a search, and real searches on tiny data."""
 
-import pathlib
-
 import pytest
 
 kt = pytest.importorskip("keras_tuner")
 
-from sid_keras.cli import main
-from sid_keras.config import load_config
+from sid_keras import CONFIGS_DIR
+from sid_keras.apps.cli import main
 from sid_keras.errors import SidError
-from sid_keras.tuning import define_space, load_job, trial_config
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from sid_keras.training.config import load_config
+from sid_keras.training.tuning import define_space, load_job, trial_config
 
 
 def test_shipped_jobs_load_and_their_spaces_have_sane_defaults():
-    for path in sorted((REPO / "tuning").glob("*.toml")):
+    for path in sorted((CONFIGS_DIR / "tuning").glob("*.toml")):  # installed with the package
         job = load_job(path)
         hp = kt.HyperParameters()
         values = define_space(hp, job.space)
@@ -23,14 +20,14 @@ def test_shipped_jobs_load_and_their_spaces_have_sane_defaults():
         assert 1e-5 <= config.train.learning_rate <= 3e-3
         assert "learning_rate" in hp.values
     hp = kt.HyperParameters()
-    define_space(hp, load_job(REPO / "tuning" / "sid_sony_lr_depth.toml").space)
+    define_space(hp, load_job("sid_sony_lr_depth").space)  # a shipped job, by name
     assert hp.values["depth"] == 4 and hp.values["width"] == 32
     lr = hp._hps["learning_rate"][0]
     assert lr.sampling == "log" and (lr.min_value, lr.max_value) == (1e-5, 1e-3)
 
 
 def test_fixed_overrides_and_gan_weight():
-    job = load_job(REPO / "tuning" / "synthetic_quick.toml", ["space.model='unet_gan'", "job.max_trials=2",
+    job = load_job("synthetic_quick", ["space.model='unet_gan'", "job.max_trials=2",
                                                               "space.adversarial_weight={values=[0.01, 0.1]}"])
     hp = kt.HyperParameters()
     hp.Fixed("depth", 3)  # a fixed override wins over the job's choice, as in keras-tuner
@@ -41,7 +38,7 @@ def test_fixed_overrides_and_gan_weight():
     with pytest.raises(SidError, match="not a searchable"):
         trial_config(job.base, {"dropout": 0.1})
     with pytest.raises(SidError, match="unknown keys in \\[job\\]"):
-        load_job(REPO / "tuning" / "synthetic_quick.toml", ["job.trials=3"])
+        load_job("synthetic_quick", ["job.trials=3"])
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +51,7 @@ def tiny_root(tmp_path_factory, photo_folder):
 
 
 def _args(root, directory, trials):
-    return ["tune", "--job", str(REPO / "tuning" / "synthetic_quick.toml"), "--set", f"data.root='{root}'",
+    return ["tune", "--job", "synthetic_quick", "--set", f"data.root='{root}'",
             "--set", f"job.directory='{directory}'", "--set", f"job.max_trials={trials}", "--set", "job.epochs=1",
             "--set", "train.steps_per_epoch=2", "--set", "space.model='unet'", "--set", "space.depth=3",
             "--set", "space.width=4", "--set", "data.patch_size=32"]
@@ -88,7 +85,7 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tiny_root, tmp_pat
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = _args(tiny_root, tmp_path, 2)
-    command = [sys.executable, "-m", "sid_keras.cli", *args]
+    command = [sys.executable, "-m", "sid_keras.apps.cli", *args]
     base_env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
                 "TF_CPP_MIN_LOG_LEVEL": "3"}
     procs = {"chief": subprocess.Popen(command, env={**base_env, "KERASTUNER_TUNER_ID": "chief"},

@@ -24,11 +24,11 @@ from typing import Sequence
 
 import numpy as np
 
-from sid_keras import raw
 from sid_keras.data.lists import SidPair
 from sid_keras.errors import SidError
-from sid_keras.io import atomic_path, save_npy_atomic
-from sid_keras.render import UINT16_SCALE
+from sid_keras.runtime import raw
+from sid_keras.runtime.io import atomic_path, save_npy_atomic
+from sid_keras.runtime.render import UINT16_SCALE
 
 CACHE_VERSION = 3  # bump when what is stored changes (2: white-balance gains in the metadata;
                    # 3: truths rendered without LibRaw's maximum adjustment)
@@ -78,7 +78,7 @@ class PackedCache:
         """Cached packed short exposure; decodes it on the first call.
 
         Its metadata keeps the file's white-balance gain per packed channel, which ``linear``
-        models get multiplied into their input, and its noise law (:func:`sid_keras.raw.noise_law`),
+        models get multiplied into their input, and its noise law (:func:`sid_keras.runtime.raw.noise_law`),
         which noise-aware models are told; an entry cached before the noise law was kept gets it
         added on first use.
         """
@@ -99,7 +99,7 @@ class PackedCache:
         return array_path, meta
 
     def long(self, source: str | os.PathLike, *, linear: bool = False) -> tuple[pathlib.Path, dict]:
-        """Cached ground truth of a long exposure (:func:`sid_keras.raw.render_reference`, sRGB,
+        """Cached ground truth of a long exposure (:func:`sid_keras.runtime.raw.render_reference`, sRGB,
         or linear camera RGB for ``linear`` models); rendered on the first call."""
         kind = "long_linear" if linear else "long"
         array_path, meta_path = self._paths(source, kind)
@@ -156,7 +156,7 @@ def build_cache(pairs: Sequence[SidPair], folder: str | os.PathLike, *,
 def _map(function, args: list[tuple], *, workers: int, chunksize: int, progress: bool, desc: str, unit: str) -> list:
     """``function(*a)`` for every ``a``, in ``workers`` spawned processes (or here), results in
     order, counted on a progress bar when ``progress``."""
-    from sid_keras.progress import tracked
+    from sid_keras.runtime.progress import tracked
 
     if workers > 1 and len(args) > 1:
         import multiprocessing
@@ -193,7 +193,7 @@ _CACHE_FILE = re.compile(r"^[0-9a-f]{20}\.[a-z_]+\.(npy|json)$")
 def cache_files(folder: str | os.PathLike | None = None) -> list[pathlib.Path]:
     """The files the package cached in ``folder`` (default :func:`default_cache_dir`), and its
     own temporaries left by a killed run; nothing else a shared folder holds."""
-    from sid_keras.io import TEMPORARY_PREFIX
+    from sid_keras.runtime.io import TEMPORARY_PREFIX
 
     folder = pathlib.Path(folder) if folder else default_cache_dir()
     if not folder.is_dir():
@@ -213,7 +213,7 @@ def clear_cache(folder: str | os.PathLike | None = None) -> tuple[int, int]:
 
 
 def _linear_photo(folder: str, photo: str) -> str:
-    from sid_keras.synthetic import linear_photo
+    from sid_keras.synth.synthetic import linear_photo
 
     path = pathlib.Path(folder) / f"{source_key(photo, 'linear_photo')}.linear_photo.npy"
     if not path.exists():
@@ -223,10 +223,10 @@ def _linear_photo(folder: str, photo: str) -> str:
 
 def cache_photos(photos: Sequence[str], folder: str | os.PathLike, *, workers: int = 1,
                  progress: bool = False) -> list[str]:
-    """Linearise each clean photo once (:func:`sid_keras.synthetic.linear_photo`) into a
+    """Linearise each clean photo once (:func:`sid_keras.synth.synthetic.linear_photo`) into a
     memory-mapped uint16 ``.npy``; returns their paths, in order. ``photos`` may hold folders
     (their photos, as ``sid-keras synth`` finds them) and already cached ``.npy`` files."""
-    from sid_keras.synthetic import find_photos
+    from sid_keras.synth.synthetic import find_photos
 
     photos = [str(q) for p in photos
               for q in (find_photos(p) if os.path.isdir(p) else [p])]

@@ -12,8 +12,8 @@ import pathlib
 import re
 from typing import Iterable
 
-from sid_keras import raw
 from sid_keras.errors import SidError
+from sid_keras.runtime import raw
 
 # Scenes whose short and long exposures are misaligned in the SID Sony test set; the usual
 # protocol drops them from evaluation.

@@ -20,8 +20,8 @@ import numpy as np
 
 from sid_keras.data.cache import CachedPair, cache_photos, default_cache_dir
 from sid_keras.errors import SidError
-from sid_keras.raw import BAYER, noise_sigma
-from sid_keras.render import UINT16_SCALE
+from sid_keras.runtime.raw import BAYER, noise_sigma
+from sid_keras.runtime.render import UINT16_SCALE
 
 ENDLESS = 2**62  # training streams do not end; fit's steps_per_epoch cuts them into epochs
 # Scene brightness of synthetic long exposures, relative to the linearised photo: log-uniform, so
@@ -132,12 +132,12 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
     once into the cache folder (:func:`sid_keras.data.cache.cache_photos`). Each element crops a
     ``2 * patch_size`` square of a linearised photo, flips it, and draws: a colour response
     (``colour_responses``, linear sRGB -> white-balanced camera RGB matrices; default those of
-    :data:`sid_keras.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
+    :data:`sid_keras.synth.synthetic.TRAINING_CAMERAS`), an exposure, an illuminant (white-balance
     gains), an exposure ratio (log-uniform in ``ratio_range``) and a virtual camera of ``profile``
-    (:mod:`sid_keras.noise`, default the virtual family). The target is the clean scene in
+    (:mod:`sid_keras.runtime.noise`, default the virtual family). The target is the clean scene in
     white-balanced camera RGB, clipped at white as LibRaw clips it (before any mosaicking, so it
     carries no demosaicking error); the input is the noisy short exposure, packed, amplified,
-    white-balanced and clipped, as :func:`sid_keras.raw.network_input` makes it from a file.
+    white-balanced and clipped, as :func:`sid_keras.runtime.raw.network_input` makes it from a file.
     Inputs are (p, p, 4), targets (2p, 2p, 3), float32. With ``noise_input`` the inputs are
     followed by their noise level (p, p, 4) from the virtual camera's true law, off by
     :data:`NOISE_LAW_ERROR` as a file's law is in practice. With ``saturation`` > 1, a
@@ -147,7 +147,8 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
     """
     import tensorflow as tf
 
-    from sid_keras import noise, synthetic
+    from sid_keras.runtime import noise
+    from sid_keras.synth import synthetic
 
     profile = profile or noise.VIRTUAL
     if not photos:

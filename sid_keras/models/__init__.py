@@ -15,8 +15,9 @@ from typing import Callable
 
 import keras
 
-from sid_keras import losses, metrics  # noqa: F401  (registers every class a compiled .keras file holds)
+from sid_keras import ASSETS_DIR
 from sid_keras.errors import SidError
+from sid_keras.models import losses, metrics  # noqa: F401  (registers every class a compiled .keras file holds)
 from sid_keras.models.double_unet import DoubleUNet
 from sid_keras.models.gan import UNetDiscriminator, UNetGAN
 from sid_keras.models.layers import CropLike, DepthToSpace, PadToMultiple, SpaceToDepth
@@ -133,7 +134,7 @@ def with_precision(net: keras.Model, policy: str | None) -> keras.Model:
 
 
 def convention_of(model: keras.Model):
-    """What the model is fed and returns (:class:`sid_keras.convention.Convention`), from its own
+    """What the model is fed and returns (:class:`sid_keras.runtime.convention.Convention`), from its own
     config; a file saved before ``output`` was recorded predicts sRGB."""
     return network_convention(inference_model(model))
 
@@ -146,7 +147,9 @@ def frozen_forward(net: keras.Model, shape):
     (Keras 3 variables are not found through a trackable).
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     spec = tf.TensorSpec(shape, tf.float32, name=convention_of(net).input_name)
     forward = tf.function(lambda packed: {"rgb": net(packed, training=False)})
@@ -172,7 +175,7 @@ def count_macs(model: keras.Model, packed_size: tuple[int, int] = (256, 256)) ->
 
 # What `sid-keras models` prints without importing TensorFlow (a test keeps it equal to
 # describe_models(); after changing a model: python -c "from sid_keras.models import write_catalogue; write_catalogue()").
-CATALOGUE = pathlib.Path(__file__).resolve().parents[1] / "assets" / "models.json"
+CATALOGUE = ASSETS_DIR / "models.json"
 
 
 def write_catalogue(path: pathlib.Path = CATALOGUE) -> None:

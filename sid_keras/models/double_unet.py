@@ -12,8 +12,15 @@ import keras
 from keras import layers
 
 from sid_keras.models.layers import SpaceToDepth
-from sid_keras.models.unet import SidModel, _wrap, check_model_kwargs, packed_input, rgb_head, unet_body
-from sid_keras.render import LINEAR
+from sid_keras.models.unet import (
+    SidModel,
+    _wrap,
+    check_model_kwargs,
+    packed_input,
+    rgb_head,
+    unet_body,
+)
+from sid_keras.runtime.render import LINEAR
 
 FIRST_PREFIX = "first_"
 SECOND_PREFIX = "second_"

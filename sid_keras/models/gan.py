@@ -3,7 +3,7 @@
 The discriminator (Schönfeld et al., "A U-Net Based Discriminator for Generative Adversarial
 Networks", CVPR 2020) has an encoder ending in a global real/fake logit and a decoder giving a
 per-pixel logit, all spectrally normalised. The generator's loss is L1 (after the display curve
-for a ``linear`` generator, as :mod:`sid_keras.losses` explains) plus a weighted
+for a ``linear`` generator, as :mod:`sid_keras.models.losses` explains) plus a weighted
 adversarial term; the discriminator's is binary cross-entropy on both outputs, with optional
 CutMix consistency. ``call()`` runs the generator only, so predict, evaluation and export see a
 plain generator.
@@ -14,8 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from sid_keras.losses import display_curve
 from sid_keras.models.layers import LEAKY_SLOPE, CropLike, PadToMultiple
+from sid_keras.models.losses import display_curve
 from sid_keras.models.unet import SidModel, check_model_kwargs, network_convention
 
 # CutMix box side as a fraction of the image side, drawn uniformly (Schönfeld et al. 2020).

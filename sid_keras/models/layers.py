@@ -133,7 +133,7 @@ def bilinear_demosaic_kernel() -> np.ndarray:
     """The 3x3 convolution over SID's packed Bayer channels (R, G red row, B, G blue row) whose
     12 outputs, put through depth_to_space(2), are the bilinear demosaic of the mosaic: each
     output pixel of each colour averages that colour's nearest samples (itself where it has one)."""
-    from sid_keras.raw import BAYER
+    from sid_keras.runtime.raw import BAYER
 
     site_channel = {tuple(int(v) for v in BAYER.layout[c, 0, 0]): c for c in range(4)}
     colour_of_channel = BAYER.channel_colours

@@ -13,7 +13,6 @@ import inspect
 import keras
 from keras import layers
 
-from sid_keras.convention import Convention
 from sid_keras.models.layers import (
     Channels,
     CropLike,
@@ -26,7 +25,8 @@ from sid_keras.models.layers import (
     residual_block,
     upsample,
 )
-from sid_keras.render import LINEAR, OUTPUT_KINDS, SRGB
+from sid_keras.runtime.convention import Convention
+from sid_keras.runtime.render import LINEAR, OUTPUT_KINDS, SRGB
 
 RGB = 3
 
@@ -79,7 +79,7 @@ MODEL_KWARGS = ("name", "trainable", "dtype")
 
 def packed_input(in_channels: int, noise_input: bool = False):
     """Every model's input: ``in_channels`` packed raw channels, followed for a noise-aware model
-    (``noise_input``) by as many channels of their noise level (:func:`sid_keras.raw.noise_sigma`)."""
+    (``noise_input``) by as many channels of their noise level (:func:`sid_keras.runtime.raw.noise_sigma`)."""
     return keras.Input((None, None, in_channels * (2 if noise_input else 1)), name="packed")
 
 
@@ -145,15 +145,15 @@ class SidModel(keras.Model):
         self._sid_config = dict(config)
 
     def train_step(self, data):
-        """Keras's step, with the validation-only metrics (:data:`sid_keras.metrics.VALIDATION_ONLY`)
+        """Keras's step, with the validation-only metrics (:data:`sid_keras.models.metrics.VALIDATION_ONLY`)
         left out of the traced graph and of the training logs."""
-        from sid_keras import metrics
+        from sid_keras.models import metrics
 
         with metrics.training_step():
             return super().train_step(data)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        from sid_keras import metrics
+        from sid_keras.models import metrics
 
         results = super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         if metrics.in_training_step():
@@ -202,7 +202,7 @@ class UNet(SidModel):
             demosaic and drop a noisy one's, which an additive correction alone could not cancel
             (measured: the darkest stress frames at 14-16 dB instead of 21).
         noise_input: the input's packed channels are followed by as many channels of their noise
-            level (:func:`sid_keras.raw.noise_sigma`), so the model knows a clean frame from a
+            level (:func:`sid_keras.runtime.raw.noise_sigma`), so the model knows a clean frame from a
             noisy one of the same brightness.
 
     Example:

@@ -14,8 +14,16 @@ import keras
 from keras import layers, ops
 
 from sid_keras.models.layers import LEAKY_SLOPE, upsample
-from sid_keras.models.unet import RGB, SidModel, _wrap, check_model_kwargs, packed_input, rgb_head, unet_body
-from sid_keras.render import LINEAR
+from sid_keras.models.unet import (
+    RGB,
+    SidModel,
+    _wrap,
+    check_model_kwargs,
+    packed_input,
+    rgb_head,
+    unet_body,
+)
+from sid_keras.runtime.render import LINEAR
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")

@@ -1,0 +1,1 @@
+"""The user-facing commands: the CLI, the demo, evaluation and export."""

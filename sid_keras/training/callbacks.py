@@ -1,0 +1,207 @@
+"""Keras callbacks of the training recipe: schedule, checkpoints, best-model keeping, images."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import keras
+import numpy as np
+
+from sid_keras.errors import SidError
+from sid_keras.runtime.io import atomic_path, save_model_atomic
+
+
+class StepSchedule(keras.callbacks.Callback):
+    """Sets the learning rate(s) at each epoch from the epoch number alone, so resume is exact.
+
+    ``rate_at(epoch, base=None)`` is the schedule (:meth:`sid_keras.training.task.Task.learning_rate`);
+    a GAN's discriminator follows the same schedule from its own base rate ``d_base``. The rate
+    is logged as ``learning_rate``.
+    """
+
+    def __init__(self, rate_at, d_base: float | None = None):
+        super().__init__()
+        self.rate_at, self.d_base = rate_at, d_base
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = self.rate_at(epoch)
+        if getattr(self.model, "d_optimizer", None) is not None and self.d_base is not None:
+            self.model.d_optimizer.learning_rate = self.rate_at(epoch, base=self.d_base)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+
+
+def read_record(path: pathlib.Path, key: str) -> dict:
+    """A run folder's JSON record holding ``key`` ({} if absent); a file that cannot be read, or
+    is not such a record, is one line naming it."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SidError(f"{path}: unreadable ({type(err).__name__}); delete it, or choose another "
+                       "train.out_dir") from None
+    if not isinstance(record, dict) or key not in record:
+        raise SidError(f"{path}: not a sid-keras run record (no {key!r}); delete it, or choose another "
+                       "train.out_dir")
+    return record
+
+
+class RunLog(keras.callbacks.CSVLogger):
+    """log.csv: Keras's CSV log, whose columns include the validation-only metrics
+    (:data:`sid_keras.models.metrics.VALIDATION_ONLY`) even when the first epoch does not validate."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and not any(k.startswith("val_") for k in logs or {}):
+            from sid_keras.models.metrics import VALIDATION_ONLY
+
+            keys = sorted(logs or {})
+            self.keys = keys + [f"val_{k}" for k in [*keys, *VALIDATION_ONLY]]
+        super().on_epoch_end(epoch, logs)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first non-finite loss, remembering where (``diverged``), so that no
+    weights computed from it become a checkpoint or a result."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.diverged = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss) and self.diverged is None:
+            self.diverged = f"epoch {self.epoch + 1}, step {batch + 1} (loss {float(loss)})"
+            self.model.stop_training = True
+
+
+def finite_weights(model) -> bool:
+    return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Weights, optimizer state and epoch after every epoch, written so no crash can tear them.
+
+    Each save writes a new ``latest`` (weights to a temporary file renamed into place, then the
+    epoch), after moving the last one to ``previous``. :meth:`restore` loads the newest readable
+    pair and falls back to the previous one with a one-line notice when the latest is torn (a
+    full disk, a kill mid-write): a run folder never locks itself.
+    """
+
+    NAMES = ("latest", "previous")
+
+    def __init__(self, folder: str | pathlib.Path, log=print):
+        super().__init__()
+        self.folder = pathlib.Path(folder)
+        self.log = log
+
+    def _paths(self, name: str) -> tuple[pathlib.Path, pathlib.Path]:
+        return self.folder / f"{name}.weights.h5", self.folder / f"{name}.json"
+
+    def restore(self, model) -> int:
+        """Load the newest readable checkpoint into ``model``; returns the epochs it completed."""
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        problems = []
+        for name in self.NAMES:
+            weights, record = self._paths(name)
+            if not weights.exists():
+                continue
+            try:
+                epoch = int(json.loads(record.read_text())["epoch"])
+                model.load_weights(weights)
+            except Exception as err:  # noqa: BLE001 - h5py, json and Keras each fail their own way
+                problems.append(f"{weights.name} ({type(err).__name__})")
+                continue
+            if problems:
+                self.log(f"{self.folder}: {', '.join(problems)} unreadable; resuming from the previous "
+                         f"checkpoint (epoch {epoch})")
+            return epoch
+        if problems:
+            raise SidError(f"{self.folder}: no readable checkpoint ({', '.join(problems)}); delete the folder "
+                           "to train from the start")
+        return 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if finite_weights(self.model):  # a diverged epoch leaves the last good checkpoint in place
+            self.save(self.model, epoch + 1)
+
+    def save(self, model, epochs_done: int) -> None:
+        """Save ``model`` (weights and optimizer state) after ``epochs_done`` epochs."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        latest, latest_record = self._paths("latest")
+        previous, previous_record = self._paths("previous")
+        fresh = self.folder / ".tmp-latest.weights.h5"
+        model.save_weights(fresh, overwrite=True)
+        if latest.exists() and latest_record.exists():
+            os.replace(latest, previous)
+            os.replace(latest_record, previous_record)
+        os.replace(fresh, latest)
+        with atomic_path(latest_record) as tmp:
+            pathlib.Path(tmp).write_text(json.dumps({"epoch": epochs_done}))
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Save the model when ``monitor`` (maximised) beats the best so far, across resumes.
+
+    The best value lives in ``<path>.json`` beside the model, so a resumed run does not replace
+    a better model from before the crash.
+    """
+
+    def __init__(self, path: str | pathlib.Path, monitor: str = "val_psnr"):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.record = self.path.with_suffix(".json")
+        self.monitor = monitor
+
+    def _best(self) -> float:
+        return float(read_record(self.record, self.monitor).get(self.monitor, -np.inf))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.update(self.model, (logs or {}).get(self.monitor), epoch + 1)
+
+    def update(self, model, value: float | None, epoch: int) -> bool:
+        """Save ``model`` if ``value`` beats the best so far; True if it did."""
+        if value is None or not np.isfinite(value) or value <= self._best():
+            return False
+        save_model_atomic(model, self.path)
+        with atomic_path(self.record) as tmp:
+            pathlib.Path(tmp).write_text(json.dumps({self.monitor: float(value), "epoch": epoch}))
+        return True
+
+
+class ValidationImages(keras.callbacks.Callback):
+    """Write (amplified input, output, ground truth) triplets to TensorBoard on validation epochs."""
+
+    def __init__(self, log_dir, val_dataset, every: int, count: int = 2):
+        super().__init__()
+        self.log_dir, self.val, self.every, self.count = str(log_dir), val_dataset, every, count
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.count <= 0 or (epoch + 1) % self.every:
+            return
+        import tensorflow as tf
+
+        from sid_keras.models import inference_model
+        from sid_keras.runtime.raw import BAYER, XTRANS
+        from sid_keras.runtime.render import packed_preview
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        net = inference_model(self.model)
+        with self._writer.as_default():
+            for i, (x, y) in enumerate(self.val.take(self.count)):
+                out = np.clip(net.predict(x, verbose=0), 0, 1)
+                layout = BAYER if y.shape[1] // x.shape[1] == BAYER.scale else XTRANS
+                preview = packed_preview(x.numpy()[0], layout)
+                triplet = np.concatenate([preview, out[0], y.numpy()[0]], axis=1)
+                tf.summary.image(f"val/{i}_input_output_truth", triplet[None], step=epoch + 1)
+        self._writer.flush()
