@@ -1,5 +1,7 @@
 """`sid-keras calibrate`: known noise in, the same noise out; bad frames refused in one line."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -159,18 +161,21 @@ def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, 
     args = ["finetune", "--model", str(base), "--data", str(root), "--list", "Sony_mine_list.txt",
             "--photos", str(photos), "--noise-profile", str(profile), "-o", str(out), "--steps", "20",
             "--ratios", "50", "200",
-            "--set", "data.patch_size=32", "--set", "data.batch_size=2", "--set", "data.val_max_side=64"]
+            "--set", "data.patch_size=32", "--set", "data.batch_size=2", "--set", "data.val_max_side=64",
+            "--set", "data.dead_leaves=1"]
     synthesised = []  # what the pairs made from photos take from the camera's own pairs
     make_source = pipeline.synthetic_source
 
     def synthetic_source(photos, **kwargs):
-        synthesised.extend([list(kwargs["ratio_range"]), len(kwargs["colour_responses"])])
+        synthesised.extend([list(kwargs["ratio_range"]), len(kwargs["colour_responses"]),
+                            sorted("dead_leaves" in pathlib.Path(p).name for p in photos)])
         return make_source(photos, **kwargs)
 
     monkeypatch.setattr(pipeline, "synthetic_source", synthetic_source)
     assert main(args) == 0 and out.exists()
     assert "fine-tuned model" in capsys.readouterr().out
-    assert synthesised == [[50.0, 200.0], 1]  # the ratios asked for; the one colour response of the Sony pairs
+    # the ratios asked for; the one colour response of the Sony pairs; the photos and a dead-leaves scene
+    assert synthesised == [[50.0, 200.0], 1, [False, False, False, True]]
     assert "--ratios 50 2: give LOW HIGH" in _one_line(capsys, [*args, "--ratios", "50", "2"])
     assert "already holds mine.keras" in _one_line(capsys, args)  # never replaces a model the user has
     run = tmp_path / "mine.run"  # a training run: locked, checkpointed, resumed

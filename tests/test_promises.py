@@ -135,6 +135,8 @@ def test_calibrate_checks_every_output_before_reading_frames(tmp_path, capsys):
     ("train.epochs=inf", "epochs = inf"),
     ("data.patch_size=nan", "patch_size = nan"),
     ("train.seed=-1", "seed = -1"),
+    ("data.dead_leaves=-3", "dead_leaves = -3"),
+    ("data.saturation=0.5", "saturation = 0.5"),
 ])
 def test_a_non_finite_or_negative_setting_is_refused_up_front(tmp_path, capsys, setting, needle):
     out = tmp_path / "run"

@@ -194,3 +194,26 @@ def test_saturation_boost_pushes_half_the_scenes_colours_away_from_grey(linear_p
     # the other draws (crop, camera, light, noise) are those of the plain stream
     unchanged = [i for i, g in enumerate(gains) if g < 1.001]
     np.testing.assert_array_equal(plain[unchanged[0]].numpy(), boosted[unchanged[0]].numpy())
+
+
+def test_dead_leaves_scenes_hold_the_saturated_colours_and_edges_photos_lack(linear_photos, tmp_path):
+    from sid_keras.data.cache import cache_dead_leaves
+
+    scene = synthetic.dead_leaves(96, seed=5)
+    assert scene.shape == (96, 96, 3) and 0 <= scene.min() and scene.max() <= 1
+    np.testing.assert_array_equal(scene, synthetic.dead_leaves(96, seed=5))  # made from its seed
+    assert not np.array_equal(scene, synthetic.dead_leaves(96, seed=6))
+    photo = np.load(linear_photos[0]).astype(np.float64) / 65535
+
+    def saturated_share(rgb):  # pixels with one channel under a fifth of the brightest
+        return float(np.mean(rgb.min(-1) < 0.2 * rgb.max(-1)))
+
+    def edge_share(rgb):  # pixels next to a step of a tenth of white
+        return float(np.mean(np.abs(np.diff(rgb.mean(-1), axis=1)) > 0.1))
+
+    assert saturated_share(scene) > 0.3 > saturated_share(photo)
+    assert edge_share(scene) > 2 * edge_share(photo)
+    assert len(np.unique(scene.reshape(-1, 3), axis=0)) > 200  # many leaves, anti-aliased edges
+    cached = cache_dead_leaves(2, tmp_path, workers=1)
+    assert len(cached) == 2 and cache_dead_leaves(2, tmp_path) == cached  # made once
+    assert np.load(cached[0], mmap_mode="r").shape == (synthetic.DEAD_LEAVES_SIDE,) * 2 + (3,)

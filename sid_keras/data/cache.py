@@ -235,3 +235,22 @@ def cache_photos(photos: Sequence[str], folder: str | os.PathLike, *, workers: i
     made = iter(_map(_linear_photo, args, workers=workers, chunksize=8, progress=progress, desc="linearise photos",
                 unit="photo"))
     return [photo if photo.endswith(".npy") else next(made) for photo in photos]
+
+
+def _dead_leaves(folder: str, index: int) -> str:
+    from sid_keras.synth.synthetic import DEAD_LEAVES_SIDE, dead_leaves
+
+    # the name changes with the generator's version, so an old cache is not reused for new scenes
+    path = pathlib.Path(folder) / f"dead_leaves_v1_{DEAD_LEAVES_SIDE}_{index}.linear_photo.npy"
+    if not path.exists():
+        scene = dead_leaves(DEAD_LEAVES_SIDE, seed=index)
+        save_npy_atomic(path, np.rint(scene * UINT16_SCALE).astype(np.uint16))
+    return str(path)
+
+
+def cache_dead_leaves(count: int, folder: str | os.PathLike, *, workers: int = 1, progress: bool = False) -> list[str]:
+    """``count`` dead-leaves scenes (:func:`sid_keras.synth.synthetic.dead_leaves`, seeds 0 to
+    count - 1), made once into the cache like linearised photos, which they then join."""
+    PackedCache(folder)
+    return _map(_dead_leaves, [(str(folder), i) for i in range(count)], workers=workers, chunksize=4,
+                progress=progress, desc="dead-leaves scenes", unit="scene")

@@ -115,6 +115,65 @@ def file_colour_response(color_matrix: np.ndarray | None) -> np.ndarray:
     return m / m.sum(axis=1, keepdims=True)
 
 
+# Dead-leaves scenes: occluding discs with radii on a power law (scale invariant, as natural images
+# are), and thin bars, in flat colours drawn anywhere in the sRGB cube, so many of them saturated.
+DEAD_LEAVES_RADII = (2.0, 0.25)  # smallest radius in pixels; largest as a share of the side
+DEAD_LEAVES_BAR_SHARE = 0.15  # shapes that are bars 1-3 pixels wide: thin lines between colours
+DEAD_LEAVES_SUPERSAMPLING = 2  # edges are drawn at this many times the resolution and averaged
+DEAD_LEAVES_GAPS = 0.005  # share of the frame left to the leaf behind all others (covering the last
+# specks one by one would take most of the time)
+DEAD_LEAVES_SIDE = 512  # pixels a side of the scenes data.dead_leaves adds to the training photos
+
+
+def dead_leaves(side: int, seed: int) -> np.ndarray:
+    """A dead-leaves scene (Lee, Mumford and Huang, IJCV 2001; a training prior for denoising and
+    demosaicking, Achddou et al. 2021): linear sRGB float64 (side, side, 3) in [0, 1].
+
+    Shapes are drawn front to back, each filling only what the ones before left free, until all
+    but :data:`DEAD_LEAVES_GAPS` of the frame is covered; a last leaf behind them all fills the
+    gaps. Edges are anti-aliased, as a lens band-limits them; colours are uniform in
+    sRGB, where photos hold few saturated ones.
+    """
+    rng = np.random.default_rng(seed)
+    s = DEAD_LEAVES_SUPERSAMPLING
+    big = side * s
+    canvas = np.empty((big, big, 3))
+    canvas[:] = rng.random(3)  # the leaf behind all others
+    free = np.ones((big, big), bool)
+    r_min, r_max = DEAD_LEAVES_RADII[0] * s, DEAD_LEAVES_RADII[1] * big
+    left_free = big * big
+    while left_free > DEAD_LEAVES_GAPS * big * big:
+        # p(r) ~ r^-3 on [r_min, r_max], by its inverse CDF
+        radius = (r_min**-2 - rng.random() * (r_min**-2 - r_max**-2)) ** -0.5
+        cy, cx = rng.random(2) * big
+        colour = rng.random(3)
+        bar = rng.random() < DEAD_LEAVES_BAR_SHARE
+        reach = 2 * radius if bar else radius  # a bar is 4 r long
+        top, bottom = int(max(cy - reach, 0)), int(min(cy + reach + 1, big))
+        left, right = int(max(cx - reach, 0)), int(min(cx + reach + 1, big))
+        if top >= bottom or left >= right:
+            continue
+        dy = np.arange(top, bottom)[:, None] + 0.5 - cy
+        dx = np.arange(left, right)[None, :] + 0.5 - cx
+        if bar:
+            angle = rng.random() * np.pi
+            half_width = rng.uniform(0.5, 1.5) * s
+            along = dx * np.cos(angle) + dy * np.sin(angle)
+            across = dy * np.cos(angle) - dx * np.sin(angle)
+            inside = (np.abs(across) <= half_width) & (np.abs(along) <= reach)
+        else:
+            inside = dy * dy + dx * dx <= radius * radius
+        window = free[top:bottom, left:right]
+        paint = inside & window
+        count = int(paint.sum())
+        if count:
+            canvas[top:bottom, left:right][paint] = colour
+            window[paint] = False
+            left_free -= count
+    srgb = canvas.reshape(side, s, side, s, 3).mean(axis=(1, 3))
+    return srgb_to_linear(srgb)
+
+
 def load_photo(path: str | os.PathLike) -> np.ndarray:
     """An sRGB photo as float64 in [0, 1], cropped to even height and width."""
     from PIL import Image

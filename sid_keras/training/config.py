@@ -31,6 +31,9 @@ class DataConfig:
     ratio_range: list = dataclasses.field(default_factory=lambda: [1.0, 300.0])  # synthetic, log-uniform
     # Largest boost of synthetic scenes' colour saturation (pipeline.saturate, half the scenes); 1: none.
     saturation: float = 1.0
+    # Dead-leaves scenes (synthetic.dead_leaves: saturated colours, sharp edges, thin bars) added to
+    # the photos, made once into the cache; 0: none.
+    dead_leaves: int = 0
     synthetic_share: float = 0.5  # share of synthetic samples when both pairs and photos are given
     # Colour responses of the synthetic pairs: "training" (the Sony bodies of
     # sid_keras.synth.synthetic.TRAINING_CAMERAS) or "pairs" (the colour matrices of train_list's files).
@@ -226,6 +229,10 @@ def validate(config: Config) -> None:
         raise SidError("[data] cameras = 'pairs' takes the colour responses of train_list's files: give train_list")
     if isinstance(d.saturation, bool) or not isinstance(d.saturation, (int, float)) or not 1 <= d.saturation <= 10:
         raise SidError(f"[data] saturation = {d.saturation!r}: give the largest colour boost, 1 (none) to 10, e.g. 2.5")
+    if isinstance(d.dead_leaves, bool) or not isinstance(d.dead_leaves, int) or not 0 <= d.dead_leaves <= 10000:
+        raise SidError(f"[data] dead_leaves = {d.dead_leaves!r}: give a number of scenes, 0 (none) to 10000, e.g. 200")
+    if d.dead_leaves and not d.photos:
+        raise SidError("[data] dead_leaves joins the photos of synthesised pairs: give data.photos too")
     if not 0 <= d.synthetic_share <= 1:
         raise SidError(f"[data] synthetic_share = {d.synthetic_share}: must be between 0 and 1")
     if not d.train_list and not d.photos:

@@ -112,6 +112,7 @@ class Task:
     def data(self, *, progress: bool = False) -> Data:
         """Decode (once, cached) the pairs and photos, and make the sources and validation set."""
         from sid_keras.data import cache_photos, frame_dataset
+        from sid_keras.data.cache import cache_dead_leaves
         from sid_keras.data.pipeline import pair_source, synthetic_source
         from sid_keras.runtime.noise import load_profile
         from sid_keras.synth.synthetic import find_photos
@@ -126,6 +127,7 @@ class Task:
         if d.photos:
             photos = [p for folder in d.photos for p in find_photos(folder)]
             cached = cache_photos(photos, self._cache_dir(), workers=d.decode_workers, progress=progress)
+            cached += cache_dead_leaves(d.dead_leaves, self._cache_dir(), workers=d.decode_workers, progress=progress)
             responses = self.colour_responses(d.train_list) if d.cameras == "pairs" else None
             sources.append(synthetic_source(cached, patch_size=d.patch_size, seed=seed,
                                             profile=load_profile(d.noise_profile), ratio_range=tuple(d.ratio_range),
