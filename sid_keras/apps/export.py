@@ -40,7 +40,7 @@ GPU_FORBIDDEN_OPS = {"SHAPE", "FLEX", "CUSTOM", "WHILE", "RANGE", "DYNAMIC_UPDAT
 
 @dataclasses.dataclass
 class ExportProfile:
-    """What to export; a TOML file in the top-level ``export/`` folder."""
+    """What to export: a TOML file, or one the package ships in ``sid_keras/configs/export/`` (``--profile default``)."""
 
     fp32: bool = True
     fp16: bool = True
@@ -186,6 +186,7 @@ def _calibration_frames(profile: ExportProfile, seed: int, convention: Conventio
         )
 
         files = expand_inputs([profile.calibration_dir])  # load_profile checked there are some
+
         def from_files():
             for i in rng.permutation(len(files)):
                 frame = raw.read_raw(files[i])

@@ -5,7 +5,7 @@ Denoising", CVPR 2019): inverse tone curve, inverse sRGB gamma. A camera then se
 colour response (a real camera's matrix) and an illuminant (white-balance gains), and the short
 exposure gets the calibrated noise of :mod:`sid_keras.runtime.noise`.
 
-Two uses:
+Three uses:
 
 - on the fly, in :func:`sid_keras.data.pipeline.synthetic_source` (training): the photos are
   linearised once (:func:`linear_photo`, cached) and every step draws a new camera, illuminant,
@@ -13,7 +13,11 @@ Two uses:
 - as files, by :func:`synthesize` (`sid-keras synth`): DNG pairs with SID-style names and list
   files that the SID loader reads unchanged, including the stress validation
   (:func:`synthesize_stress`, `sid-keras synth --stress`) on a grid of ISO bands x ratios with
-  cameras and illuminants that training does not use.
+  cameras and illuminants that training does not use;
+- as frames in memory, by :func:`short_frames` (export's int8 calibration).
+
+:func:`dead_leaves` draws scenes no photo holds (saturated colours, sharp edges, thin bars) that
+training can add to its photos (``data.dead_leaves``).
 """
 
 from __future__ import annotations
