@@ -171,3 +171,14 @@ def test_a_noise_aware_model_exports_with_its_noise_input_named_and_described(tm
     assert lite.convention == Convention("linear", noise=True, channels=4)
     expected = Enhancer(tmp_path / "noisy.keras", tile=24, overlap=4).enhance(dng, ratio=50)
     np.testing.assert_allclose(lite.enhance(dng, ratio=50), expected, atol=2e-4)
+
+
+def test_shipped_profiles_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from sid_keras import CONFIGS_DIR
+    from sid_keras.apps.export import load_profile
+    from sid_keras.errors import SidError
+
+    monkeypatch.chdir(tmp_path)  # an installed package, run from anywhere
+    assert load_profile("default") == load_profile(str(CONFIGS_DIR / "export" / "default.toml"))
+    with pytest.raises(SidError, match=r"phone: no such export profile \(shipped: default\)"):
+        load_profile("phone")
