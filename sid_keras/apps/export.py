@@ -58,7 +58,8 @@ class ExportProfile:
 
 def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfile:
     """An export profile from TOML, every key and value type checked, before anything is written."""
-    from sid_keras.training.config import build_dataclass, read_toml, shipped_or_path
+    from sid_keras.runtime.io import read_toml, shipped_or_path
+    from sid_keras.training.config import build_dataclass
 
     raw: dict = read_toml(shipped_or_path(path, "export"), "export profile") if path else {}
     raw.update(overrides or {})

@@ -212,13 +212,18 @@ def clear_cache(folder: str | os.PathLike | None = None) -> tuple[int, int]:
     return len(files), freed
 
 
+def _cached_linear(path: pathlib.Path, make) -> str:
+    """``make()`` (linear RGB in [0, 1]) saved once at ``path`` as uint16, the photo cache's format."""
+    if not path.exists():
+        save_npy_atomic(path, np.rint(make() * UINT16_SCALE).astype(np.uint16))
+    return str(path)
+
+
 def _linear_photo(folder: str, photo: str) -> str:
     from sid_keras.synth.synthetic import linear_photo
 
     path = pathlib.Path(folder) / f"{source_key(photo, 'linear_photo')}.linear_photo.npy"
-    if not path.exists():
-        save_npy_atomic(path, np.rint(linear_photo(photo) * UINT16_SCALE).astype(np.uint16))
-    return str(path)
+    return _cached_linear(path, lambda: linear_photo(photo))
 
 
 def cache_photos(photos: Sequence[str], folder: str | os.PathLike, *, workers: int = 1,
@@ -242,10 +247,7 @@ def _dead_leaves(folder: str, index: int) -> str:
 
     # the name changes with the generator's version, so an old cache is not reused for new scenes
     path = pathlib.Path(folder) / f"dead_leaves_v1_{DEAD_LEAVES_SIDE}_{index}.linear_photo.npy"
-    if not path.exists():
-        scene = dead_leaves(DEAD_LEAVES_SIDE, seed=index)
-        save_npy_atomic(path, np.rint(scene * UINT16_SCALE).astype(np.uint16))
-    return str(path)
+    return _cached_linear(path, lambda: dead_leaves(DEAD_LEAVES_SIDE, seed=index))
 
 
 def cache_dead_leaves(count: int, folder: str | os.PathLike, *, workers: int = 1, progress: bool = False) -> list[str]:

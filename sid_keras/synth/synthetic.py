@@ -213,6 +213,11 @@ class ScenePlan:
     noisy_long: bool = True  # SID's long exposures carry (little) noise; the stress set's do not
     blur_sigma: float = 0.0  # a lens's band limit: Gaussian sigma in sensor pixels, before the mosaic
 
+    @property
+    def xyz_to_cam(self) -> np.ndarray | None:
+        """The camera's XYZ -> camera matrix (what its DNG files carry as ColorMatrix1)."""
+        return {**TRAINING_CAMERAS, **STRESS_CAMERAS}[self.camera]
+
 
 def plan_scenes(photos: Sequence[str], seed: int, first_id: int, ratios: Sequence[int] = SID_RATIOS,
                 noise_profile: str | None = None) -> list[ScenePlan]:
@@ -288,8 +293,7 @@ def clean_scene(plan: ScenePlan) -> np.ndarray:
         from scipy.ndimage import gaussian_filter
 
         linear = gaussian_filter(linear, (plan.blur_sigma, plan.blur_sigma, 0))
-    xyz_to_cam = {**TRAINING_CAMERAS, **STRESS_CAMERAS}[plan.camera]
-    return np.clip(linear @ rgb_to_camera_matrix(xyz_to_cam).T, 0.0, None) * plan.exposure_scale
+    return np.clip(linear @ rgb_to_camera_matrix(plan.xyz_to_cam).T, 0.0, None) * plan.exposure_scale
 
 
 def scene_exposures(plan: ScenePlan, *, long: bool = True) -> Iterable[tuple[float, int | None, np.ndarray]]:
@@ -324,7 +328,7 @@ def make_scene(plan: ScenePlan, out_dir: pathlib.Path, camera_dir: str) -> list[
         cfa_pattern=np.array([[0, 1], [1, 2]]),
         black_level=SONY_BLACK,
         white_level=SONY_WHITE,
-        color_matrix={**TRAINING_CAMERAS, **STRESS_CAMERAS}[plan.camera],
+        color_matrix=plan.xyz_to_cam,
         as_shot_neutral=(1.0 / plan.red_gain, 1.0, 1.0 / plan.blue_gain),
         iso=plan.iso,
         make="sid_keras",
@@ -346,7 +350,9 @@ def short_frames(plan: ScenePlan) -> Iterable[tuple[RawFrame, int]]:
     """A plan's short exposures with their ratios, as the :class:`RawFrame` that reading
     :func:`make_scene`'s files gives (the same mosaic, white balance and LibRaw's colour matrix),
     made in memory: export's int8 calibration needs frames, not files."""
-    camera_to_rgb = np.linalg.inv(rgb_to_camera_matrix({**TRAINING_CAMERAS, **STRESS_CAMERAS}[plan.camera]))
+    matrix = plan.xyz_to_cam
+    # LibRaw's camera -> sRGB matrix; rawpy reports zeros for a file without one
+    camera_to_rgb = np.zeros((3, 3)) if matrix is None else np.linalg.inv(rgb_to_camera_matrix(matrix))
     metadata = dict(
         cfa_pattern=np.array([[RED, GREEN], [GREEN2, BLUE]]),
         black_level=np.full(4, SONY_BLACK, np.float32),

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from sid_keras.errors import SidError
-from sid_keras.runtime.io import read_toml, shipped_or_path, to_toml  # noqa: F401  (configs go through them)
+from sid_keras.runtime.io import read_toml, shipped_or_path
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 

@@ -21,7 +21,8 @@ import os
 import pathlib
 
 from sid_keras.errors import SidError
-from sid_keras.training.config import Config, apply_override, config_from_dict, to_toml
+from sid_keras.runtime.io import to_toml
+from sid_keras.training.config import Config, apply_override, config_from_dict
 
 TUNERS = ("hyperband", "bayesian", "random")
 OBJECTIVE = "val_psnr"
@@ -49,11 +50,8 @@ class SearchJob:
 
 def load_job(path: str | os.PathLike, overrides: list[str] = ()) -> SearchJob:
     """Read a job file; ``--set`` keys are ``job.*``, ``space.*`` or training keys (``data.root``)."""
-    from sid_keras.training.config import (
-        read_toml,
-        resolve_config_path,
-        shipped_or_path,
-    )
+    from sid_keras.runtime.io import read_toml, shipped_or_path
+    from sid_keras.training.config import resolve_config_path
 
     path = shipped_or_path(path, "tuning")
     raw = read_toml(path, "search job")
