@@ -251,14 +251,17 @@ def test_evaluate_without_figures_leaves_no_figures_folder(photo_dataset, tiny_m
 
 def test_the_log_matches_the_checkpoint_after_a_resume(photo_dataset, tmp_path):
     out = tmp_path / "run"
-    assert _train(photo_dataset, out, "--set", "train.epochs=2") == 0
+    every_other = ("--set", "train.val_every=2")  # epoch 0 trains only, the resumed epoch 1 validates
+    assert _train(photo_dataset, out, "--set", "train.epochs=1", *every_other) == 0
     log = out / "log.csv"
     header, *rows = log.read_text().splitlines()
-    # killed after writing the row of epoch 3 but before its checkpoint: the row goes, and comes back once
-    log.write_text("\n".join([header, *rows, "2" + rows[-1][1:]]) + "\n")
-    assert _train(photo_dataset, out, "--set", "train.epochs=3") == 0
-    epochs = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
-    assert epochs == ["0", "1", "2"]
+    # killed after writing the row of epoch 2 but before its checkpoint: the row goes, and comes back once
+    log.write_text("\n".join([header, *rows, "1" + rows[-1][1:]]) + "\n")
+    assert _train(photo_dataset, out, "--set", "train.epochs=3", *every_other) == 0
+    header, *rows = [line.split(",") for line in log.read_text().splitlines()]
+    assert [row[0] for row in rows] == ["0", "1", "2"]
+    assert all(len(row) == len(header) for row in rows)  # the resumed rows line up with the header
+    assert float(rows[1][header.index("val_psnr")]) > 0 and rows[2][header.index("val_psnr")] == "NA"
 
 
 def test_a_read_only_output_folder_is_named_not_the_temporary_file(tmp_path, monkeypatch):

@@ -52,16 +52,29 @@ def read_record(path: pathlib.Path, key: str) -> dict:
 
 
 class RunLog(keras.callbacks.CSVLogger):
-    """log.csv: Keras's CSV log, whose columns include the validation-only metrics
-    (:data:`sid_keras.models.metrics.VALIDATION_ONLY`) even when the first epoch does not validate."""
+    """log.csv: Keras's CSV log with one fixed set of columns: every training metric, its
+    validation twin and the validation-only metrics (:data:`sid_keras.models.metrics.VALIDATION_ONLY`),
+    whether or not the first epoch validates. A resumed run appends under the file's own header,
+    so its rows line up with the rows before the resume."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.keys is None and not any(k.startswith("val_") for k in logs or {}):
-            from sid_keras.models.metrics import VALIDATION_ONLY
-
-            keys = sorted(logs or {})
-            self.keys = keys + [f"val_{k}" for k in [*keys, *VALIDATION_ONLY]]
+        if self.keys is None:
+            self.keys = self._columns_of_existing_file() or self._columns(logs or {})
         super().on_epoch_end(epoch, logs)
+
+    def _columns_of_existing_file(self) -> list[str]:
+        path = pathlib.Path(self.filename)
+        if not (self.append and path.exists()):
+            return []
+        header = path.read_text().split("\n", 1)[0].strip()
+        return [name for name in header.split(self.sep) if name and name != "epoch"]
+
+    @staticmethod
+    def _columns(logs) -> list[str]:
+        from sid_keras.models.metrics import VALIDATION_ONLY
+
+        trained = sorted(k for k in logs if not k.startswith("val_"))
+        return trained + [f"val_{k}" for k in sorted({*trained, *VALIDATION_ONLY})]
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
