@@ -3,11 +3,11 @@
 - SavedModel with a ``serving_default`` signature, input ``packed`` of dynamic height and width;
 - ``model_fp32.tflite``: dynamic size, for CPU;
 - ``model_fp16_<tile>.tflite``: fp16 weights, fixed tile size, for the mobile GPU delegate (which
-  rejects dynamic tensors);
+  rejects dynamic tensors) and the shipped model's ``default.tflite`` (on a CPU, the Keras model's
+  output to about 80 dB);
 - ``model_int8w_<tile>.tflite``: int8 weights with float activations (dynamic-range
   quantisation) except in the full-resolution convolutions, which stay float; fixed tile size:
-  on a CPU close to full int8's speed and within a few hundredths of a dB of the Keras model
-  (the shipped model's ``default.tflite``);
+  on a CPU close to full int8's speed and within a few hundredths of a dB of the Keras model;
 - ``model_int8_<tile>.tflite``: full integer quantisation calibrated on packed crops of real
   training data, for CPU / NPU.
 
