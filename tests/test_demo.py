@@ -26,11 +26,12 @@ def test_the_shipped_tflite_file_is_the_same_model(write_dng):
     assert lite.convention == keras_model.convention and lite.convention.channels == 4
     dng, _ = write_dng(name="dark.dng", shape=(192, 320), black=512, white=16383, iso=3200)
     a, b = lite.enhance(dng, ratio=1), keras_model.enhance(dng, ratio=1)  # a busy, unclipped input
+
     def psnr(x, y):
         return 10 * np.log10(1 / np.mean((x - y) ** 2))
 
     inside = (slice(32, -32), slice(32, -32))  # the fixed tile's padding changes the borders only
-    assert psnr(a, b) > 35 and psnr(a[inside], b[inside]) > 60  # dB: fp16 weights, float activations
+    assert psnr(a, b) > 35 and psnr(a[inside], b[inside]) > 60  # dB: the same weights, float activations
 
 
 def test_demo_enhances_a_dark_raw_better_than_the_classical_pipeline(tmp_path, capsys):

@@ -66,7 +66,8 @@ class RunLog(keras.callbacks.CSVLogger):
         path = pathlib.Path(self.filename)
         if not (self.append and path.exists()):
             return []
-        header = path.read_text().split("\n", 1)[0].strip()
+        with open(path) as log:
+            header = log.readline().strip()
         return [name for name in header.split(self.sep) if name and name != "epoch"]
 
     @staticmethod
