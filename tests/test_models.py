@@ -329,3 +329,77 @@ def test_finetune_names_the_architectures_it_takes(tmp_path):
     with pytest.raises(SidError, match="fine-tuning takes a unet, fast_unet, double_unet model"):
         finetune(tmp_path / "vae.keras", load_config("shipped"), tmp_path / "mine.keras")
     assert not (tmp_path / "mine.run").exists()
+
+
+def test_the_malvar_demosaic_base_matches_the_published_filters_and_beats_bilinear():
+    """The packed Malvar-He-Cutler kernel equals the paper's 5x5 filters applied to the mosaic
+    (an independent full-resolution implementation below), and on a sharp scene whose colours
+    share their edges, as a photo's do, it is closer to the scene than the bilinear base."""
+    from scipy import ndimage
+
+    from sid_keras.runtime.raw import BAYER
+
+    rng = np.random.default_rng(0)  # a scene like a photo's: sharp luminance, smooth colour
+    luminance = ndimage.gaussian_filter(rng.random((40, 48)), 1.2)
+    tint = ndimage.gaussian_filter(rng.random((40, 48, 3)), (6, 6, 0))
+    image = luminance[..., None] * (0.5 + tint)
+    image = (image / image.max()).astype(np.float32)
+    green_at_rb = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0],
+                            [0, 0, -1, 0, 0]]) / 8
+    from_row = np.array([[0, 0, .5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0],
+                         [0, 0, .5, 0, 0]]) / 8
+    across = np.array([[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0],
+                       [0, 0, -1.5, 0, 0]]) / 8
+    mosaic = np.choose(np.tile([[0, 1], [1, 2]], (20, 24)), np.moveaxis(image, -1, 0))  # RGGB
+    red_site, blue_site = np.zeros((40, 48), bool), np.zeros((40, 48), bool)
+    red_site[0::2, 0::2], blue_site[1::2, 1::2] = True, True
+    green_site = ~(red_site | blue_site)
+    red_row = np.zeros((40, 48), bool)
+    red_row[0::2] = True
+
+    def filtered(kernel):
+        return ndimage.correlate(mosaic, kernel, mode="nearest")
+
+    expected = np.stack([mosaic] * 3, axis=-1)
+    expected[..., 1] = np.where(green_site, mosaic, filtered(green_at_rb))
+    for colour, own_row, other_site in ((0, red_row, blue_site), (2, ~red_row, red_site)):
+        at_green = np.where(own_row, filtered(from_row), filtered(from_row.T))
+        expected[..., colour] = np.where(green_site, at_green, expected[..., colour])
+        expected[..., colour] = np.where(other_site, filtered(across), expected[..., colour])
+    packed = BAYER.pack_rgb(image)[None].astype("float32")
+    malvar = build_model("unet", width=4, depth=3, demosaic_residual=True, demosaic="malvar")
+    bilinear = build_model("unet", width=4, depth=3, demosaic_residual=True)
+    out = np.asarray(malvar(packed))[0]
+    inside = (slice(2, -2), slice(2, -2))
+    np.testing.assert_allclose(out[inside], expected[inside], atol=1e-5)
+    error = lambda model: float(np.mean((np.asarray(model(packed))[0][inside] - image[inside]) ** 2))  # noqa: E731
+    assert error(malvar) < 0.5 * error(bilinear)
+    with pytest.raises(SidError, match="choose one of bilinear, malvar"):
+        build_model("unet", width=4, depth=3, demosaic_residual=True, demosaic="ahd")
+
+
+def test_init_from_takes_the_learned_weights_and_keeps_the_configured_demosaic(tmp_path):
+    """A run may start from a bilinear-base model and refine a Malvar base: every learned weight
+    is copied, the fixed demosaic is the configured one; another architecture is refused."""
+    from sid_keras.models.layers import demosaic_kernel
+    from sid_keras.training.task import Task
+
+    source = UNet(width=4, depth=3, demosaic_residual=True, demosaic_gate=True)
+    source.set_weights([w + 0.01 for w in source.get_weights()])
+    source.save(tmp_path / "bilinear.keras")
+    UNet(width=4, depth=2).save(tmp_path / "shallow.keras")
+
+    def task(path, demosaic="malvar"):
+        return Task(load_config("synthetic", ["model.args={width=4, depth=3, demosaic_residual=true, "
+                                              f"demosaic_gate=true, demosaic='{demosaic}'}}",
+                                              f"train.init_from='{path}'"]))
+
+    run = task(tmp_path / "bilinear.keras")
+    model = run.build_model()
+    run.init_weights(model)
+    for copied, learned in zip(model.trainable_weights, source.trainable_weights):
+        np.testing.assert_array_equal(copied.numpy(), learned.numpy())
+    np.testing.assert_array_equal(model.get_layer("demosaic_conv").get_weights()[0], demosaic_kernel("malvar"))
+    with pytest.raises(SidError, match="not the configured UNet"):
+        run = task(tmp_path / "shallow.keras")
+        run.init_weights(run.build_model())

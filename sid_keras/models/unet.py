@@ -20,7 +20,7 @@ from sid_keras.models.layers import (
     PadToMultiple,
     SpaceToDepth,
     attention_gate,
-    bilinear_demosaic,
+    classical_demosaic,
     double_conv,
     residual_block,
     upsample,
@@ -194,9 +194,11 @@ class UNet(SidModel):
         residual: GroupNorm residual blocks instead of plain double convs.
         output: ``"linear"`` (white-balanced input, linear camera RGB out, rendered with the
             file's colour matrix) or ``"srgb"`` (SID's original: sRGB with learned colour).
-        demosaic_residual: the network adds a correction to the bilinear demosaic of its input
+        demosaic_residual: the network adds a correction to a classical demosaic of its input
             (Bayer, linear output), its last convolution starting at zero: a clean frame needs
             little correction, so the model starts from doing no harm and learns what to undo.
+        demosaic: that classical demosaic, ``"bilinear"`` or ``"malvar"`` (Malvar-He-Cutler:
+            sharper on a clean frame, the same single packed convolution).
         demosaic_gate: with ``demosaic_residual``, the network also scales the demosaic per pixel
             and colour (a gate ``2 sigmoid(z)``, 1 at the start): it can keep a clean frame's
             demosaic and drop a noisy one's, which an additive correction alone could not cancel
@@ -217,7 +219,7 @@ class UNet(SidModel):
     def __init__(self, in_channels: int = 4, scale: int = 2, width: int = 32, depth: int = 5,
                  attention: bool = False, residual: bool = False, output: str = LINEAR,
                  demosaic_residual: bool = False, demosaic_gate: bool = False, noise_input: bool = False,
-                 **kwargs):
+                 demosaic: str = "bilinear", **kwargs):
         check_model_kwargs(type(self), kwargs, output)
         if demosaic_residual and (in_channels, scale, output) != (4, 2, LINEAR):
             raise ValueError("demosaic_residual needs a Bayer input (in_channels=4, scale=2) and linear output")
@@ -232,7 +234,7 @@ class UNet(SidModel):
                 return rgb_head(features, scale, "head")
             correction = rgb_head(features, scale, "head", initializer="zeros")
             packed = Channels(in_channels, name="packed_only")(x) if noise_input else x
-            base = bilinear_demosaic(packed, "demosaic")
+            base = classical_demosaic(packed, "demosaic", demosaic)
             if demosaic_gate:
                 gate = layers.Activation("sigmoid", name="gate_sigmoid")(rgb_head(features, scale, "gate", "zeros"))
                 base = layers.Multiply(name="gated")([base, layers.Rescaling(2.0, name="gate")(gate)])
@@ -244,7 +246,7 @@ class UNet(SidModel):
         self._finish(dict(in_channels=in_channels, scale=scale, width=width, depth=depth,
                           attention=attention, residual=residual, output=output,
                           demosaic_residual=demosaic_residual, demosaic_gate=demosaic_gate,
-                          noise_input=noise_input))
+                          noise_input=noise_input, demosaic=demosaic))
 
 
 @keras.saving.register_keras_serializable(package="sid_keras")

@@ -276,7 +276,12 @@ class Task:
         if type(source) is not type(target) or _comparable(source.get_config()) != _comparable(target.get_config()):
             raise SidError(f"{path}: a {type(source).__name__} {_comparable(source.get_config())}, not the "
                            f"configured {type(target).__name__} {_comparable(target.get_config())}")
+        # Fixed weights come from the configuration, not from learning (the classical demosaic a
+        # residual U-Net refines, which may differ from the source's): the configured ones stay.
+        fixed = [weight.numpy() for weight in target.non_trainable_weights]
         target.set_weights(source.get_weights())
+        for weight, value in zip(target.non_trainable_weights, fixed):
+            weight.assign(value)
 
     # -- run -----------------------------------------------------------------------------------
     def checkpoint(self, log=print):
@@ -353,8 +358,9 @@ class Task:
 
 
 def _comparable(config: dict) -> dict:
-    """An architecture's config without what may differ between runs of it (its precision too)."""
-    return {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}
+    """An architecture's config without what may differ between runs of it: its precision, and
+    the fixed classical demosaic a residual U-Net refines (a run may start from another's)."""
+    return {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype", "demosaic")}
 
 
 FLOAT32 = "float32"
