@@ -15,7 +15,9 @@ beside, in the same run:
 - the ceiling: the clean scene itself (no mosaic, no noise) rendered as LibRaw renders, scored
   against the same development: what a perfect reconstruction would score (LibRaw's own
   demosaicking and the base-ISO noise are the rest);
-- the classical baseline: LibRaw's bilinear demosaicking of the file.
+- the classical baselines: LibRaw's bilinear demosaicking of the file, and Malvar-He-Cutler's
+  gradient-corrected demosaic rendered as the model's output is (an untrained residual U-Net:
+  the base `demosaic = "malvar"` refines), what a network that did no harm would keep.
 
 Photo sets: "scikit-image" (eight photos that ship with scikit-image, so every install has
 them: chelsea, coffee, rocket, immunohistochemistry (saturated stains), motorcycle (saturated
@@ -110,17 +112,27 @@ def bilinear(path) -> np.ndarray:
                                adjust_maximum_thr=0.0, demosaic_algorithm=rawpy.DemosaicAlgorithm.LINEAR) / 65535
 
 
+def malvar_enhancer():
+    """Malvar-He-Cutler's demosaic through the package's own rendering: a residual U-Net whose
+    correction starts at zero and whose gate starts open returns its classical base unchanged."""
+    from sid_keras.models import UNet
+    from sid_keras.runtime.inference import Enhancer
+
+    return Enhancer(UNet(width=4, depth=3, demosaic_residual=True, demosaic_gate=True, demosaic="malvar"))
+
+
 def psnr(reference: np.ndarray, image: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.clip(image, 0, 1) - reference) ** 2)))
 
 
-def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int) -> dict:
-    """PSNR and SSIM of the model, the ceiling and the baseline on every frame of one set."""
+def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int, malvar=None) -> dict:
+    """PSNR and SSIM of the model, the ceiling and the baselines (Malvar's if given its enhancer)
+    on every frame of one set."""
     from sid_keras.apps.evaluation import ssim_8bit
     from sid_keras.runtime import raw
     from sid_keras.synth import synthetic
 
-    scores = {"model": [], "ceiling": [], "bilinear": []}
+    scores = {"model": [], "ceiling": [], "bilinear": []} | ({"malvar": []} if malvar else {})
     names = []
     for plan in plans_for(photos, per_photo, seed):
         short = work / synthetic.make_scene(plan, work, "Fidelity")[0].split()[0]
@@ -128,6 +140,8 @@ def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int) -
         reference = raw.crop_reference(raw.render_reference(short), frame) / 65535
         images = {"model": enhancer.enhance(short, ratio=1.0), "ceiling": ceiling(plan, frame),
                   "bilinear": raw.crop_reference(bilinear(short), frame)}
+        if malvar:
+            images["malvar"] = malvar.enhance(short, ratio=1.0)
         for method, image in images.items():
             scores[method].append((psnr(reference, image), ssim_8bit(reference, np.clip(image, 0, 1))))
         names.append(f"{pathlib.Path(plan.photo).stem} ({plan.camera})")
@@ -144,7 +158,7 @@ def main(argv=None) -> int:
     from sid_keras.runtime.inference import Enhancer
     from sid_keras.synth.synthetic import find_photos
 
-    enhancer = Enhancer(args.model)
+    enhancer, malvar = Enhancer(args.model), malvar_enhancer()
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_fidelity_"))
     try:
         sets = {"scikit-image": skimage_photos(work / "photos")}
@@ -152,10 +166,10 @@ def main(argv=None) -> int:
         print(f"model: {args.model or 'the shipped model'}; ratio 1, ISO {BASE_ISO:.0f}, lens sigma {BLUR_SIGMA} px; "
               "PSNR (dB) / SSIM against LibRaw's development of the same file")
         header = f"{'set':<16}{'frames':>7}  {'model mean':>14}{'worst':>14}  {'ceiling mean':>14}{'worst':>14}"
-        print(header + f"  {'bilinear mean':>14}  {'gap mean / worst':>17}")
+        print(header + f"  {'bilinear mean':>14}  {'Malvar mean':>14}  {'gap mean / worst':>17}")
         for name, photos in sets.items():
             with contextlib.redirect_stdout(io.StringIO()):
-                result = score_set(enhancer, photos, work / name, args.per_photo, args.seed)
+                result = score_set(enhancer, photos, work / name, args.per_photo, args.seed, malvar)
             s = result["scores"]
             worst = {m: s[m][np.argmin(s[m][:, 0])] for m in s}
             mean = {m: s[m].mean(axis=0) for m in s}
@@ -163,6 +177,7 @@ def main(argv=None) -> int:
             gap = (mean["ceiling"][0] - mean["model"][0], worst["ceiling"][0] - worst["model"][0])
             print(f"{name:<16}{len(s['model']):>7}  {cell(mean['model']):>14}{cell(worst['model']):>14}  "
                   f"{cell(mean['ceiling']):>14}{cell(worst['ceiling']):>14}  {cell(mean['bilinear']):>14}  "
+                  f"{cell(mean['malvar']):>14}  "
                   f"{gap[0]:>7.2f} / {gap[1]:.2f}")
             order = np.argsort(s["model"][:, 0])[:3]
             print("  worst frames: " + "; ".join(
