@@ -12,7 +12,8 @@ def test_the_shipped_model_is_small_and_loads():
 
     assert DEFAULT_MODEL_FILE.is_file() and DEFAULT_MODEL_FILE.stat().st_size < 10_000_000
     model = load_model()
-    assert model.count_params() == 1_092_960 and convention_of(model).output == "linear"
+    assert model.count_params() == 1_093_548 and convention_of(model).output == "linear"
+    assert model.get_config()["demosaic"] == "malvar"  # it refines Malvar's demosaic
 
 
 def test_the_shipped_tflite_file_is_the_same_model(write_dng):
