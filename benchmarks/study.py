@@ -5,7 +5,9 @@
 
 ``train`` runs every variant of :data:`VARIANTS`, in order, with the recipe of the shipped model
 (``sid_keras/configs/experiments/shipped.toml``: the same on-the-fly photo stream and seed, steps, schedule,
-noise input and validation set) into ``OUT/NAME``. Killed at any point, the same command continues:
+noise input and validation set) into ``OUT/NAME``, without the shipped model's classical demosaic base
+(a ``unet`` option the other variants lack: the study compares the paper's networks as such).
+Killed at any point, the same command continues:
 each run resumes from its last checkpoint and finished runs (``final.keras``) are skipped.
 ``double_unet`` starts its first network from ``OUT/unet/best.keras`` and keeps it frozen (the
 U-UNet recipe), so ``unet`` trains first. ``--set`` changes the recipe for every variant (a
@@ -59,6 +61,8 @@ VARIANTS = {
 }
 # The founding paper's table (SID Sony test set, sRGB output, its own training budget).
 PAPER = {"unet": (27.251, 0.756), "attention_unet": (25.447, 0.727), "unet_gan": (27.178, 0.747)}
+# The shipped model's options that only ``unet`` takes: left out, so every variant is the network alone.
+DEMOSAIC_BASE = ("demosaic_residual", "demosaic_gate", "demosaic")
 TILE = 512  # packed pixels of the timing tile: a 1 MP output
 
 
@@ -68,7 +72,7 @@ def variant_config(name: str, out: pathlib.Path, overrides: list[str]):
 
     model, args = VARIANTS[name]
     base = load_config("shipped")
-    args = {**base.model.args, **args}
+    args = {**{k: v for k, v in base.model.args.items() if k not in DEMOSAIC_BASE}, **args}
     if name == "double_unet":
         args["first"] = str(out / "unet" / "best.keras")
     return load_config("shipped", overrides, settings={"model.name": model, "model.args": args,
