@@ -62,7 +62,7 @@ VARIANTS = {
 # The founding paper's table (SID Sony test set, sRGB output, its own training budget).
 PAPER = {"unet": (27.251, 0.756), "attention_unet": (25.447, 0.727), "unet_gan": (27.178, 0.747)}
 # The shipped model's options that only ``unet`` takes: left out, so every variant is the network alone.
-DEMOSAIC_BASE = ("demosaic_residual", "demosaic_gate", "demosaic")
+DEMOSAIC_BASE = ("demosaic_residual", "demosaic_gate", "demosaic", "demosaic_trust")
 TILE = 512  # packed pixels of the timing tile: a 1 MP output
 
 

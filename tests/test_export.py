@@ -157,7 +157,8 @@ def test_a_noise_aware_model_exports_with_its_noise_input_named_and_described(tm
     from sid_keras.runtime.inference import Enhancer
 
     keras.utils.set_random_seed(0)
-    model = UNet(width=4, depth=3, noise_input=True, demosaic_residual=True, demosaic_gate=True, demosaic="malvar")
+    model = UNet(width=4, depth=3, noise_input=True, demosaic_residual=True, demosaic_gate=True, demosaic="malvar",
+                 demosaic_trust=0.004)
     model.save(tmp_path / "noisy.keras")
     (tmp_path / "p.toml").write_text("fp16 = false\nint8_weights = false\nint8 = false\ntile = 32\noverlap = 4\n"
                                      "calibration_crops = 4\ncheck_crops = 2\n")

@@ -321,6 +321,36 @@ def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input
         build_model("unet", width=4, depth=3, output="srgb", demosaic_residual=True)
 
 
+def test_a_trusting_unet_keeps_the_classical_demosaic_of_a_clean_frame_and_refines_a_noisy_one(tmp_path):
+    """demosaic_trust: where the noise channels are far below tau the output is the Malvar demosaic
+    (exact in a linear gradient) whatever the weights; far above it, the plain model's output."""
+    from sid_keras.runtime.raw import BAYER
+
+    rows, cols = np.mgrid[0:32, 0:48].astype(np.float32)
+    image = np.stack([0.01 * rows + 0.02 * cols, 0.3 + 0.005 * rows - 0.003 * cols,
+                      0.5 - 0.004 * rows + 0.001 * cols], axis=-1)
+    packed = BAYER.pack_rgb(image)[None].astype("float32")
+    args = dict(width=4, depth=3, demosaic_residual=True, demosaic_gate=True, noise_input=True, demosaic="malvar")
+    plain, trusting = UNet(**args), UNet(**args, demosaic_trust=0.01)
+    rng = np.random.default_rng(0)
+    for weight in plain.trainable_weights:  # not the fixed demosaic kernel
+        weight.assign(rng.normal(0, 0.3, weight.shape).astype("float32"))
+    trusting.set_weights(plain.get_weights())
+    clean = np.concatenate([packed, np.full_like(packed, 1e-5)], axis=-1)
+    noisy = np.concatenate([packed, np.full_like(packed, 1.0)], axis=-1)
+    assert np.abs(np.asarray(plain(clean))[0, 2:-2, 2:-2] - image[2:-2, 2:-2]).max() > 0.05  # the weights do change it
+    np.testing.assert_allclose(np.asarray(trusting(clean))[0, 2:-2, 2:-2], image[2:-2, 2:-2], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(trusting(noisy)), np.asarray(plain(noisy)), rtol=1e-3, atol=1e-3)
+    trusting.save(tmp_path / "trusting.keras")
+    reloaded = keras.models.load_model(tmp_path / "trusting.keras")
+    assert reloaded.get_config()["demosaic_trust"] == 0.01
+    np.testing.assert_allclose(np.asarray(reloaded(noisy)), np.asarray(trusting(noisy)), atol=1e-6)
+    with pytest.raises(SidError, match="set all three"):
+        build_model("unet", width=4, depth=3, demosaic_residual=True, demosaic_trust=0.01)
+    with pytest.raises(SidError, match="demosaic_trust = -0.1"):
+        build_model("unet", **args, demosaic_trust=-0.1)
+
+
 def test_finetune_names_the_architectures_it_takes(tmp_path):
     from sid_keras.models import VAEUNet
     from sid_keras.training.task import finetune

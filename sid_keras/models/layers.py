@@ -113,20 +113,49 @@ class SpaceToDepth(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="sid_keras")
 class Channels(layers.Layer):
-    """The first ``count`` channels (a noise-aware model's packed frame, without its noise map)."""
+    """``count`` channels from ``start`` (a noise-aware model's packed frame, or its noise map)."""
 
-    def __init__(self, count: int, **kwargs):
+    def __init__(self, count: int, start: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.count = int(count)
+        self.count, self.start = int(count), int(start)
 
     def call(self, x):
-        return x[..., : self.count]
+        return x[..., self.start : self.start + self.count]
 
     def compute_output_shape(self, s):
         return (*s[:-1], self.count)
 
     def get_config(self):
-        return {**super().get_config(), "count": self.count}
+        return {**super().get_config(), "count": self.count, "start": self.start}
+
+
+@keras.saving.register_keras_serializable(package="sid_keras")
+class NoiseTrust(layers.Layer):
+    """``base + w (refined - base)`` with ``w = s2 / (s2 + tau^2)`` per output pixel, ``s2`` the
+    mean noise variance of its packed pixel: where a frame is cleaner than ``tau`` (in units of
+    white) the classical demosaic ``base`` is kept, whatever the network learned from noisy frames.
+
+    Inputs ``[base, refined, noise]``: (2h, 2w, 3), (2h, 2w, 3) and the packed noise map (h, w, c).
+    Builtin TFLite ops only (mean, concatenation, depth_to_space, arithmetic)."""
+
+    def __init__(self, tau: float, **kwargs):
+        super().__init__(**kwargs)
+        self.tau = float(tau)
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        base, refined, noise = inputs
+        variance = ops.mean(ops.square(noise), axis=-1, keepdims=True)
+        weight = variance / (variance + self.tau**2)
+        weight = tf.nn.depth_to_space(ops.concatenate([weight] * 4, axis=-1), 2)  # each packed pixel's 2x2
+        return base + weight * (refined - base)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "tau": self.tau}
 
 
 def _packed_demosaic_kernel(weights) -> np.ndarray:

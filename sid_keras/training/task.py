@@ -359,8 +359,9 @@ class Task:
 
 def _comparable(config: dict) -> dict:
     """An architecture's config without what may differ between runs of it: its precision, and
-    the fixed classical demosaic a residual U-Net refines (a run may start from another's)."""
-    return {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype", "demosaic")}
+    the fixed classical demosaic a residual U-Net refines and how far it is trusted (weight-free
+    choices: a run may start from another's)."""
+    return {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype", "demosaic", "demosaic_trust")}
 
 
 FLOAT32 = "float32"
