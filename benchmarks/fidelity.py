@@ -182,6 +182,9 @@ def main(argv=None) -> int:
             order = np.argsort(s["model"][:, 0])[:3]
             print("  worst frames: " + "; ".join(
                 f"{result['names'][i]} {s['model'][i, 0]:.2f} (ceiling {s['ceiling'][i, 0]:.2f})" for i in order))
+            harm = s["model"][:, 0] - s["malvar"][:, 0]  # do no harm: what the network loses against its base
+            print("  most lost to Malvar: " + "; ".join(
+                f"{result['names'][i]} {harm[i]:+.2f}" for i in np.argsort(harm)[:3]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("targets: gap to the ceiling <= 3 dB mean, <= 2 dB worst")
