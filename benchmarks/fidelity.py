@@ -1,7 +1,7 @@
 """Fidelity: a clean frame comes out as LibRaw develops it (ratio 1), saturated colours and thin
 lines included.
 
-    python benchmarks/fidelity.py [--model PATH] [--photos DIR ...] [--per-photo 3]
+    python benchmarks/fidelity.py [--model PATH] [--photos DIR ...] [--per-photo 3] [--noise-error K]
 
 Clean raw frames are made from colourful, sharp photos that training never used, as a camera
 records them: band-limited by a lens (Gaussian, sigma 0.6 px), seen through a camera's colour
@@ -24,6 +24,9 @@ them: chelsea, coffee, rocket, immunohistochemistry (saturated stains), motorcyc
 paint), hubble_deep_field (coloured points on black), retina, colorwheel (every hue at full
 saturation); public domain or CC0, see scikit-image's data README), and each `--photos` folder
 (e.g. ../shared/data/photos/val, CBSD68: the validation photos, never trained on).
+
+``--noise-error K`` gives every frame a NoiseProfile K times the noise level (K^2 the variance)
+of the law the package would use: how a noise-aware model degrades when a file's tag is wrong.
 
 Targets (issue 24): mean within 3 dB of the ceiling's mean, worst within 2 dB of its worst.
 """
@@ -121,13 +124,25 @@ def malvar_enhancer():
     return Enhancer(UNet(width=4, depth=3, demosaic_residual=True, demosaic_gate=True, demosaic="malvar"))
 
 
+def misreported(frame, noise_error: float):
+    """``frame`` with a NoiseProfile tag ``noise_error`` times its true noise level (itself at 1)."""
+    from sid_keras.runtime import raw
+
+    if noise_error == 1.0:
+        return frame
+    law = raw.noise_law(frame)  # the frames are made at one ISO: one law for every colour
+    variance = (float(law.s[0]) * noise_error**2, float(law.o[0]) * noise_error**2)
+    return dataclasses.replace(frame, noise_profile=(variance,) * 3)
+
+
 def psnr(reference: np.ndarray, image: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.clip(image, 0, 1) - reference) ** 2)))
 
 
-def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int, malvar=None) -> dict:
+def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int, malvar=None,
+              noise_error: float = 1.0) -> dict:
     """PSNR and SSIM of the model, the ceiling and the baselines (Malvar's if given its enhancer)
-    on every frame of one set."""
+    on every frame of one set, the model told a noise level ``noise_error`` times the true one."""
     from sid_keras.apps.evaluation import ssim_8bit
     from sid_keras.runtime import raw
     from sid_keras.synth import synthetic
@@ -138,8 +153,8 @@ def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int, m
         short = work / synthetic.make_scene(plan, work, "Fidelity")[0].split()[0]
         frame = raw.read_raw(short)
         reference = raw.crop_reference(raw.render_reference(short), frame) / 65535
-        images = {"model": enhancer.enhance(short, ratio=1.0), "ceiling": ceiling(plan, frame),
-                  "bilinear": raw.crop_reference(bilinear(short), frame)}
+        images = {"model": enhancer.enhance(misreported(frame, noise_error), ratio=1.0),
+                  "ceiling": ceiling(plan, frame), "bilinear": raw.crop_reference(bilinear(short), frame)}
         if malvar:
             images["malvar"] = malvar.enhance(short, ratio=1.0)
         for method, image in images.items():
@@ -154,6 +169,8 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", nargs="*", default=[], help="more photo folders, one set each")
     parser.add_argument("--per-photo", type=int, default=3, help="frames per photo (cameras x illuminants)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise-error", type=float, default=1.0,
+                        help="tell the model K times each frame's noise level (a wrong NoiseProfile tag)")
     args = parser.parse_args(argv)
     from sid_keras.runtime.inference import Enhancer
     from sid_keras.synth.synthetic import find_photos
@@ -163,13 +180,14 @@ def main(argv=None) -> int:
     try:
         sets = {"scikit-image": skimage_photos(work / "photos")}
         sets.update({pathlib.Path(folder).name: find_photos(folder) for folder in args.photos})
-        print(f"model: {args.model or 'the shipped model'}; ratio 1, ISO {BASE_ISO:.0f}, lens sigma {BLUR_SIGMA} px; "
-              "PSNR (dB) / SSIM against LibRaw's development of the same file")
+        told = f", told {args.noise_error:g}x the noise" if args.noise_error != 1 else ""
+        print(f"model: {args.model or 'the shipped model'}{told}; ratio 1, ISO {BASE_ISO:.0f}, "
+              f"lens sigma {BLUR_SIGMA} px; PSNR (dB) / SSIM against LibRaw's development of the same file")
         header = f"{'set':<16}{'frames':>7}  {'model mean':>14}{'worst':>14}  {'ceiling mean':>14}{'worst':>14}"
         print(header + f"  {'bilinear mean':>14}  {'Malvar mean':>14}  {'gap mean / worst':>17}")
         for name, photos in sets.items():
             with contextlib.redirect_stdout(io.StringIO()):
-                result = score_set(enhancer, photos, work / name, args.per_photo, args.seed, malvar)
+                result = score_set(enhancer, photos, work / name, args.per_photo, args.seed, malvar, args.noise_error)
             s = result["scores"]
             worst = {m: s[m][np.argmin(s[m][:, 0])] for m in s}
             mean = {m: s[m].mean(axis=0) for m in s}
