@@ -44,6 +44,26 @@ def test_read_row_and_bias_noise_add_where_the_model_says():
     assert _noisy(1.0, gain=1.0, read_sigma=5.0).min() == 0.0
 
 
+def test_dark_noise_keeps_its_negative_half_in_files_and_is_clipped_at_black_for_the_network(photo_folder):
+    """Raw files (Sony, Canon, most others) keep the dark noise below their black level: clipped
+    at black, half of a dark frame's pixels read 0 and its mean rises by about 0.4 sigma. The
+    synthesised files keep it; the network input still clips at black, as it is trained."""
+    import dataclasses
+
+    from sid_keras.runtime import raw
+
+    clean, camera, seed = tf.zeros([200, 200, 4]), _camera(read_sigma=20.0), tf.constant((1, 2), tf.int64)
+    clipped = noise.add_noise(clean, camera, seed).numpy() * noise.FULL_SCALE_DN
+    kept = noise.add_noise(clean, camera, seed, noise.FILE_FLOOR).numpy() * noise.FULL_SCALE_DN
+    assert abs(kept.mean()) < 0.5 and clipped.mean() > 5 and (clipped == 0).mean() > 0.4
+    np.testing.assert_array_equal(np.maximum(kept, 0), clipped)
+
+    plan = synthetic.plan_stress_scenes([str(photo_folder / "a.png")], seed=3, first_id=7, cells_per_photo=1)[0]
+    (frame, _), = synthetic.short_frames(dataclasses.replace(plan, iso=40000.0, ratios=(300,)))
+    assert (frame.mosaic < synthetic.SONY_BLACK).mean() > 0.1
+    assert raw.network_input(frame, 300.0, white_balance=True).min() == 0.0
+
+
 def test_noise_is_reproducible_from_its_seed():
     a, b, c = _noisy(50.0, (3, 4), read_sigma=2.0), _noisy(50.0, (3, 4), read_sigma=2.0), _noisy(50.0, (3, 5))
     np.testing.assert_array_equal(a, b)

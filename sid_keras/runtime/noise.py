@@ -32,6 +32,10 @@ from sid_keras.errors import SidError
 
 # White minus black of the calibrated 14-bit sensors (Sony A7S II: 16383 - 512).
 FULL_SCALE_DN = 15871.0
+# How far below black a synthesised file's values reach, in units of white minus black: its whole
+# black pedestal (the Sony A7S II's 512 DN), so the files keep the dark noise's negative half as
+# Sony, Canon and most raw files do, instead of the network input's clip at black.
+FILE_FLOOR = -512.0 / FULL_SCALE_DN
 # ADC steps in 14-bit DN: a 14-bit converter, and a 12-bit one (4 DN of a 14-bit scale).
 ADC_STEPS = (1.0, 4.0)
 # System gain of the Sony A7S II per ISO (ELD's fit K = 0.0009546 * ISO - 0.00193): the scale on
@@ -269,11 +273,12 @@ def tukey_lambda(seed, shape, lam):
     return tf.where(tf.abs(lam) < 1e-4, log_u - log_v, quantile)
 
 
-def add_noise(clean, camera: dict, seed):
+def add_noise(clean, camera: dict, seed, floor: float = 0.0):
     """A noisy packed Bayer frame from a clean one (h, w, 4), both normalised to [0, 1].
 
     ``clean`` is the signal the sensor integrates (before white balance); the result is what
-    :func:`sid_keras.runtime.raw.pack` gives for a real file: black-subtracted, clipped to [0, 1].
+    :func:`sid_keras.runtime.raw.pack` gives for a real file: black-subtracted, clipped to [0, 1]
+    (to ``[floor, 1]``: a file keeps the values below its black level, :data:`FILE_FLOOR`).
     Packed channels are SID's R, G (red row), B, G (blue row): rows of channels 0-1 and 2-3 are
     different sensor rows, so each gets its own row offset.
     """
@@ -291,23 +296,25 @@ def add_noise(clean, camera: dict, seed):
         * camera["bias_sigma"]
     step = camera["adc_step"]
     dn = tf.round((shot + read + row + bias) / step) * step
-    return tf.clip_by_value(dn, 0.0, FULL_SCALE_DN) / FULL_SCALE_DN
+    return tf.clip_by_value(dn / FULL_SCALE_DN, floor, 1.0)
 
 
-def noisy_short_exposure(clean_long, ratio, camera: dict, seed):
+def noisy_short_exposure(clean_long, ratio, camera: dict, seed, floor: float = 0.0):
     """The short exposure of a scene ``ratio`` times darker than ``clean_long`` (packed, [0, 1]).
 
     The sensor clips the short exposure at white, as it would a bright highlight at ratio 1.
     """
     import tensorflow as tf
 
-    return add_noise(tf.minimum(clean_long / ratio, 1.0), camera, seed)
+    return add_noise(tf.minimum(clean_long / ratio, 1.0), camera, seed, floor)
 
 
 def numpy_noisy_short_exposure(clean_long: np.ndarray, ratio: float, camera: dict, seed: Sequence[int]) -> np.ndarray:
-    """:func:`noisy_short_exposure` on numpy arrays, for writing files (eager TensorFlow)."""
+    """:func:`noisy_short_exposure` on numpy arrays, for writing files (eager TensorFlow): the values
+    below black are kept down to :data:`FILE_FLOOR`, as a camera writes them."""
     import tensorflow as tf
 
     seed = tf.constant(seed, tf.int64)
-    out = noisy_short_exposure(tf.constant(clean_long, tf.float32), tf.constant(ratio, tf.float32), camera, seed)
+    out = noisy_short_exposure(tf.constant(clean_long, tf.float32), tf.constant(ratio, tf.float32), camera, seed,
+                               FILE_FLOOR)
     return out.numpy()
