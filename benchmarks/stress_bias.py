@@ -54,14 +54,12 @@ def main() -> None:
         for cell in (f"{stress_cell(frame.iso or pair.iso)} x{round(ratio)}", "all"):
             for name, value in scores.items():
                 rows[cell][name].append(value)
+    rows["all"] = rows.pop("all")  # last; the cells in the list's order, as `sid-keras evaluate` prints them
 
     names = ["model", "gain fit", "truth / output mean", "short at black"]
     print(f"{'cell':<24}{'n':>4}  {'model dB':>9}  {'gain fit dB':>11}  {'headroom':>8}  {'truth/output':>12}  "
           f"{'at black':>8}")
-    def order(cell: str) -> tuple:  # "ISO 400-800 x30": by ISO band, then ratio; "all" last
-        return (1, 0, 0) if cell == "all" else (0, int(cell.split()[1].split("-")[0]), int(cell.split("x")[-1]))
-
-    for cell, values in sorted(rows.items(), key=lambda kv: order(kv[0])):
+    for cell, values in rows.items():
         model, fit, mean_ratio, at_black = (float(np.mean(values[n])) for n in names)
         print(f"{cell:<24}{len(values['model']):>4}  {model:>9.2f}  {fit:>11.2f}  {fit - model:>+8.2f}  "
               f"{mean_ratio:>12.3f}  {at_black:>8.1%}")
