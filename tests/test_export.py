@@ -42,16 +42,19 @@ def exported(tmp_path_factory):
 def test_export_writes_every_file_with_builtin_ops_only(exported):
     out = exported / "out"
     report = json.loads((out / "export_report.json").read_text())
-    assert set(report["files"]) == {"model_fp32.tflite", "model_fp16_32.tflite", "model_int8w_32.tflite",
+    assert set(report["files"]) == {"model_fp32.tflite", "model_fp16_32.tflite", "model_int8w.tflite",
                                     "model_int8_32.tflite"}
     assert (out / "saved_model" / "saved_model.pb").exists()
     for name, info in report["files"].items():
         assert not [op for op in info["ops"] if op.upper().startswith("FLEX")], name
         assert "CONV_2D" in info["ops"]
     assert report["files"]["model_fp16_32.tflite"]["gpu_problems"] == []
+    # the dynamic file computes no shapes (it leaves padding to its caller, and its 2x2 upsampling
+    # is a 1x1 convolution and a depth_to_space), so XNNPACK runs all of it at any size
+    assert not {"SHAPE", "MIRROR_PAD", "TRANSPOSE_CONV"} & set(report["files"]["model_fp32.tflite"]["ops"])
     assert report["files"]["model_fp32.tflite"]["psnr_vs_keras"] > 60
     assert report["files"]["model_fp16_32.tflite"]["psnr_vs_keras"] > 45
-    assert report["files"]["model_int8w_32.tflite"]["psnr_vs_keras"] > 35
+    assert report["files"]["model_int8w.tflite"]["psnr_vs_keras"] > 35
     assert report["files"]["model_int8_32.tflite"]["psnr_vs_keras"] > 25
     info = json.loads((out / "model_info.json").read_text())
     assert info["tiling"] == {"tile": 32, "overlap": 4, "blend": "linear ramps over the overlap"}
@@ -117,6 +120,16 @@ assert 'tensorflow' not in sys.modules
     np.testing.assert_allclose(np.load(result), expected, atol=1e-4)
 
 
+def test_dynamic_file_pads_a_tile_to_its_multiple_and_crops_back(exported, write_dng):
+    from sid_keras.runtime.inference import Enhancer
+
+    dng, _ = write_dng(name="odd.dng", shape=(70, 90))  # packed 35 x 45: one tile, padded to 36 x 48
+    lite = Enhancer(exported / "out" / "model_fp32.tflite", tile=64)
+    assert lite.convention.multiple == 4 and lite.multiple == 4
+    expected = Enhancer(exported / "tiny.keras", tile=64).enhance(dng, ratio=50)
+    np.testing.assert_allclose(lite.enhance(dng, ratio=50), expected, atol=1e-4)
+
+
 def test_fixed_size_gpu_file_pads_small_tiles(exported, write_dng):
     from sid_keras.runtime.inference import Enhancer
 
@@ -130,16 +143,18 @@ def test_fixed_size_gpu_file_pads_small_tiles(exported, write_dng):
     assert np.abs(fp16_out - keras_out).max() < 0.02
 
 
-def test_int8_weight_file_keeps_full_resolution_convolutions_float():
+@pytest.mark.parametrize("side", [32, None])
+def test_int8_weight_file_keeps_full_resolution_convolutions_float(side):
     """Dynamic-range kernels quantise activations per tile, which costs shadow detail at full
-    resolution: those convolutions keep float weights, the deeper ones get int8."""
+    resolution: those convolutions keep float weights, the deeper ones get int8, in a fixed-size
+    file and in a dynamic-size one, whose shapes do not say which layer runs at which resolution."""
     from sid_keras.apps.export import _convert
     from sid_keras.models import UNet
     from sid_keras.runtime.lite import interpreter_class
 
     keras.utils.set_random_seed(0)
     net = UNet(width=12, depth=2)
-    content = _convert(net, [1, 32, 32, 4], int8_weights=True)
+    content = _convert(net, [1, side, side, 4], int8_weights=True)
     interpreter = interpreter_class()(model_content=content)
     weights = {d["name"]: d["dtype"] for d in interpreter.get_tensor_details()
                if "conv" in d["name"] and len(d["shape"]) == 4 and d["shape"][1] == 3}
@@ -168,8 +183,9 @@ def test_a_noise_aware_model_exports_with_its_noise_input_named_and_described(tm
     assert info["input"]["name"] == "packed_wb_noise" and info["input"]["channels"] == 8
     assert "SENSOR_NOISE_PROFILE" in info["input"]["noise_level"]
     dng, _ = write_dng(name="frame.dng", shape=(70, 90), iso=1600)
+    assert "packed_wb_noise_x4" in info["input"]["size"]  # the dynamic file's name: sides multiples of 4
     lite = Enhancer(tmp_path / "out" / "model_fp32.tflite", tile=24, overlap=4)
-    assert lite.convention == Convention("linear", noise=True, channels=4)
+    assert lite.convention == Convention("linear", noise=True, channels=4, multiple=4)
     expected = Enhancer(tmp_path / "noisy.keras", tile=24, overlap=4).enhance(dng, ratio=50)
     np.testing.assert_allclose(lite.enhance(dng, ratio=50), expected, atol=2e-4)
 

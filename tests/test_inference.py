@@ -58,6 +58,19 @@ def test_tiles_are_as_few_as_the_overlap_allows_and_spread_evenly(size, tile, st
     assert len(gaps) == 0 or gaps.max() - gaps.min() <= align  # every seam about the same overlap
 
 
+@pytest.mark.parametrize("size, tile, overlap, multiple", [(1080, 512, 16, 16), (2048, 512, 16, 16), (300, 512, 16, 16),
+                                                           (1000, 64, 4, 4), (513, 512, 16, 1)])
+def test_fitted_tiles_cover_the_frame_with_as_few_tiles_and_little_more(size, tile, overlap, multiple):
+    from sid_keras.runtime.inference import _starts, fitted_side
+
+    side = fitted_side(size, tile, overlap, multiple)
+    count = len(_starts(size, side, side - 2 * overlap))
+    assert count == len(_starts(size, min(tile, size), tile - 2 * overlap))  # as few tiles as `tile` needs
+    assert side <= tile and (side == size or side % multiple == 0)
+    assert count * side - 2 * overlap * (count - 1) < size + count * multiple  # the least such side
+    assert fitted_side(1080, 512, 16, 16) == 384  # 3 x 384 rows where 3 x 512 ran 42% more than the 1080
+
+
 @pytest.mark.parametrize("phase", ["GRBG", "BGGR"])
 def test_odd_sizes_are_padded_back_to_the_full_visible_frame(phase, write_dng, tiny_model):
     path, _ = write_dng(pattern=BAYER_PHASES[phase], shape=(67, 93), black=512, white=16383)

@@ -252,7 +252,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--tile", type=int, default=None,
                    help="tile side in packed pixels (memory bound; default 512, or a fixed-size model's side)")
     p.add_argument("--overlap", type=int, default=None,
-                   help="least tile context in packed pixels (default 64, or 1/32 of a fixed-size model's tile)")
+                   help="least tile context in packed pixels (default: 1/32 of the tile, 16 for 512)")
     p.add_argument("--noise-profile", default=None, metavar="TOML",
                    help="your camera's noise (`sid-keras calibrate`): its dark shading is subtracted, and a "
                         "noise-aware model is told its noise law for files without a NoiseProfile tag")
@@ -312,7 +312,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--tile", type=int, default=None,
                    help="tile side in packed pixels (default 512, or a fixed-size model's side)")
     p.add_argument("--overlap", type=int, default=None,
-                   help="least tile context in packed pixels (default 64, or 1/32 of a fixed-size model's tile)")
+                   help="least tile context in packed pixels (default: 1/32 of the tile, 16 for 512)")
     p.add_argument("--overwrite", action="store_true", help="replace the metrics already in --out")
     p.set_defaults(run=_run_evaluate)
 

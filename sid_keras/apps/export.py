@@ -1,13 +1,13 @@
 """Export a trained model for serving and phones: SavedModel + TFLite fp32 / fp16 / int8.
 
 - SavedModel with a ``serving_default`` signature, input ``packed`` of dynamic height and width;
-- ``model_fp32.tflite``: dynamic size, for CPU;
+- ``model_fp32.tflite``: dynamic size (sides multiples of the model's stride, which its input's name
+  ends with: ``packed_wb_noise_x16``; the caller pads), for CPU;
 - ``model_fp16_<tile>.tflite``: fp16 weights, fixed tile size, for the mobile GPU delegate (which
-  rejects dynamic tensors) and the shipped model's ``default.tflite`` (on a CPU, the Keras model's
-  output to about 80 dB);
-- ``model_int8w_<tile>.tflite``: int8 weights with float activations (dynamic-range
-  quantisation) except in the full-resolution convolutions, which stay float; fixed tile size:
-  on a CPU close to full int8's speed and within a few hundredths of a dB of the Keras model;
+  rejects dynamic tensors; on a CPU, the Keras model's output to about 80 dB);
+- ``model_int8w.tflite``: int8 weights with float activations (dynamic-range quantisation) except
+  in the full-resolution convolutions, which stay float; dynamic size like the fp32 file: on a CPU
+  with AVX-512 VNNI its network runs in about half the fp32 file's time; the shipped ``default.tflite``;
 - ``model_int8_<tile>.tflite``: full integer quantisation calibrated on packed crops of real
   training data, for CPU / NPU.
 
@@ -124,17 +124,37 @@ def _float_at_full_resolution(quantized: bytes, full_float: bytes) -> bytes:
     reference = flatbuffer_utils.convert_bytearray_to_object(bytearray(full_float))
     graph, float_graph = model.subgraphs[0], reference.subgraphs[0]
     float_tensors = {t.name: t for t in float_graph.tensors}
-    full_size = list(graph.tensors[graph.inputs[0]].shape[1:3])
-    for op in graph.operators:
-        if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            continue
-        sizes = [list(graph.tensors[t].shape[1:3]) for t in (op.inputs[0], op.outputs[0])]
+    for op in _ops_at_input_resolution(model, ("CONV_2D", "DEPTHWISE_CONV_2D")):
         weights = graph.tensors[op.inputs[1]]
-        if sizes == [full_size, full_size] and weights.name in float_tensors:
+        if weights.name in float_tensors:
             original = float_tensors[weights.name]
             model.buffers[weights.buffer].data = reference.buffers[original.buffer].data
             weights.type, weights.quantization = original.type, original.quantization
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _ops_at_input_resolution(model, names: Sequence[str]) -> list:
+    """The ops named ``names`` whose input and output have the model input's height and width, found
+    by following the resolution through the graph (pooling and space_to_depth divide it,
+    depth_to_space multiplies it), which a dynamic-size file's shapes do not say."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = model.subgraphs[0]
+    scale = {graph.inputs[0]: 1.0}  # tensor -> its resolution relative to the input
+    found = []
+    for op in graph.operators:  # in execution order
+        name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+        known = [scale[t] for t in op.inputs if t in scale]
+        if not known:
+            continue  # computed from constants only
+        factor = {"MAX_POOL_2D": lambda o: 1 / o.strideH, "AVERAGE_POOL_2D": lambda o: 1 / o.strideH,
+                  "SPACE_TO_DEPTH": lambda o: 1 / o.blockSize, "DEPTH_TO_SPACE": lambda o: o.blockSize,
+                  "CONV_2D": lambda o: 1 / o.strideH}.get(name, lambda o: 1)(op.builtinOptions)
+        for t in op.outputs:
+            scale[t] = known[0] * factor
+        if name in names and known[0] == scale[op.outputs[0]] == 1.0:
+            found.append(op)
+    return found
 
 
 def op_names(tflite_path: str | os.PathLike) -> list[str]:
@@ -263,7 +283,7 @@ def output_names(profile: ExportProfile) -> list[str]:
     names = ["saved_model", "model_info.json", "export_report.json"]
     names += ["model_fp32.tflite"] if profile.fp32 else []
     names += [f"model_fp16_{profile.tile}.tflite"] if profile.fp16 else []
-    names += [f"model_int8w_{profile.tile}.tflite"] if profile.int8_weights else []
+    names += ["model_int8w.tflite"] if profile.int8_weights else []
     names += [f"model_int8_{profile.tile}.tflite"] if profile.int8 else []
     return names
 
@@ -315,9 +335,8 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
         targets.append((f"model_fp16_{profile.tile}.tflite",
                         dict(shape=[1, profile.tile, profile.tile, channels], fp16=True), "mobile GPU delegate"))
     if profile.int8_weights:
-        targets.append((f"model_int8w_{profile.tile}.tflite",
-                        dict(shape=[1, profile.tile, profile.tile, channels], int8_weights=True),
-                        "CPU, int8 weights (float at full resolution) + float activations"))
+        targets.append(("model_int8w.tflite", dict(shape=[1, None, None, channels], int8_weights=True),
+                        "CPU, any size, int8 weights (float at full resolution) + float activations"))
     if profile.int8:
         targets.append((f"model_int8_{profile.tile}.tflite",
                         dict(shape=[1, profile.tile, profile.tile, channels], representative=calibration),
@@ -367,9 +386,11 @@ NOISE_LEVEL_RECIPE = (
 
 def model_info(net, profile: ExportProfile) -> dict:
     """``model_info.json``: what an app must do before and after the network."""
-    from sid_keras.models import convention_of
+    from sid_keras.models import convention_of, without_padding
 
     config, convention = net.get_config(), convention_of(net)
+    multiple = without_padding(net)[1]
+    dynamic_name = dataclasses.replace(convention, multiple=multiple).input_name
     channels, scale, noise = convention.input_channels, config.get("scale", 2), convention.noise
     pre = ("(raw - black_level[channel]) / (white_level - black_level[channel]), clipped to [0, 1], "
            "x exposure ratio")
@@ -394,7 +415,11 @@ def model_info(net, profile: ExportProfile) -> dict:
                                    + (", then the noise level of each, in the same order" if noise else ""),
                   "normalisation": pre,
                   **({"noise_level": NOISE_LEVEL_RECIPE} if noise else {}),
-                  "cfa": "canonicalise to RGGB by cropping one row/column as needed before packing"},
+                  "cfa": "canonicalise to RGGB by cropping one row/column as needed before packing",
+                  "size": (f"fixed-size files: {profile.tile} x {profile.tile}; dynamic-size files (model_fp32.tflite, "
+                           f"model_int8w.tflite, input named {dynamic_name}): height and width multiples of "
+                           f"{multiple}: pad the tile at the bottom and right (symmetric), crop the output back; "
+                           "the SavedModel: any size (it pads itself)")},
         "output": output,
         "tiling": {"tile": profile.tile, "overlap": profile.overlap, "blend": "linear ramps over the overlap"},
         "int8_calibration": calibration_source(profile),

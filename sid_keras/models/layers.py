@@ -259,9 +259,36 @@ def residual_block(x, filters: int, name: str, groups: int = 8):
     return layers.Add(name=f"{name}_add")([shortcut, x])
 
 
+@keras.saving.register_keras_serializable(package="sid_keras")
+class Conv2DTranspose(layers.Conv2DTranspose):
+    """Keras' transposed convolution, computed where its kernel equals its stride (SID's 2x2, stride 2)
+    as what it is then: a 1x1 convolution to every output position's channels and a depth_to_space.
+
+    Why: TFLite's TRANSPOSE_CONV needs its output shape as a tensor, which a dynamic-size file computes
+    at run time, so XNNPACK leaves it (and the graph after it) to slower kernels; CONV_2D and
+    DEPTH_TO_SPACE it runs at any size. Same weights and result; the class keeps Keras' name, under
+    which ``.keras`` files store the layer's weights, so files saved before load unchanged.
+    """
+
+    def call(self, x):
+        kernel_is_stride = tuple(self.kernel_size) == tuple(self.strides) and self.padding == "same"
+        if not kernel_is_stride or self.dilation_rate != (1, 1) or self.data_format != "channels_last":
+            return super().call(x)
+        import tensorflow as tf
+
+        s = self.strides[0]
+        kernel = ops.convert_to_tensor(self.kernel)  # (s, s, filters, in): output (dy, dx, c) from input
+        in_channels = kernel.shape[-1]
+        per_position = ops.reshape(ops.transpose(kernel, (3, 0, 1, 2)), (1, 1, in_channels, s * s * self.filters))
+        y = tf.nn.depth_to_space(ops.conv(x, per_position), s)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y) if self.activation is not None else y
+
+
 def upsample(x, filters: int, name: str):
     """2x2 transposed convolution with stride 2 (SID's ``upsample_and_concat``)."""
-    return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=name)(x)
+    return Conv2DTranspose(filters, 2, strides=2, padding="same", name=name)(x)
 
 
 def attention_gate(skip, gate, filters: int, name: str):

@@ -8,14 +8,15 @@ noise-aware model's input is followed by the noise level of each packed channel
 
 The convention travels with the model: a Keras model's config holds ``output`` and
 ``noise_input`` (:func:`sid_keras.models.convention_of`), an exported file names its input after
-it (``packed_wb_noise``: :meth:`Convention.from_input`), ``model_info.json`` describes it. Enhance,
-evaluation, training, export and the TensorFlow-free runtime ask this class instead of re-deriving
-it. TensorFlow-free.
+it (``packed_wb_noise``; ``packed_wb_noise_x16`` where its sides must be multiples of 16:
+:meth:`Convention.from_input`), ``model_info.json`` describes it. Enhance, evaluation, training,
+export and the TensorFlow-free runtime ask this class instead of re-deriving it. TensorFlow-free.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -37,11 +38,14 @@ class Convention:
         noise: whether the input is followed by each packed channel's noise level.
         channels: packed raw channels (4 Bayer, 9 X-Trans); None where the model does not say
             (a plain callable).
+        multiple: the input's height and width must be multiples of it (a dynamic-size TFLite file,
+            whose graph leaves padding to its caller); 1: any size (the model pads itself).
     """
 
     output: str = LINEAR
     noise: bool = False
     channels: int | None = 4
+    multiple: int = 1
 
     def __post_init__(self):
         if self.output not in OUTPUT_KINDS:
@@ -59,7 +63,8 @@ class Convention:
     @property
     def input_name(self) -> str:
         """The exported input tensor's name: it tells an app (and :mod:`sid_keras.runtime.lite`) what to feed."""
-        return ("packed_wb" if self.white_balanced else "packed") + ("_noise" if self.noise else "")
+        return (("packed_wb" if self.white_balanced else "packed") + ("_noise" if self.noise else "")
+                + (f"_x{self.multiple}" if self.multiple > 1 else ""))
 
     @classmethod
     def from_input(cls, name: str, depth: int, path: str = "<model>") -> Convention:
@@ -68,7 +73,13 @@ class Convention:
             raise SidError(f"{path}: input {name!r} is not a sid-keras export (expected 'packed_wb' or 'packed'); "
                            "export the model with `sid-keras export`")
         noise = "_noise" in name
-        return cls(LINEAR if "packed_wb" in name else SRGB, noise, int(depth) // (2 if noise else 1))
+        multiple = re.search(r"_x(\d+)", name)
+        return cls(LINEAR if "packed_wb" in name else SRGB, noise, int(depth) // (2 if noise else 1),
+                   int(multiple.group(1)) if multiple else 1)
+
+    def padded_side(self, side: int) -> int:
+        """The least size of at least ``side`` that the model takes (a multiple of :attr:`multiple`)."""
+        return -(-side // self.multiple) * self.multiple
 
     def network_input(self, frame, ratio: float, noise_law=None, rows=None) -> np.ndarray:
         """What the model is fed of ``frame`` (:func:`sid_keras.runtime.raw.network_input`); ``noise_law``

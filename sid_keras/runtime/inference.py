@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import pathlib
 from typing import Callable, Sequence
@@ -30,9 +31,9 @@ from sid_keras.runtime.render import OUTPUT_KINDS
 # 0.16 for linear models trained on pairs synthesised from the BSDS, Urban100 and Sun-Hays photos.
 AUTO_TARGET_MEAN = {"srgb": 0.13, "linear": 0.16}
 AUTO_RATIO_RANGE = (1.0, 1000.0)
-# Defaults in packed pixels: 512 (1024 output pixels) tiles with 64 packed pixels of context.
+# Defaults in packed pixels: 512 (1024 output pixels) tiles with 16 packed pixels of context.
 DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
+DEFAULT_OVERLAP = DEFAULT_TILE // 32
 # The shipped model: training, fine-tuning and export start from the .keras file; enhancing uses
 # the same weights as TFLite (no TensorFlow import; the model card says which variant).
 DEFAULT_MODEL_FILE = ASSETS_DIR / "default.keras"
@@ -86,6 +87,22 @@ def _starts(size: int, tile: int, step: int, align: int = 1) -> list[int]:
     return sorted(set(starts)) + [size - tile]
 
 
+def fitted_side(size: int, tile: int, overlap: int, multiple: int) -> int:
+    """The shortest tile side, a multiple of ``multiple`` and at most ``tile``, that covers ``size``
+    with as few tiles (overlapping by ``2 * overlap``) as ``tile`` needs.
+
+    Why: a network's time follows the pixels it runs on, and ``tile``-sized tiles can run a third
+    more than the frame has (the Blackmagic frame, 2048 x 1080 packed: 45 fixed 256 tiles are 2.95 M
+    pixels for its 2.21 M; three rows of 512 would be 1536 rows for its 1080); fitted 512 / 16
+    tiles (15 of 384 x 448) are 2.58 M.
+    """
+    if size <= tile:
+        return size
+    count = -(-(size - tile) // (tile - 2 * overlap)) + 1
+    side = -(-(size + 2 * overlap * (count - 1)) // count)
+    return min(tile, -(-side // multiple) * multiple)
+
+
 # Finished rows are handed on in chunks of at most this many, so the float temporaries of
 # normalising, rendering and quantising stay a few MB whatever the frame's width.
 EMIT_ROWS = 64
@@ -93,23 +110,29 @@ EMIT_ROWS = 64
 
 def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable[[int, int], np.ndarray],
                 height: int, width: int, scale: int, emit: Callable[[int, np.ndarray], None], *,
-                tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, align: int = 1) -> None:
+                tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, align: int = 1,
+                multiple: int | None = None) -> None:
     """Run ``predict`` over overlapping tiles of a packed frame, strip by strip, and blend.
 
     ``read_rows(start, stop)`` gives packed rows (h, width, c) of the network's input; ``emit(y,
     rows)`` receives finished output rows (float32, ``scale`` times the packed size) in order.
-    Tiles are ``tile`` packed pixels a side, overlap by ``2 * overlap`` and are blended with
-    linear ramps. The ramps are separable (weight = row ramp x column ramp), so tiles accumulate
-    into one strip-high buffer and each finished row is divided by its row weight times the
-    column weights: one strip of floats exists at a time, whatever the frame's size. ``align``:
-    strip starts are multiples of it (the packed rows of one CFA period).
+    Tiles are ``tile`` packed pixels a side (a fixed-size model's; ``multiple``: a dynamic-size
+    model's sides must be multiples of it, and tiles shrink to :func:`fitted_side`), overlap by
+    ``2 * overlap`` and are blended with linear ramps. The ramps are separable (weight = row ramp
+    x column ramp), so tiles accumulate into one strip-high buffer and each finished row is divided
+    by its row weight times the column weights: one strip of floats exists at a time, whatever the
+    frame's size. ``align``: strip starts are multiples of it (the packed rows of one CFA period).
     """
     if overlap < 0 or tile <= 2 * overlap:
         raise SidError(f"tile {tile} must be larger than twice the overlap {overlap} (and overlap >= 0)")
-    step = tile - 2 * overlap
     tile_h, tile_w = min(max(tile // align, 1) * align, height), min(tile, width)
-    row_starts = _starts(height, tile_h, max(step // align * align, align), align)
-    col_starts = _starts(width, tile_w, step)
+    step_h = step_w = tile - 2 * overlap
+    if multiple:
+        tile_h = fitted_side(height, tile_h, overlap, math.lcm(multiple, align))
+        tile_w = fitted_side(width, tile_w, overlap, multiple)
+        step_h, step_w = tile_h - 2 * overlap, tile_w - 2 * overlap
+    row_starts = _starts(height, tile_h, max(step_h // align * align, align), align)
+    col_starts = _starts(width, tile_w, step_w)
     col_weights = [_ramp(tile_w * scale, 2 * overlap * scale if left > 0 else 0,
                          2 * overlap * scale if left + tile_w < width else 0) for left in col_starts]
     col_total = np.zeros(width * scale, np.float32)
@@ -145,7 +168,7 @@ def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable
 
 
 def run_tiled(predict: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, scale: int, *,
-              tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+              tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, multiple: int | None = None) -> np.ndarray:
     """:func:`blend_tiles` over a packed array (h, w, c) in memory: the output (h*s, w*s, 3)."""
     h, w = packed.shape[:2]
     out = np.empty((h * scale, w * scale, 3), np.float32)
@@ -153,7 +176,7 @@ def run_tiled(predict: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, s
     def emit(y: int, rows: np.ndarray) -> None:
         out[y : y + len(rows)] = rows
 
-    blend_tiles(predict, lambda a, b: packed[a:b], h, w, scale, emit, tile=tile, overlap=overlap)
+    blend_tiles(predict, lambda a, b: packed[a:b], h, w, scale, emit, tile=tile, overlap=overlap, multiple=multiple)
     return out
 
 
@@ -325,8 +348,9 @@ class Enhancer:
         model: a Keras model, a path to a ``.keras`` or ``.tflite`` file, None for the model
             that ships with the package (its TFLite file), or a callable on packed tiles (then
             give ``output``).
-        tile, overlap: in packed pixels; by default 512 and 64, or a fixed-size model's own
-            side and a thirty-second of it (the least context; evenly spread tiles get more).
+        tile, overlap: in packed pixels; by default 512, or a fixed-size model's own side, and a
+            thirty-second of it (the least context; evenly spread tiles get more). A dynamic-size
+            TFLite file's tiles shrink to fit the frame (:func:`fitted_side`).
         auto_target: linear mean that ``ratio="auto"`` aims for (default per output kind).
         output: ``"linear"`` or ``"srgb"``, only for a plain callable.
         noise_profile: a calibrated camera (:class:`sid_keras.runtime.noise.NoiseProfile`) whose noise
@@ -346,6 +370,7 @@ class Enhancer:
         self.dark_shading = dark_shading or {}
         self.tflite_file = None  # set for TFLite models: lanes of a batch each load their own
         fixed_tile = None  # the side of a fixed-size TFLite model's input
+        self.multiple = None  # a dynamic-size TFLite file's: tiles shrink to fit the frame (blend_tiles)
         if model is None or isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model) if model else DEFAULT_TFLITE_FILE
             if path.suffix.lower() == ".tflite":
@@ -354,6 +379,7 @@ class Enhancer:
                 self.predict = tflite_predictor(path)
                 self.tflite_file = path
                 self.convention, fixed_tile = self.predict.convention, self.predict.fixed_tile
+                self.multiple = None if fixed_tile else self.predict.multiple
             else:
                 self._from_keras(load_model(path))
         elif callable(getattr(model, "predict", None)) and hasattr(model, "layers"):
@@ -367,10 +393,9 @@ class Enhancer:
         if tile is None:
             tile = fixed_tile or DEFAULT_TILE
         if overlap is None:
-            # A fixed-size model's tile is small: at least 1/32 of it as context (8 for the shipped
-            # 256 tile, about 15 once the tiles are spread evenly: 63.4 dB from whole-frame inference
-            # on the Blackmagic frame, with 45 tiles where a 16 minimum needs 50) keeps tiling cheap.
-            overlap = tile // 32 if fixed_tile else min(DEFAULT_OVERLAP, tile // 8)
+            # At least 1/32 of the tile as context keeps tiling cheap and invisible: on the Blackmagic
+            # frame, 63.4 dB from whole-frame inference with fixed 256 / 8 tiles, 59.8 with fitted 512 / 16.
+            overlap = tile // 32
         if not (isinstance(tile, int) and isinstance(overlap, int) and overlap >= 0 and tile > 2 * overlap):
             raise SidError(f"--tile {tile} and --overlap {overlap}: need overlap >= 0 and tile > 2 x overlap "
                            f"(defaults: {DEFAULT_TILE} and {DEFAULT_OVERLAP}, or the model's fixed size)")
@@ -423,7 +448,7 @@ class Enhancer:
 
     def run(self, packed: np.ndarray, scale: int) -> np.ndarray:
         """Network input (h, w, c) -> its output (h*scale, w*scale, 3) in [0, 1], tiled."""
-        rgb = run_tiled(self.predict, packed, scale, tile=self.tile, overlap=self.overlap)
+        rgb = run_tiled(self.predict, packed, scale, tile=self.tile, overlap=self.overlap, multiple=self.multiple)
         return np.clip(rgb, 0.0, 1.0)
 
     def to_srgb(self, output: np.ndarray, frame: raw.RawFrame) -> np.ndarray:
@@ -451,7 +476,7 @@ class Enhancer:
             return self.convention.network_input(frame, ratio, noise, rows=(start, stop))
 
         blend_tiles(self.predict, read_rows, height, width, layout.scale, emit, tile=self.tile,
-                    overlap=self.overlap, align=layout.layout.shape[1])
+                    overlap=self.overlap, align=layout.layout.shape[1], multiple=self.multiple)
 
     def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto") -> Enhanced:
         """The frame's output as float arrays (:class:`Enhanced`)."""

@@ -59,9 +59,10 @@ def missing_model_message(path: str | os.PathLike) -> str:
 def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A tile predictor (batch of packed tiles -> RGB) running a TFLite file.
 
-    Dynamic-size models are resized to each tile; fixed-size ones (the GPU fp16 export) get
-    the tile padded to their size and the output cropped back. int8 inputs and outputs are
-    quantised and dequantised with the file's own parameters.
+    Dynamic-size models are resized to each tile, padded up to the multiple their input's name
+    asks for; fixed-size ones (the GPU fp16 export) get the tile padded to their size. Padding is
+    symmetric at the bottom and right, as the Keras models pad themselves, and the output is
+    cropped back. int8 inputs and outputs are quantised and dequantised with the file's own parameters.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -71,16 +72,20 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
             interpreter = interpreter_class()(model_path=path, num_threads=num_threads or os.cpu_count())
         except (ValueError, RuntimeError) as err:
             raise SidError(f"{path}: not a loadable TFLite model ({err})") from None
+        inp = interpreter.get_input_details()[0]
+        convention = Convention.from_input(inp["name"], inp["shape"][-1], path)
+        signature = inp.get("shape_signature", inp["shape"])
+        fixed = all(int(d) > 0 for d in signature[1:3])
+        if not fixed:  # the smallest input it takes (its placeholder 1x1 may not be)
+            side = convention.multiple
+            interpreter.resize_tensor_input(inp["index"], [1, side, side, int(inp["shape"][-1])], strict=False)
         try:
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise SidError(f"{path}: cannot run with builtin TFLite ops ({str(err).splitlines()[0]}); "
                            "export it again with `sid-keras export`") from None
     inp = interpreter.get_input_details()[0]
-    convention = Convention.from_input(inp["name"], inp["shape"][-1], path)
     out = interpreter.get_output_details()[0]
-    signature = inp.get("shape_signature", inp["shape"])
-    fixed = all(int(d) > 0 for d in signature[1:3])
     state = {"shape": tuple(int(d) for d in inp["shape"])}
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -90,9 +95,11 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
             if h > fh or w > fw:
                 raise SidError(f"{path}: fixed input {fh}x{fw} is smaller than the tile {h}x{w}; "
                                "use a tile size no larger than the model's")
-            if (h, w) != (fh, fw):
-                x = np.pad(x, ((0, 0), (0, fh - h), (0, fw - w), (0, 0)), mode="symmetric")
-        elif x.shape != state["shape"]:
+        else:
+            fh, fw = convention.padded_side(h), convention.padded_side(w)
+        if (h, w) != (fh, fw):
+            x = np.pad(x, ((0, 0), (0, fh - h), (0, fw - w), (0, 0)), mode="symmetric")
+        if not fixed and x.shape != state["shape"]:
             interpreter.resize_tensor_input(inp["index"], list(x.shape), strict=False)
             interpreter.allocate_tensors()
             state["shape"] = x.shape
@@ -111,6 +118,7 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
 
     predict.convention = convention
     predict.fixed_tile = int(signature[1]) if fixed and signature[1] == signature[2] else None
+    predict.multiple = 1 if fixed else convention.multiple
     return predict
 
 

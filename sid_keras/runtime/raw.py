@@ -420,9 +420,12 @@ def estimate_noise_law(packed: np.ndarray, bins: int = 16) -> tuple[np.ndarray, 
         mean = sum(y[i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3)) / 9  # inner pixels
         residual = (y[1:-1, 1:-1] - mean).ravel()
         level = mean.ravel()
-        order = np.argsort(level, kind="stable")
+        # Bins of equal counts, by brightness (np.array_split's sizes): a partition at the bins'
+        # edges is all they need, a third of a full sort's time.
+        edges = [i * (level.size // bins) + min(i, level.size % bins) for i in range(1, bins)]
+        order = np.argpartition(level, edges) if level.size >= 50 * bins else np.argsort(level)
         points = []
-        for chunk in np.array_split(order, bins):  # bins of equal counts, by brightness
+        for chunk in np.split(order, edges):
             if chunk.size >= 50:
                 r = residual[chunk]
                 mad = np.median(np.abs(r - np.median(r)))
