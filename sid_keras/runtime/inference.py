@@ -76,6 +76,16 @@ def _ramp(length: int, overlap_before: int, overlap_after: int) -> np.ndarray:
     return w
 
 
+def _weigh(result: np.ndarray, weights: np.ndarray, axis: int) -> None:
+    """``result *= weights`` along ``axis`` (0: rows, 1: columns), touching only the ramps at the
+    ends: between them the weights are 1, and that is most of a tile."""
+    ones = np.flatnonzero(weights == 1)  # one run, between the ramps
+    parts = [slice(0, ones[0]), slice(ones[-1] + 1, None)] if ones.size else [slice(None)]
+    shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
+    for part in parts:
+        result[(part,) if axis == 0 else (slice(None), part)] *= weights[part].reshape(shape)
+
+
 def _starts(size: int, tile: int, step: int, align: int = 1) -> list[int]:
     """Tile starts at most ``step`` apart, as few as that allows, spread evenly over ``size`` (so
     every seam gets about the same overlap, usually more than the minimum); multiples of ``align``
@@ -149,8 +159,8 @@ def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable
         band = read_rows(top, top + tile_h)
         for left, wx in zip(col_starts, col_weights):
             result = np.asarray(predict(band[None, :, left : left + tile_w]), np.float32)[0]
-            result *= wy[:, None, None]
-            result *= wx[None, :, None]
+            _weigh(result, wy, 0)
+            _weigh(result, wx, 1)
             acc[offset:, left * scale : (left + tile_w) * scale] += result[: rows_per_strip - offset]
         row_total[offset:] += wy[: rows_per_strip - offset]
         end = (top + tile_h) * scale

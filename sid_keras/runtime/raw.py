@@ -348,9 +348,15 @@ def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
     amplified = amplify(packed, ratio, gains, black=black, white=white)
     if noise is None:
         return amplified
-    signal = (packed.astype(np.float32) - black) / (np.float32(white) - black)
+    channels = amplified.shape[-1]
+    out = np.empty((*amplified.shape[:-1], 2 * channels), np.float32)
+    out[..., :channels] = amplified
+    signal = packed.astype(np.float32)
+    signal -= black
+    signal /= np.float32(white) - black
     scale = np.float32(ratio) * (np.float32(1) if gains is None else gains)
-    return np.concatenate([amplified, noise_sigma(signal, scale, noise.s, noise.o)], axis=-1)
+    out[..., channels:] = noise_sigma(signal, scale, noise.s, noise.o, out=signal)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,11 +373,19 @@ class NoiseLaw:
 NOISE_SIGMA_CLIP = 1.0
 
 
-def noise_sigma(signal, scale, s, o, xp=np):
+def noise_sigma(signal, scale, s, o, xp=np, out=None):
     """The standard deviation of each amplified input value: ``scale * sqrt(s * y + o)`` with
     ``scale`` the exposure ratio times the white-balance gain and ``y`` the raw signal (its noisy
-    value, clipped at 0: what an app has too). ``xp``: numpy or TensorFlow."""
-    return xp.minimum(scale * xp.sqrt(s * xp.maximum(signal, 0.0) + o), NOISE_SIGMA_CLIP)
+    value, clipped at 0: what an app has too). ``xp``: numpy or TensorFlow. ``out`` (numpy, float32,
+    may be ``signal``): computed in place, without a frame-sized temporary per step."""
+    if out is None:
+        return xp.minimum(scale * xp.sqrt(s * xp.maximum(signal, 0.0) + o), NOISE_SIGMA_CLIP)
+    np.maximum(signal, np.float32(0), out=out)
+    out *= s
+    out += o
+    np.sqrt(out, out=out)
+    out *= scale
+    return np.minimum(out, np.float32(NOISE_SIGMA_CLIP), out=out)
 
 
 def noise_law(frame: RawFrame, profile=None) -> NoiseLaw:
