@@ -133,6 +133,12 @@ def _float_at_full_resolution(quantized: bytes, full_float: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+# How an op scales its input's height and width, from its options (other ops keep them).
+RESOLUTION_CHANGE = {"MAX_POOL_2D": lambda o: 1 / o.strideH, "AVERAGE_POOL_2D": lambda o: 1 / o.strideH,
+                     "CONV_2D": lambda o: 1 / o.strideH, "SPACE_TO_DEPTH": lambda o: 1 / o.blockSize,
+                     "DEPTH_TO_SPACE": lambda o: o.blockSize}
+
+
 def _ops_at_input_resolution(model, names: Sequence[str]) -> list:
     """The ops named ``names`` whose input and output have the model input's height and width, found
     by following the resolution through the graph (pooling and space_to_depth divide it,
@@ -147,9 +153,7 @@ def _ops_at_input_resolution(model, names: Sequence[str]) -> list:
         known = [scale[t] for t in op.inputs if t in scale]
         if not known:
             continue  # computed from constants only
-        factor = {"MAX_POOL_2D": lambda o: 1 / o.strideH, "AVERAGE_POOL_2D": lambda o: 1 / o.strideH,
-                  "SPACE_TO_DEPTH": lambda o: 1 / o.blockSize, "DEPTH_TO_SPACE": lambda o: o.blockSize,
-                  "CONV_2D": lambda o: 1 / o.strideH}.get(name, lambda o: 1)(op.builtinOptions)
+        factor = RESOLUTION_CHANGE.get(name, lambda options: 1)(op.builtinOptions)
         for t in op.outputs:
             scale[t] = known[0] * factor
         if name in names and known[0] == scale[op.outputs[0]] == 1.0:

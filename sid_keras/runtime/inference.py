@@ -389,7 +389,7 @@ class Enhancer:
                 self.predict = tflite_predictor(path)
                 self.tflite_file = path
                 self.convention, fixed_tile = self.predict.convention, self.predict.fixed_tile
-                self.multiple = None if fixed_tile else self.predict.multiple
+                self.multiple = self.predict.multiple
             else:
                 self._from_keras(load_model(path))
         elif callable(getattr(model, "predict", None)) and hasattr(model, "layers"):

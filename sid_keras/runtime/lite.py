@@ -118,7 +118,7 @@ def tflite_predictor(path: str | os.PathLike, num_threads: int | None = None) ->
 
     predict.convention = convention
     predict.fixed_tile = int(signature[1]) if fixed and signature[1] == signature[2] else None
-    predict.multiple = 1 if fixed else convention.multiple
+    predict.multiple = None if fixed else convention.multiple  # a dynamic size's: tiles may be fitted
     return predict
 
 
