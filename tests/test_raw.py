@@ -209,30 +209,57 @@ def test_the_noise_level_comes_from_the_file_then_the_iso_then_the_frame_itself(
     from sid_keras.runtime.dng import write_cfa_dng
 
     rng = np.random.default_rng(1)
-    clean = np.linspace(0.02, 0.6, 96)[None, :].repeat(64, axis=0)
+    clean = np.linspace(0.02, 0.6, 384)[None, :].repeat(256, axis=0)
     s_true, o_true = 4e-4, 3e-6
     noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(s_true * clean + o_true)
     mosaic = np.rint(64 + noisy * (4095 - 64)).astype(np.uint16)
-    tagged, plain, with_iso = tmp_path / "tagged.dng", tmp_path / "plain.dng", tmp_path / "iso.dng"
-    write_cfa_dng(tagged, mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095,
-                  noise_profile=[s_true, o_true], iso=800)
-    write_cfa_dng(plain, mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095)
-    write_cfa_dng(with_iso, mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095, iso=800)
+    files = {name: tmp_path / f"{name}.dng" for name in ("tagged", "plain", "iso")}
+    tags_of = {"tagged": dict(noise_profile=[s_true, o_true], iso=800), "plain": {}, "iso": dict(iso=800)}
+    for name, tags in tags_of.items():
+        write_cfa_dng(files[name], mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095, **tags)
 
-    law = raw.noise_law(raw.read_raw(tagged))
+    law = raw.noise_law(raw.read_raw(files["tagged"]))
     assert law.source == "the file's NoiseProfile" and np.allclose(law.s, s_true) and np.allclose(law.o, o_true)
-    law = raw.noise_law(raw.read_raw(with_iso))
+    law = raw.noise_law(raw.read_raw(files["iso"]))
     assert "ISO 800" in law.source and np.allclose(law.s, noise.iso_variance(800, noise.SONY_A7S2)[0])
-    law = raw.noise_law(raw.read_raw(plain))
+    law = raw.noise_law(raw.read_raw(files["iso"]), noise.NIKON_D850)  # a calibrated profile
+    assert law.source.startswith(noise.NIKON_D850.name)
+    assert np.allclose(law.s, noise.iso_variance(800, noise.NIKON_D850)[0])
+    law = raw.noise_law(raw.read_raw(files["plain"]))
     assert law.source.startswith("estimated") and np.allclose(law.s, s_true, rtol=0.3)
 
-    frame = raw.read_raw(tagged)
+    frame = raw.read_raw(files["tagged"])
     x = raw.network_input(frame, 4.0, white_balance=True, noise=raw.noise_law(frame))
-    assert x.shape == (32, 48, 8)
+    assert x.shape == (128, 192, 8)
     signal = raw.pack(frame)
     expected = np.minimum(4.0 * raw.channel_gains(frame) * np.sqrt(s_true * signal + o_true), 1.0)
     np.testing.assert_allclose(x[..., 4:], expected, rtol=1e-5)
     np.testing.assert_array_equal(x[..., :4], raw.network_input(frame, 4.0, white_balance=True))
+
+
+def test_the_frame_noise_estimate_sees_through_texture_and_below_black(tmp_path):
+    """A frame with neither NoiseProfile nor ISO: flat bands from near black (whose noise reaches
+    below black, lost once clipped) to bright, beside lens-blurred, high-contrast texture filling
+    whole levels (taken for noise by a local residual, which made the estimate before this one 3
+    to 13 times too high here)."""
+    from scipy.ndimage import gaussian_filter
+
+    from sid_keras.runtime.dng import write_cfa_dng
+
+    rng = np.random.default_rng(3)
+    bands = np.repeat([0.002, 0.03, 0.12, 0.3], 72)[None, :].repeat(512, axis=0)
+    squares = rng.choice([0.02, 0.25], size=(256, 112)).repeat(2, axis=0).repeat(2, axis=1)  # 2 pixels a side
+    clean = np.concatenate([bands, gaussian_filter(squares, 1.0)], axis=1)
+    s_true, o_true = 4e-4, 3e-6
+    noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(s_true * clean + o_true)
+    path = tmp_path / "no_iso.dng"
+    write_cfa_dng(path, np.rint(64 + noisy * (4095 - 64)).astype(np.uint16), np.array([[0, 1], [1, 2]]),
+                  black_level=64, white_level=4095)
+    law = raw.noise_law(raw.read_raw(path))
+    assert law.source.startswith("estimated")
+    for level in (0.002, 0.1, 0.3):
+        sigma = np.sqrt(law.s * level + law.o)
+        np.testing.assert_allclose(sigma, np.sqrt(s_true * level + o_true), rtol=0.15, err_msg=f"level {level}")
 
 
 def test_a_calibrated_dark_shading_is_subtracted_at_the_nearest_iso(tmp_path, write_dng):

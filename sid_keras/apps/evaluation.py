@@ -66,10 +66,10 @@ def estimate_noise_sigma(rgb: np.ndarray) -> float:
     """Gaussian noise level of an image (Immerkaer, "Fast Noise Variance Estimation", 1996)."""
     from scipy.ndimage import convolve
 
-    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
+    kernel = raw.SECOND_DIFFERENCE.astype(np.float64)
     h, w = rgb.shape[:2]
     sigmas = [np.sqrt(np.pi / 2) * np.abs(convolve(rgb[..., c].astype(np.float64), kernel))[1:-1, 1:-1].sum()
-              / (6.0 * (h - 2) * (w - 2)) for c in range(rgb.shape[-1])]
+              / ((h - 2) * (w - 2)) for c in range(rgb.shape[-1])]
     return float(np.mean(sigmas))
 
 
