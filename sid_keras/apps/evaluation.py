@@ -64,13 +64,8 @@ def scaled_reference(short_path: str | os.PathLike, frame: raw.RawFrame, truth: 
 
 def estimate_noise_sigma(rgb: np.ndarray) -> float:
     """Gaussian noise level of an image (Immerkaer, "Fast Noise Variance Estimation", 1996)."""
-    from scipy.ndimage import convolve
-
-    kernel = raw.SECOND_DIFFERENCE.astype(np.float64)
-    h, w = rgb.shape[:2]
-    sigmas = [np.sqrt(np.pi / 2) * np.abs(convolve(rgb[..., c].astype(np.float64), kernel))[1:-1, 1:-1].sum()
-              / ((h - 2) * (w - 2)) for c in range(rgb.shape[-1])]
-    return float(np.mean(sigmas))
+    residual = raw.second_difference(rgb[None].astype(np.float64))
+    return float(np.mean(np.sqrt(np.pi / 2) * np.abs(residual).mean(axis=(0, 1, 2))))
 
 
 def nlm_denoise(rgb: np.ndarray) -> np.ndarray:

@@ -437,15 +437,25 @@ def _noise_sample(frame: RawFrame, side: int = 64, grid: int = 6) -> list[np.nda
     return [band[:, c:c + side] for band in bands for c in cols]
 
 
-# Immerkaer's noise kernel ("Fast Noise Variance Estimation", 1996): a second difference across
-# and down, zero on any plane (smooth shading is not taken for noise); on independent noise its
-# output has the noise's variance.
-SECOND_DIFFERENCE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32) / 6
+def second_difference(y: np.ndarray) -> np.ndarray:
+    """Immerkaer's noise residual ("Fast Noise Variance Estimation", 1996) over axes 1 and 2 of
+    ``y`` (tiles, h, w, channels), where it is defined (h - 2, w - 2): the kernel
+    ``[[1, -2, 1], [-2, 4, -2], [1, -2, 1]] / 6``, a second difference across and down, zero on any
+    plane (smooth shading is not taken for noise); on independent noise it has the noise's variance."""
+    across = y[:, :, :-2] - 2 * y[:, :, 1:-1] + y[:, :, 2:]
+    return (across[:, :-2] - 2 * across[:, 1:-1] + across[:, 2:]) / 6
+
+
+def _box_mean(y: np.ndarray, size: int) -> np.ndarray:
+    """The mean over ``size`` x ``size`` windows of axes 1 and 2, where they fit."""
+    h, w = y.shape[1] - size + 1, y.shape[2] - size + 1
+    rows = sum(y[:, i:i + h] for i in range(size))
+    return sum(rows[:, :, j:j + w] for j in range(size)) / (size * size)
 
 
 def estimate_noise_law(tiles, bins: int = 16, flattest: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """``(s, o)`` per channel of packed tiles of a raw signal (one array or a list), from the frame
-    alone: at each pixel the :data:`SECOND_DIFFERENCE` residual, the local level (5x5 mean) and the
+    alone: at each pixel the :func:`second_difference` residual, the local level (5x5 mean) and the
     local activity (the gradient of the 3x3 mean); in bins of equal counts by level, the robust
     variance (median absolute deviation) of the ``flattest`` share of the bin's residuals, where
     texture leaks least, fitted by ``s * level + o`` (s, o >= 0; :func:`_noise_line`).
@@ -454,8 +464,6 @@ def estimate_noise_law(tiles, bins: int = 16, flattest: float = 0.25) -> tuple[n
     half the stress grid's frames, 3% for half of larger ones; fine detail of a clean frame reads
     as noise (1.8x for half, up to 16x the noise of ISO 100 on the fidelity set's photos).
     """
-    from scipy import ndimage
-
     tiles = [tiles] if isinstance(tiles, np.ndarray) else list(tiles)
     channels = tiles[0].shape[-1]
     stacks: dict[tuple, list] = {}  # tiles of one shape are filtered together
@@ -464,13 +472,13 @@ def estimate_noise_law(tiles, bins: int = 16, flattest: float = 0.25) -> tuple[n
             stacks.setdefault(tile.shape, []).append(tile)
     fits = [[] for _ in range(channels)]  # (residual, level, activity) of each channel's pixels
     for stack in stacks.values():
+        # At the pixels whose 5x5 neighbourhood is in the tile, (h - 4, w - 4):
         y = np.stack(stack).astype(np.float32)  # (tiles, h, w, channels)
-        smooth = ndimage.uniform_filter(y, (1, 3, 3, 1), mode="reflect")
-        activity = (np.abs(smooth[:, 3:-1, 2:-2] - smooth[:, 1:-3, 2:-2])
-                    + np.abs(smooth[:, 2:-2, 3:-1] - smooth[:, 2:-2, 1:-3]))
-        inner = (slice(None), slice(2, -2), slice(2, -2))  # pixels whose 5x5 neighbourhood is in the tile
-        residual = ndimage.convolve(y, SECOND_DIFFERENCE[None, :, :, None], mode="reflect")[inner]
-        level = ndimage.uniform_filter(y, (1, 5, 5, 1), mode="reflect")[inner]
+        residual = second_difference(y)[:, 1:-1, 1:-1]
+        level = _box_mean(y, 5)
+        smooth = _box_mean(y, 3)  # centred on the pixels inside the outermost ring
+        activity = (np.abs(smooth[:, 2:, 1:-1] - smooth[:, :-2, 1:-1])
+                    + np.abs(smooth[:, 1:-1, 2:] - smooth[:, 1:-1, :-2]))
         for c, fit in enumerate(fits):
             fit.append((residual[..., c].ravel(), level[..., c].ravel(), activity[..., c].ravel()))
     laws = []
