@@ -228,6 +228,15 @@ def test_the_noise_level_comes_from_the_file_then_the_iso_then_the_frame_itself(
     law = raw.noise_law(raw.read_raw(files["plain"]))
     assert law.source.startswith("estimated") and np.allclose(law.s, s_true, rtol=0.3)
 
+    # A dark frame at the same ISO, drowned in noise: its own noise is measured, not looked up.
+    dark = clean / 50 + rng.normal(0, 1, clean.shape) * np.sqrt(s_true * clean / 50 + o_true)
+    write_cfa_dng(tmp_path / "dark.dng", np.rint(512 + dark * (4095 - 512)).astype(np.uint16),
+                  np.array([[0, 1], [1, 2]]), black_level=512, white_level=4095, iso=800)
+    law = raw.noise_law(raw.read_raw(tmp_path / "dark.dng"))
+    assert law.source.startswith("estimated from the frame (dark and noisy")
+    level = np.median(clean / 50)
+    np.testing.assert_allclose(np.sqrt(law.s * level + law.o), np.sqrt(s_true * level + o_true), rtol=0.2)
+
     frame = raw.read_raw(files["tagged"])
     x = raw.network_input(frame, 4.0, white_balance=True, noise=raw.noise_law(frame))
     assert x.shape == (128, 192, 8)
