@@ -420,23 +420,22 @@ def noise_law(frame: RawFrame, profile=None) -> NoiseLaw:
     to 16x the noise of ISO 100, so it never replaces a law for a clean frame)."""
     from sid_keras.runtime import noise
 
-    channels = frame.cfa.channels
+    def one_law(law: tuple[float, float], source: str) -> NoiseLaw:  # the same (s, o) for every channel
+        return NoiseLaw(*(np.full(frame.cfa.channels, v, np.float32) for v in law), source)
+
     if frame.noise_profile is not None:
         per_colour = np.array(frame.noise_profile + frame.noise_profile[1:2], np.float32)  # R, G, B, G2
         s, o = _per_channel(frame, per_colour[:, 0]), _per_channel(frame, per_colour[:, 1])
         return NoiseLaw(s, o, "the file's NoiseProfile")
     if frame.iso and profile:
-        s, o = noise.iso_variance(frame.iso, profile)
-        return NoiseLaw(np.full(channels, s, np.float32), np.full(channels, o, np.float32),
-                        f"{profile.name} noise law at ISO {frame.iso:g}")
+        return one_law(noise.iso_variance(frame.iso, profile), f"{profile.name} noise law at ISO {frame.iso:g}")
     sample = _noise_sample(frame)
     if frame.iso:
         s, o = noise.iso_variance(frame.iso, noise.SONY_A7S2)
         level = max(float(np.median(np.concatenate([t.ravel() for t in sample]))), 0.0)
         snr = level / np.sqrt(s * level + o)
         if snr >= NOISY_FRAME_SNR:
-            return NoiseLaw(np.full(channels, s, np.float32), np.full(channels, o, np.float32),
-                            f"the reference noise law at ISO {frame.iso:g}")
+            return one_law((s, o), f"the reference noise law at ISO {frame.iso:g}")
         s, o = estimate_noise_law(sample)
         return NoiseLaw(s, o, f"estimated from the frame (dark and noisy: signal-to-noise {snr:.0f} at its "
                               f"median level by the reference law at ISO {frame.iso:g})")
