@@ -16,7 +16,8 @@ percentile over frames), beside the error of the package's reference law at the 
   stress grid's way from Urban100 / Sun-Hays photos;
 - clean: benchmarks/fidelity.py's frames (ISO 100, ratio 1, photos full of fine detail).
 With ``--psnr``, the shipped model on the whole stress grid told the reference law, the true
-camera's law and the estimate (about 15 minutes on 2 cores).
+camera's law and the estimate (about 15 minutes on 2 cores), and with ``--denoise K ...`` as
+``enhance --denoise K`` tells it (the chosen law, its standard deviation times K).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def accuracy_table(stress: pathlib.Path, photos: pathlib.Path, large: pathlib.Pa
     print("(a factor on the standard deviation, either way; 1.00x is exact)")
 
 
-def psnr_table(stress: pathlib.Path, photos: pathlib.Path) -> None:
+def psnr_table(stress: pathlib.Path, photos: pathlib.Path, strengths: list[float]) -> None:
     from sid_keras.apps.evaluation import evaluate
     from sid_keras.data import read_sid_list
     from sid_keras.runtime import noise, raw
@@ -128,19 +129,23 @@ def psnr_table(stress: pathlib.Path, photos: pathlib.Path) -> None:
     pairs = read_sid_list("Stress_val_list.txt", stress)
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_noise_"))
     baseline = None
-    print(f"{'told':<15}{'stress PSNR / SSIM':>20}{'min vs NLM':>12}")
+    rows = []
     for source in ("reference law", "true law", "estimate"):
         enhancer = Told()
         enhancer.source = source
+        rows.append((source, enhancer))
+    rows += [(f"enhance x{k:g}", Enhancer(denoise=k)) for k in strengths]
+    print(f"{'told':<15}{'stress PSNR / SSIM':>20}{'min vs NLM':>12}")
+    for name, enhancer in rows:
         with contextlib.redirect_stdout(io.StringIO()):
-            summary = evaluate(enhancer, pairs, work / source.replace(" ", "_"), denoiser=baseline is None,
+            summary = evaluate(enhancer, pairs, work / name.replace(" ", "_"), denoiser=baseline is None,
                                figures=False)
         cells = {cell: row["model"]["psnr"] for cell, row in summary["per_cell"].items()}
         if baseline is None:
             baseline = {cell: row["scaled_nlm"]["psnr"] for cell, row in summary["per_cell"].items()}
         overall = summary["overall"]["model"]
         margin = min(cells[c] - baseline[c] for c in cells)
-        print(f"{source:<15}{overall['psnr']:>12.2f} / {overall['ssim']:.3f}{margin:>+12.2f}", flush=True)
+        print(f"{name:<15}{overall['psnr']:>12.2f} / {overall['ssim']:.3f}{margin:>+12.2f}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -150,10 +155,12 @@ def main(argv=None) -> int:
                         help="the photos the stress set was made from")
     parser.add_argument("--large", default="../shared/data/photos/train_large", type=pathlib.Path)
     parser.add_argument("--psnr", action="store_true", help="also the shipped model's stress PSNR told each law")
+    parser.add_argument("--denoise", type=float, nargs="*", default=[], metavar="K",
+                        help="with --psnr, also as enhance chooses the law at each --denoise strength")
     args = parser.parse_args(argv)
     accuracy_table(args.stress, args.photos, args.large)
     if args.psnr:
-        psnr_table(args.stress, args.photos)
+        psnr_table(args.stress, args.photos, args.denoise)
     return 0
 
 

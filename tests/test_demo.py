@@ -84,3 +84,37 @@ def test_a_batch_runs_two_files_at_once_with_the_same_output(tmp_path, write_dng
         assert not enhance_files(enhancer, [(source, alone)], ratio=20, log=lambda _: None)
         a, b = np.asarray(Image.open(target)), np.asarray(Image.open(alone))
         assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_denoise_sets_how_much_the_shipped_model_smooths(tmp_path):
+    """`--denoise K` tells the network K times the file's noise: the output of a noisy flat frame
+    grows smoother with K, and at 0 it is the classical (Malvar) demosaic the network refines."""
+    from sid_keras.models import UNet
+    from sid_keras.runtime.dng import write_cfa_dng
+    from sid_keras.runtime.inference import Enhancer, enhance_files, load_model
+
+    rng = np.random.default_rng(0)
+    mosaic = np.clip(1500 + rng.normal(0, 40, (96, 160)), 0, 16383).astype(np.uint16)
+    dng = tmp_path / "noisy.dng"
+    write_cfa_dng(dng, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383, iso=6400)
+    model = load_model()
+    grain = [float(np.std(Enhancer(model, denoise=k).enhance(dng, ratio=8)[8:-8, 8:-8])) for k in (0, 0.5, 1, 2)]
+    assert grain == sorted(grain, reverse=True) and grain[3] < 0.6 * grain[0], grain  # 0.014 ... 0.0065
+    classical = Enhancer(UNet(width=4, depth=3, demosaic_residual=True, demosaic_gate=True, demosaic="malvar"))
+    np.testing.assert_allclose(Enhancer(model, denoise=0).enhance(dng, ratio=8), classical.enhance(dng, ratio=8),
+                               atol=2e-3)
+    lines: list[str] = []  # --verbose says what the network was told
+    assert not enhance_files(Enhancer(model, denoise=2), [(dng, tmp_path / "o.png")], ratio=8, log=lines.append,
+                             verbose=True)
+    assert "noise level: estimated from the frame (dark and noisy" in lines[-1] and "x2 (denoise)" in lines[-1]
+
+
+def test_denoise_out_of_range_or_for_a_blind_model_is_one_line(tmp_path, write_dng, capsys, tiny_model_file):
+    from conftest import one_line_failure
+
+    dng, _ = write_dng()
+    out = tmp_path / "out.png"
+    one_line_failure(capsys, ["enhance", str(dng), "-o", str(out), "--denoise", "20"], "--denoise 20", "0 to 10")
+    one_line_failure(capsys, ["enhance", str(dng), "-o", str(out), "--denoise", "2", "--model", str(tiny_model_file)],
+                     "--denoise 2", "blind to noise")
+    assert not out.exists()

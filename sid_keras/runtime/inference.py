@@ -288,6 +288,25 @@ STRIP_BYTES_PER_PIXEL = 3 * 4 * 3
 TILE_ACTIVATION_BYTES_PER_PIXEL = 400
 
 
+MAX_DENOISE = 10.0  # beyond ten times a file's noise the network smooths any frame flat
+
+
+def check_denoise(value, noise_aware: bool) -> float:
+    """A denoising strength (:class:`Enhancer`), or a one-line error that says what to give."""
+    given = value
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 <= value <= MAX_DENOISE:  # NaN too
+        raise SidError(f"--denoise {given}: give a factor from 0 to {MAX_DENOISE:g} "
+                       "(1: the file's noise; above 1 smoother, below 1 more grain kept, 0: no denoising)")
+    if value != 1 and not noise_aware:
+        raise SidError(f"--denoise {value:g}: this model is blind to noise (no noise input), so its strength "
+                       "is fixed; use a noise-aware model such as the shipped one")
+    return value
+
+
 def check_memory(frame: raw.RawFrame, bytes_per_pixel: int, tile: int) -> None:
     """Refuse, in one line and before any work, a frame whose enhancement cannot fit in memory."""
     available = available_memory()
@@ -367,6 +386,9 @@ class Enhancer:
             law a noise-aware model is told for files without a NoiseProfile tag.
         dark_shading: that camera's dark-shading maps by ISO (:func:`sid_keras.runtime.noise.load_dark_shading`),
             subtracted from every frame before the network (:meth:`prepare`).
+        denoise: the strength of a noise-aware model's denoising, as a factor on the noise it is
+            told (:meth:`noise_law`): 1 as the file says (the best PSNR on the stress grid), above 1
+            smoother, below 1 more grain and texture kept, 0 the classical demosaic alone.
 
     Example:
         >>> enhancer = Enhancer()  # the shipped model
@@ -375,7 +397,7 @@ class Enhancer:
 
     def __init__(self, model=None, *, tile: int | None = None, overlap: int | None = None,
                  auto_target: float | None = None, output: str | None = None, noise_profile=None,
-                 dark_shading: dict[float, np.ndarray] | None = None):
+                 dark_shading: dict[float, np.ndarray] | None = None, denoise: float = 1.0):
         self.noise_profile = noise_profile  # a calibrated camera's, for files without a NoiseProfile
         self.dark_shading = dark_shading or {}
         self.tflite_file = None  # set for TFLite models: lanes of a batch each load their own
@@ -411,6 +433,7 @@ class Enhancer:
                            f"(defaults: {DEFAULT_TILE} and {DEFAULT_OVERLAP}, or the model's fixed size)")
         self.tile, self.overlap = tile, overlap
         self.auto_target = AUTO_TARGET_MEAN[self.convention.output] if auto_target is None else auto_target
+        self.denoise = check_denoise(denoise, self.convention.noise)
 
     def _from_keras(self, model) -> None:
         from sid_keras.models import convention_of
@@ -448,8 +471,15 @@ class Enhancer:
         return raw.subtract_dark_shading(frame, self.dark_shading)
 
     def noise_law(self, frame: raw.RawFrame) -> raw.NoiseLaw | None:
-        """The frame's noise law when the model takes it (:func:`sid_keras.runtime.raw.noise_law`)."""
-        return raw.noise_law(frame, self.noise_profile) if self.convention.noise else None
+        """The noise law a noise-aware model is told of the frame (:func:`sid_keras.runtime.raw.noise_law`),
+        its standard deviation times :attr:`denoise`; None for a blind model."""
+        if not self.convention.noise:
+            return None
+        law = raw.noise_law(frame, self.noise_profile)
+        if self.denoise == 1:
+            return law
+        variance = np.float32(self.denoise**2)
+        return raw.NoiseLaw(law.s * variance, law.o * variance, f"{law.source}, x{self.denoise:g} (denoise)")
 
     def network_input(self, frame: raw.RawFrame, ratio: float) -> np.ndarray:
         """The packed, amplified (and for linear models white-balanced) input of ``frame``, with
@@ -470,8 +500,10 @@ class Enhancer:
             return auto_ratio(frame, self.auto_target, white_balance=self.convention.white_balanced), "auto"
         return raw.check_ratio(ratio), "given"
 
-    def stream(self, frame: raw.RawFrame, ratio: float, emit: Callable[[int, np.ndarray], None]) -> None:
-        """Enhance ``frame`` strip by strip; ``emit(y, rows)`` gets the output rows of the packed window."""
+    def stream(self, frame: raw.RawFrame, ratio: float, emit: Callable[[int, np.ndarray], None],
+               noise: raw.NoiseLaw | None = None) -> None:
+        """Enhance ``frame`` strip by strip; ``emit(y, rows)`` gets the output rows of the packed window.
+        ``noise``: the frame's :meth:`noise_law` where the caller has it already."""
         layout = frame.cfa
         channels = self.convention.channels
         if channels is not None and channels != layout.channels:
@@ -480,7 +512,8 @@ class Enhancer:
                            f"model takes {kinds.get(channels, channels)} input ({channels} "
                            f"channels); use a model trained for this sensor")
         height, width = raw.packed_shape(frame)
-        noise = self.noise_law(frame)
+        if noise is None:
+            noise = self.noise_law(frame)
 
         def read_rows(start: int, stop: int) -> np.ndarray:
             return self.convention.network_input(frame, ratio, noise, rows=(start, stop))
@@ -501,15 +534,16 @@ class Enhancer:
         self.stream(frame, value, emit)
         return Enhanced(restore_frame_geometry(output, frame), self.convention, frame, value, source)
 
-    def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str):
+    def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str,
+                          noise: raw.NoiseLaw | None = None):
         """The frame's output as the 8- or 16-bit pixels of format ``fmt`` (memory: one such image
-        and a strip of floats); returns ``(pixels, ratio, ratio source)``."""
+        and a strip of floats); returns ``(pixels, ratio, ratio source)``. ``noise``: as in :meth:`stream`."""
         from sid_keras.runtime.io import FORMAT_BITS
 
         check_memory(frame, 3 * FORMAT_BITS[fmt] // 8, self.tile)
         value, source = self.resolve_ratio(frame, ratio)
         canvas = Canvas(frame, self.convention, fmt)
-        self.stream(frame, value, canvas.put)
+        self.stream(frame, value, canvas.put, noise)
         return canvas.finish(), value, source
 
     def enhance(self, source: str | os.PathLike | raw.RawFrame, ratio: float | str | None = "auto") -> np.ndarray:
@@ -659,15 +693,16 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
         frame = reading.result()
         lane = idle_lanes.get()
         try:
-            return frame, *lane.enhance_to_pixels(frame, ratio, fmt)
+            noise = lane.noise_law(frame)
+            return frame, noise, *lane.enhance_to_pixels(frame, ratio, fmt, noise)
         finally:
             idle_lanes.put(lane)
 
     def write(source: pathlib.Path, target: pathlib.Path, enhancing) -> list[str]:
-        frame, pixels, value, how = enhancing.result()
+        frame, noise, pixels, value, how = enhancing.result()
         write_pixels(target, pixels, frame, fmt, overwrite=overwrite, **encoding)
-        if verbose and enhancer.convention.noise:
-            how += f"; noise level: {enhancer.noise_law(frame).source}"
+        if verbose and noise is not None:
+            how += f"; noise level: {noise.source}"
         return [*frame.notices, f"{source} -> {target} (ratio x{value:.1f} {how})"]
 
     def finish(source: pathlib.Path, writing) -> None:
