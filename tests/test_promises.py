@@ -249,6 +249,21 @@ def test_evaluate_without_figures_leaves_no_figures_folder(photo_dataset, tiny_m
     assert (out / "metrics.json").exists() and not (out / "figures").exists()
 
 
+def test_evaluate_scores_a_denoising_strength(photo_dataset, tmp_path, capsys):
+    """`evaluate --denoise K` scores the shipped model told K times the noise (how K acts on the
+    output: tests/test_demo.py); a strength out of range is one line before any pair is read."""
+    psnr = {}
+    for k in ("1", "2"):
+        out = tmp_path / f"eval{k}"
+        assert main(["evaluate", "--data", str(photo_dataset), "--list", "Sony_val_list.txt", "--out", str(out),
+                     "--no-figures", "--no-denoiser", "--denoise", k]) == 0
+        psnr[k] = json.loads((out / "metrics.json").read_text())["overall"]["model"]["psnr"]
+    assert abs(psnr["1"] - psnr["2"]) > 0.5, psnr  # 17.7 and 16.5 dB on these blocky x100-x300 frames
+    one_line_failure(capsys, ["evaluate", "--data", str(photo_dataset), "--list", "Sony_val_list.txt", "--out",
+                              str(tmp_path / "bad"), "--denoise", "-1"], "--denoise -1", "0 to 10")
+    assert not (tmp_path / "bad" / "metrics.json").exists()
+
+
 def test_the_log_matches_the_checkpoint_after_a_resume(photo_dataset, tmp_path):
     out = tmp_path / "run"
     every_other = ("--set", "train.val_every=2")  # epoch 0 trains only, the resumed epoch 1 validates

@@ -238,6 +238,12 @@ def _ratio_arg(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _add_denoise(p) -> None:
+    p.add_argument("--denoise", default=1.0, metavar="K",
+                   help="denoising strength of a noise-aware model, a factor on the noise it is told: 1 (default) "
+                        "as the file says, e.g. 1.5 smoother, 0.7 more grain and texture kept, 0 none")
+
+
 def _add_enhance(sub) -> None:
     p = sub.add_parser("enhance", help="enhance dark raw files (files, folders or globs)")
     p.add_argument("inputs", nargs="+", help="raw files, folders of raw files, or globs")
@@ -256,9 +262,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--noise-profile", default=None, metavar="TOML",
                    help="your camera's noise (`sid-keras calibrate`): its dark shading is subtracted, and a "
                         "noise-aware model is told its noise law for files without a NoiseProfile tag")
-    p.add_argument("--denoise", default=1.0, metavar="K",
-                   help="denoising strength of a noise-aware model, a factor on the noise it is told: 1 (default) "
-                        "as the file says, e.g. 1.5 smoother, 0.7 more grain and texture kept, 0 none")
+    _add_denoise(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--compression", choices=PNG_COMPRESSION, default="fast",
@@ -316,6 +320,7 @@ def _add_evaluate(sub) -> None:
                    help="tile side in packed pixels (default 512, or a fixed-size model's side)")
     p.add_argument("--overlap", type=int, default=None,
                    help="least tile context in packed pixels (default: 1/32 of the tile, 16 for 512)")
+    _add_denoise(p)
     p.add_argument("--overwrite", action="store_true", help="replace the metrics already in --out")
     p.set_defaults(run=_run_evaluate)
 
@@ -336,7 +341,7 @@ def _run_evaluate(args) -> int:
     check_outputs_free(args.out, REPORT_FILES, args.overwrite)
     pairs = read_sid_list(args.list, args.data, first_burst_only=args.first_burst_only,
                           exclude_scenes=MISALIGNED_SCENES if args.exclude_misaligned else ())
-    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap)
+    enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap, denoise=args.denoise)
     summary = evaluate(enhancer, pairs[: args.limit], args.out, denoiser=not args.no_denoiser, bm3d=args.bm3d,
                        figures=not args.no_figures, progress=on_terminal(),
                        log=lambda line: print(f"sid-keras evaluate: {line}", file=sys.stderr))
