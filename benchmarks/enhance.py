@@ -121,9 +121,11 @@ def write_frame(path: str, megapixels: float) -> None:
 
 def size_worker(model: str | None, dng: str, out: str) -> None:
     """One enhancement as the CLI does it; prints its seconds and the process's peak RSS."""
+    from sid_keras.apps.cli import _without_huge_pages
     from sid_keras.runtime import raw
     from sid_keras.runtime.inference import Enhancer, write_pixels
 
+    _without_huge_pages()
     enhancer = Enhancer(model)
     start = time.perf_counter()
     frame = raw.read_raw(dng)

@@ -75,6 +75,26 @@ def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):
     assert Image.open(out).size == (4128, 2176)
 
 
+def test_enhance_backs_its_arrays_with_ordinary_pages_unless_told(tmp_path, write_dng, monkeypatch):
+    """Huge-page advice made a fresh enhance stall in the kernel (cli._without_huge_pages); a user's
+    NUMPY_MADVISE_HUGEPAGE is kept."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # numpy 1.26
+        from numpy.core.multiarray import _set_madvise_hugepage
+    dng, _ = write_dng()
+    previous = _set_madvise_hugepage(True)
+    try:
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+        assert main(["enhance", str(dng), "-o", str(tmp_path / "a.png")]) == 0
+        assert _set_madvise_hugepage(True) is False  # enhance had turned the advice off
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        assert main(["enhance", str(dng), "-o", str(tmp_path / "b.png")]) == 0
+        assert _set_madvise_hugepage(True) is True
+    finally:
+        _set_madvise_hugepage(previous)
+
+
 def test_enhance_rejects_a_raw_without_a_colour_filter_array(tmp_path, tiny_model_file, capsys, film_scan_dng):
     assert main(["enhance", str(film_scan_dng), "-o", str(tmp_path / "n.png"), "--model", str(tiny_model_file)]) == 1
     assert "no colour filter array" in capsys.readouterr().err

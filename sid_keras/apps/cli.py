@@ -270,7 +270,29 @@ def _add_enhance(sub) -> None:
     p.set_defaults(run=_run_enhance)
 
 
+def _without_huge_pages() -> None:
+    """Back numpy's arrays with ordinary pages, unless ``NUMPY_MADVISE_HUGEPAGE`` says otherwise.
+
+    Why: numpy advises the kernel to back large arrays with transparent huge pages; where the
+    kernel then compacts memory to find them (THP defrag ``madvise``, a common default), a fresh
+    process's first touches of its frame-sized arrays stall. `sid-keras enhance` of the 9 MP
+    Blackmagic DNG: 2.35 s (median of 16, 0.66 s of it in the kernel) with the advice, 1.96 s
+    (0.28 s) without, faster in 15 of 16 alternated runs.
+    """
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage  # numpy 2
+    except ImportError:
+        try:
+            from numpy.core.multiarray import _set_madvise_hugepage  # numpy 1.26
+        except ImportError:
+            return
+    _set_madvise_hugepage(False)
+
+
 def _run_enhance(args) -> int:
+    _without_huge_pages()
     from sid_keras.runtime.inference import (
         Enhancer,
         enhance_files,
