@@ -78,10 +78,9 @@ def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):
 def test_enhance_backs_its_arrays_with_ordinary_pages_unless_told(tmp_path, write_dng, monkeypatch):
     """Huge-page advice made a fresh enhance stall in the kernel (cli._without_huge_pages); a user's
     NUMPY_MADVISE_HUGEPAGE is kept."""
-    try:
-        from numpy._core.multiarray import _set_madvise_hugepage
-    except ImportError:  # numpy 1.26
-        from numpy.core.multiarray import _set_madvise_hugepage
+    from sid_keras.apps.cli import _huge_page_advice_setter
+
+    _set_madvise_hugepage = _huge_page_advice_setter()
     dng, _ = write_dng()
     previous = _set_madvise_hugepage(True)
     try:
