@@ -121,11 +121,9 @@ def write_frame(path: str, megapixels: float) -> None:
 
 def size_worker(model: str | None, dng: str, out: str) -> None:
     """One enhancement as the CLI does it; prints its seconds and the process's peak RSS."""
-    from sid_keras.apps.cli import _without_huge_pages
     from sid_keras.runtime import raw
     from sid_keras.runtime.inference import Enhancer, write_pixels
 
-    _without_huge_pages()
     enhancer = Enhancer(model)
     start = time.perf_counter()
     frame = raw.read_raw(dng)
@@ -136,6 +134,9 @@ def size_worker(model: str | None, dng: str, out: str) -> None:
 
 
 def main(argv=None) -> int:
+    from sid_keras.apps.cli import _without_huge_pages
+
+    _without_huge_pages()  # as `sid-keras enhance` does: this process's stages and the size workers
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
         size_worker(None if sys.argv[2] == "-" else sys.argv[2], sys.argv[3], sys.argv[4])
         return 0

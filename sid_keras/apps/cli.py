@@ -276,8 +276,8 @@ def _without_huge_pages() -> None:
     Why: numpy advises the kernel to back large arrays with transparent huge pages; where the
     kernel then compacts memory to find them (THP defrag ``madvise``, a common default), a fresh
     process's first touches of its frame-sized arrays stall. `sid-keras enhance` of the 9 MP
-    Blackmagic DNG: 2.35 s (median of 16, 0.66 s of it in the kernel) with the advice, 1.96 s
-    (0.28 s) without, faster in 15 of 16 alternated runs.
+    Blackmagic DNG: 2.01 s (median of 16, 0.42 s of it in the kernel) with the advice, 1.81 s
+    (0.25 s) without, faster in 13 of 16 alternated runs (README, Speed).
     """
     setter = _huge_page_advice_setter()
     if setter is not None and "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
