@@ -279,6 +279,26 @@ def test_the_log_matches_the_checkpoint_after_a_resume(photo_dataset, tmp_path):
     assert float(rows[1][header.index("val_psnr")]) > 0 and rows[2][header.index("val_psnr")] == "NA"
 
 
+def test_the_weight_average_is_the_mean_of_the_later_epochs_across_a_resume(photo_dataset, tmp_path, capsys):
+    import keras
+
+    out = tmp_path / "run"
+    averaged = ("--set", "train.average_from=1")
+    assert _train(photo_dataset, out, "--set", "train.epochs=2", *averaged) == 0
+    second = keras.models.load_model(out / "final.keras", compile=False).get_weights()
+    assert _train(photo_dataset, out, "--set", "train.epochs=3", *averaged) == 0  # resumed: epoch 3 joins the mean
+    third = keras.models.load_model(out / "final.keras", compile=False).get_weights()
+    average = keras.models.load_model(out / "average.keras", compile=False).get_weights()
+    assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(second, third))
+    for a, b, mean in zip(second, third, average):
+        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-5, atol=1e-6)
+    record = json.loads((out / "average.json").read_text())
+    assert record["epochs"] == [2, 3] and np.isfinite(record["val_psnr"])
+    assert "average of epochs 2-3: validation PSNR" in capsys.readouterr().out
+    one_line_failure(capsys, ["train", "--config", "synthetic", "--set", "train.epochs=3", "--set",
+                              "train.average_from=3"], "average_from = 3", "1 to epochs - 1")
+
+
 def test_a_read_only_output_folder_is_named_not_the_temporary_file(tmp_path, monkeypatch):
     import errno
     import tempfile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -160,6 +161,74 @@ class Checkpoint(keras.callbacks.Callback):
         os.replace(fresh, latest)
         with atomic_path(latest_record) as tmp:
             pathlib.Path(tmp).write_text(json.dumps({"epoch": epochs_done}))
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """The mean of the weights after each epoch past ``start`` (stochastic weight averaging,
+    Izmailov et al., 2018): late in a run the weights wander around a minimum, and their mean
+    usually validates better than any one epoch's, at no training cost.
+
+    The running mean, with the epoch it reached and how many epochs it holds, is saved after each
+    epoch in ``folder`` (the newest two, like :class:`Checkpoint`, and before it), so a resumed
+    run continues the very mean its checkpoint belongs to.
+    """
+
+    NAMES = ("average", "average-previous")
+
+    def __init__(self, folder: str | pathlib.Path, start: int):
+        super().__init__()
+        self.folder, self.start = pathlib.Path(folder), start
+        self.mean: list[np.ndarray] | None = None
+        self.count = 0
+
+    def restore(self, epochs_done: int, log=print) -> None:
+        """Load the mean saved after ``epochs_done`` epochs (the checkpoint's), if averaging had begun."""
+        self.mean, self.count = None, 0
+        if epochs_done <= self.start:
+            return
+        for name in self.NAMES:
+            try:
+                with np.load(self.folder / f"{name}.npz") as saved:
+                    if int(saved["epoch"]) != epochs_done:
+                        continue
+                    keys = sorted(k for k in saved.files if k.startswith("w"))
+                    self.mean, self.count = [saved[k] for k in keys], int(saved["count"])
+                    return
+            except Exception:  # noqa: BLE001 - a missing or torn file: try the previous one
+                continue
+        log(f"{self.folder}: no weight average saved at epoch {epochs_done}; averaging again from "
+                 f"epoch {epochs_done + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.add(self.model, epoch + 1)
+
+    def add(self, model, epoch: int) -> None:
+        """Fold the weights after ``epoch`` into the mean (a diverged epoch is left out)."""
+        if epoch <= self.start or not finite_weights(model):
+            return
+        weights = model.get_weights()
+        self.count += 1
+        if self.mean is None:
+            self.mean = [np.array(w) for w in weights]
+        else:  # floats averaged; anything else (a counter) follows the latest epoch
+            self.mean = [m + (w - m) / self.count if np.issubdtype(w.dtype, np.floating) else w
+                         for m, w in zip(self.mean, weights)]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        latest, previous = (self.folder / f"{name}.npz" for name in self.NAMES)
+        if latest.exists():
+            os.replace(latest, previous)
+        with atomic_path(latest) as tmp, open(tmp, "wb") as f:
+            np.savez(f, epoch=epoch, count=self.count, **{f"w{i:05d}": w for i, w in enumerate(self.mean)})
+
+    @contextlib.contextmanager
+    def applied(self, model):
+        """``model`` holds the mean weights inside the block, its own again after it."""
+        kept = model.get_weights()
+        model.set_weights(self.mean)
+        try:
+            yield model
+        finally:
+            model.set_weights(kept)
 
 
 class KeepBest(keras.callbacks.Callback):

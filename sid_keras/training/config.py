@@ -72,6 +72,9 @@ class TrainConfig:
     precision: str = "auto"
     out_dir: str = "runs/sid"
     init_from: str = ""  # a .keras file of the same architecture to start from
+    # > 0: also keep the mean of the weights after each epoch past this one (stochastic weight
+    # averaging) as average.keras, validated at the end beside best.keras; 0: off
+    average_from: int = 0
     log_images: int = 2  # validation triplets written to TensorBoard
 
 
@@ -211,6 +214,9 @@ def validate(config: Config) -> None:
             raise SidError(f"[{where}] {name} = {value!r}: must be a positive integer")
     if t.seed < 0:
         raise SidError(f"[train] seed = {t.seed}: must be >= 0")
+    if isinstance(t.average_from, bool) or not isinstance(t.average_from, int) or not 0 <= t.average_from < t.epochs:
+        raise SidError(f"[train] average_from = {t.average_from!r}: give the epoch after which weights are "
+                       f"averaged, 1 to epochs - 1 ({t.epochs - 1}), or 0 for none")
     if t.steps_per_epoch < 0:
         raise SidError(f"[train] steps_per_epoch = {t.steps_per_epoch}: must be >= 0 (0: one crop per pair)")
     if not d.ratio_cap > 0:

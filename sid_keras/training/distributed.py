@@ -60,6 +60,8 @@ def train_multi_worker(config: Config, *, log=print) -> dict:
         model.optimizer.build(model.trainable_variables)
     checkpoint = task.checkpoint(log)
     start_epoch = checkpoint.restore(model)
+    if task.average:
+        task.average.restore(start_epoch, log)
     if chief:
         config.write(task.out / "config.json")
     global_batch = config.data.batch_size
@@ -92,9 +94,12 @@ def train_multi_worker(config: Config, *, log=print) -> dict:
             if chief:
                 best.update(model, value, epoch + 1)
         if chief:
+            if task.average:
+                task.average.add(model, epoch + 1)
             checkpoint.save(model, epoch + 1)
         log(line)
     if chief:
         save_model_atomic(model, task.out / "final.keras")
+        task.save_average(model, validate, log)
     return {"loss": history, "model": model, "start_epoch": start_epoch}
 

@@ -14,6 +14,8 @@ A run lives in ``train.out_dir``::
     checkpoint/        weights, optimizers and epoch of the last two epochs (resume)
     .lock              held while a process trains here
     best.keras         best model by validation PSNR (best.json says which epoch)
+    average.keras      with train.average_from: the mean of the later epochs' weights (average.json:
+                       which epochs, and its validation PSNR)
     final.keras        the model after the last epoch
     log.csv            one line per epoch
     tensorboard/       scalars and validation image triplets
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import os
 import pathlib
@@ -289,6 +292,32 @@ class Task:
 
         return Checkpoint(self.out / "checkpoint", log=log)
 
+    @functools.cached_property
+    def average(self):
+        """The run's weight average (:class:`~sid_keras.training.callbacks.WeightAverage`), or None
+        without ``train.average_from``."""
+        from sid_keras.training.callbacks import WeightAverage
+
+        start = self.config.train.average_from
+        return WeightAverage(self.out / "checkpoint", start) if start else None
+
+    def save_average(self, model, validate, log=print) -> None:
+        """Validate the weight average and write it as average.keras (a run that averaged nothing
+        yet writes nothing)."""
+        from sid_keras.runtime.io import atomic_path
+
+        average = self.average
+        if average is None or not average.count:
+            return
+        with average.applied(model):
+            value = validate()
+            save_model_atomic(model, self.out / "average.keras")
+        first = self.config.train.average_from + 1
+        with atomic_path(self.out / "average.json") as tmp:
+            pathlib.Path(tmp).write_text(json.dumps({"val_psnr": value, "epochs": [first, first + average.count - 1]}))
+        log(f"average of epochs {first}-{first + average.count - 1}: validation PSNR {value:.2f} dB "
+            f"-> {self.out / 'average.keras'}")
+
     def schedule(self):
         """The callback that sets (and logs) each epoch's learning rate(s)."""
         from sid_keras.training.callbacks import StepSchedule
@@ -310,6 +339,7 @@ class Task:
             KeepBest(self.out / "best.keras", monitor="val_psnr"),
             keras.callbacks.TensorBoard(str(self.out / "tensorboard"), write_graph=False),
             ValidationImages(self.out / "tensorboard" / "images", data.val, t.val_every, t.log_images),
+            *([self.average] if self.average else []),
             checkpoint,
         ]
 
@@ -438,6 +468,8 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
             model = task.build_model(data.channels, data.scale)
             task.init_weights(model)
             initial_epoch = checkpoint.restore(model)
+        if task.average:
+            task.average.restore(initial_epoch, log)
         task.trim_log(initial_epoch)
         config.write(task.out / "config.json")
         history = model.fit(task.train_dataset(data, epoch=initial_epoch), epochs=config.train.epochs,
@@ -446,6 +478,7 @@ def train(config: Config, *, verbose: int | str = "auto", progress: bool = False
                             callbacks=task.callbacks(data, checkpoint), verbose=verbose)
         task.raise_if_diverged()
         save_model_atomic(model, task.out / "final.keras")
+        task.save_average(model, lambda: float(model.evaluate(data.val, verbose=0, return_dict=True)["psnr"]), log)
     return history
 
 
