@@ -168,8 +168,7 @@ class WeightAverage(keras.callbacks.Callback):
     Izmailov et al., 2018): late in a run the weights wander around a minimum, and their mean
     usually validates better than any one epoch's, at no training cost.
 
-    The running mean, with the epoch it reached and how many epochs it holds, is saved after each
-    epoch in ``folder`` (the newest two, like :class:`Checkpoint`, and before it), so a resumed
+    The running mean, with the first and last epoch it holds, is saved after each epoch in ``folder`` (the newest two, like :class:`Checkpoint`, and before it), so a resumed
     run continues the very mean its checkpoint belongs to.
     """
 
@@ -179,11 +178,12 @@ class WeightAverage(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.start = pathlib.Path(folder), start
         self.mean: list[np.ndarray] | None = None
-        self.count = 0
+        self.count = 0  # epochs in the mean, from first to last
+        self.first = self.last = 0
 
     def restore(self, epochs_done: int, log=print) -> None:
         """Load the mean saved after ``epochs_done`` epochs (the checkpoint's), if averaging had begun."""
-        self.mean, self.count = None, 0
+        self.mean, self.count, self.first, self.last = None, 0, 0, 0
         if epochs_done <= self.start:
             return
         for name in self.NAMES:
@@ -191,13 +191,13 @@ class WeightAverage(keras.callbacks.Callback):
                 with np.load(self.folder / f"{name}.npz") as saved:
                     if int(saved["epoch"]) != epochs_done:
                         continue
-                    keys = sorted(k for k in saved.files if k.startswith("w"))
-                    self.mean, self.count = [saved[k] for k in keys], int(saved["count"])
+                    self.mean = [saved[k] for k in sorted(k for k in saved.files if k.startswith("w"))]
+                    self.count, self.first, self.last = int(saved["count"]), int(saved["first"]), epochs_done
                     return
             except Exception:  # noqa: BLE001 - a missing or torn file: try the previous one
                 continue
         log(f"{self.folder}: no weight average saved at epoch {epochs_done}; averaging again from "
-                 f"epoch {epochs_done + 1}")
+            f"epoch {epochs_done + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
         self.add(self.model, epoch + 1)
@@ -207,9 +207,9 @@ class WeightAverage(keras.callbacks.Callback):
         if epoch <= self.start or not finite_weights(model):
             return
         weights = model.get_weights()
-        self.count += 1
+        self.count, self.last = self.count + 1, epoch
         if self.mean is None:
-            self.mean = [np.array(w) for w in weights]
+            self.mean, self.first = [np.array(w) for w in weights], epoch
         else:  # floats averaged; anything else (a counter) follows the latest epoch
             self.mean = [m + (w - m) / self.count if np.issubdtype(w.dtype, np.floating) else w
                          for m, w in zip(self.mean, weights)]
@@ -218,7 +218,8 @@ class WeightAverage(keras.callbacks.Callback):
         if latest.exists():
             os.replace(latest, previous)
         with atomic_path(latest) as tmp, open(tmp, "wb") as f:
-            np.savez(f, epoch=epoch, count=self.count, **{f"w{i:05d}": w for i, w in enumerate(self.mean)})
+            weights = {f"w{i:05d}": w for i, w in enumerate(self.mean)}
+            np.savez(f, epoch=epoch, count=self.count, first=self.first, **weights)
 
     @contextlib.contextmanager
     def applied(self, model):

@@ -302,9 +302,10 @@ class Task:
         return WeightAverage(self.out / "checkpoint", start) if start else None
 
     def save_average(self, model, validate, log=print) -> None:
-        """Validate the weight average and write it as average.keras (a run that averaged nothing
-        yet writes nothing)."""
+        """Validate the weight average and write it as average.keras, and say how it compares with
+        best.keras (a run that averaged nothing yet writes nothing)."""
         from sid_keras.runtime.io import atomic_path
+        from sid_keras.training.callbacks import read_record
 
         average = self.average
         if average is None or not average.count:
@@ -312,11 +313,13 @@ class Task:
         with average.applied(model):
             value = validate()
             save_model_atomic(model, self.out / "average.keras")
-        first = self.config.train.average_from + 1
+        epochs = [average.first, average.last]
         with atomic_path(self.out / "average.json") as tmp:
-            pathlib.Path(tmp).write_text(json.dumps({"val_psnr": value, "epochs": [first, first + average.count - 1]}))
-        log(f"average of epochs {first}-{first + average.count - 1}: validation PSNR {value:.2f} dB "
-            f"-> {self.out / 'average.keras'}")
+            pathlib.Path(tmp).write_text(json.dumps({"val_psnr": value, "epochs": epochs, "count": average.count}))
+        best = read_record(self.out / "best.json", "val_psnr")
+        against = f" (best.keras: {best['val_psnr']:.2f} dB, epoch {best['epoch']})" if best else ""
+        log(f"average of epochs {epochs[0]}-{epochs[1]}: validation PSNR {value:.2f} dB{against} -> "
+            f"{self.out / 'average.keras'}")
 
     def schedule(self):
         """The callback that sets (and logs) each epoch's learning rate(s)."""
