@@ -99,7 +99,7 @@ def test_denoise_sets_how_much_the_shipped_model_smooths(tmp_path):
     write_cfa_dng(dng, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383, iso=6400)
     model = load_model()
     grain = [float(np.std(Enhancer(model, denoise=k).enhance(dng, ratio=8)[8:-8, 8:-8])) for k in (0, 0.5, 1, 2)]
-    assert grain == sorted(grain, reverse=True) and grain[3] < 0.6 * grain[0], grain  # 0.014 ... 0.0040
+    assert grain == sorted(grain, reverse=True) and grain[3] < 0.6 * grain[0], grain  # 0.014 ... 0.0037
     classical = Enhancer(UNet(width=4, depth=3, demosaic_residual=True, demosaic_gate=True, demosaic="malvar"))
     np.testing.assert_allclose(Enhancer(model, denoise=0).enhance(dng, ratio=8), classical.enhance(dng, ratio=8),
                                atol=2e-3)

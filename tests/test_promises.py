@@ -258,7 +258,7 @@ def test_evaluate_scores_a_denoising_strength(photo_dataset, tmp_path, capsys):
         assert main(["evaluate", "--data", str(photo_dataset), "--list", "Sony_val_list.txt", "--out", str(out),
                      "--no-figures", "--no-denoiser", "--denoise", k]) == 0
         psnr[k] = json.loads((out / "metrics.json").read_text())["overall"]["model"]["psnr"]
-    assert abs(psnr["1"] - psnr["2"]) > 0.5, psnr  # 17.7 and 16.5 dB on these blocky x100-x300 frames
+    assert abs(psnr["1"] - psnr["2"]) > 0.5, psnr  # 17.5 and 16.2 dB on these blocky x100-x300 frames
     one_line_failure(capsys, ["evaluate", "--data", str(photo_dataset), "--list", "Sony_val_list.txt", "--out",
                               str(tmp_path / "bad"), "--denoise", "-1"], "--denoise -1", "0 to 10")
     assert not (tmp_path / "bad" / "metrics.json").exists()
