@@ -168,8 +168,9 @@ class WeightAverage(keras.callbacks.Callback):
     Izmailov et al., 2018): late in a run the weights wander around a minimum, and their mean
     usually validates better than any one epoch's, at no training cost.
 
-    The running mean, with the first and last epoch it holds, is saved after each epoch in ``folder`` (the newest two, like :class:`Checkpoint`, and before it), so a resumed
-    run continues the very mean its checkpoint belongs to.
+    The running mean, with the first and last epoch it holds, is saved after each epoch in
+    ``folder`` (the newest two, like :class:`Checkpoint`, and before it), so a resumed run
+    continues the very mean its checkpoint belongs to.
     """
 
     NAMES = ("average", "average-previous")
