@@ -60,6 +60,17 @@ def test_an_input_raw_file_is_never_replaced_by_an_output(tmp_path, write_dng, t
     assert path.read_bytes() == before
 
 
+def test_a_folder_or_pattern_without_raw_files_is_refused_before_any_work(tmp_path, write_dng, tiny_model_file,
+                                                                          capsys):
+    path, _ = write_dng("a.dng")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    for barren in (str(tmp_path / "empty"), str(tmp_path / "*.DNG")):
+        one_line_failure(capsys, ["enhance", str(path), barren, "-o", str(out), "--model", str(tiny_model_file)],
+                         "no raw files found in", barren)
+    assert not out.exists()  # the good file was not enhanced either: the command is corrected first
+
+
 def test_a_truncated_raw_file_is_an_error_naming_it(tmp_path, write_dng, tiny_model_file, capsys):
     path, _ = write_dng("cut.dng", shape=(128, 192))
     data = path.read_bytes()

@@ -307,8 +307,12 @@ def _run_enhance(args) -> int:
     )
 
     inputs = expand_inputs(args.inputs)
-    if not inputs:
-        raise SidError(f"no raw files found in {' '.join(args.inputs)}")
+    # a folder or pattern that brings no raw file is a typo or a wrong folder: said before any work,
+    # not left for the user to notice among the outputs
+    barren = [item for item in args.inputs if not expand_inputs([item])]
+    if barren:
+        raise SidError(f"no raw files found in {', '.join(barren)}: check the folder or pattern "
+                       f"(raw suffixes such as .dng, .arw, .cr2, .nef), or leave it out")
     fmt, plan = plan_outputs(inputs, args.out, args.fmt)
     profile, shading = None, None
     if args.noise_profile:
