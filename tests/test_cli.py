@@ -59,11 +59,13 @@ def test_enhance_errors_are_one_line(tmp_path, tiny_model_file, capsys):
     assert err[0].endswith("none.ARW: no such file") and "1 of 1 files failed" in err[-1]
     assert main(["enhance", "x.dng", "-o", "o.png", "--model", str(tmp_path / "m.keras")]) == 1
     assert "no such model file" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["enhance", "x.dng", "-o", "o.png", "--ratio", "-3"])
-    assert exit_info.value.code == 1  # a usage error is one line, exit 1, like every other failure
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--ratio" in err[0] and "sid-keras enhance --help" in err[0]
+    for option, value, needle in (("--ratio", "-3", "between"), ("--tile", "8", "under 32 packed pixels"),
+                                  ("--tile", "abc", "not a whole number")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["enhance", "x.dng", "-o", "o.png", option, value])
+        assert exit_info.value.code == 1  # a usage error is one line, exit 1, like every other failure
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and option in err[0] and needle in err[0] and "sid-keras enhance --help" in err[0]
 
 
 def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):

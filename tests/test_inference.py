@@ -45,6 +45,18 @@ def test_tiled_output_matches_whole_frame(tiny_model):
     assert psnr_8bit(whole, tiled) > 40
 
 
+def test_a_small_tile_gets_enough_context_by_default(tiny_model):
+    """1/32 of a 32-pixel tile is 1 pixel of context: seams. The default gives small tiles more."""
+    rng = np.random.default_rng(1)
+    packed = rng.uniform(0, 1, (96, 128, 4)).astype("float32")
+    whole = np.asarray(tiny_model(packed[None]))[0]
+    enhancer = Enhancer(tiny_model, tile=32)
+    tiled = run_tiled(enhancer.predict, packed, 2, tile=32, overlap=enhancer.overlap)
+    one_pixel = run_tiled(enhancer.predict, packed, 2, tile=32, overlap=1)
+    assert psnr_8bit(whole, tiled) > psnr_8bit(whole, one_pixel) + 3
+    assert Enhancer(tiny_model).overlap == 16 and Enhancer(tiny_model, tile=256).overlap == 8
+
+
 @pytest.mark.parametrize("size, tile, step, align", [(2064, 256, 240, 1), (1088, 256, 240, 2), (300, 256, 224, 1),
                                                      (256, 256, 240, 1), (1000, 64, 40, 3)])
 def test_tiles_are_as_few_as_the_overlap_allows_and_spread_evenly(size, tile, step, align):

@@ -244,6 +244,29 @@ def _add_denoise(p) -> None:
                         "as the file says, e.g. 1.5 smoother, 0.7 more grain and texture kept, 0 none")
 
 
+def _tile_arg(text: str) -> int:
+    from sid_keras.runtime.inference import SMALLEST_TILE
+
+    try:
+        side = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tile side {text!r} is not a whole number of packed pixels") from None
+    if side < SMALLEST_TILE:
+        raise argparse.ArgumentTypeError(
+            f"tile side {side} is under {SMALLEST_TILE} packed pixels: so little context shows seams and "
+            f"saves no memory; give {SMALLEST_TILE} or more")
+    return side
+
+
+def _add_tiling(p) -> None:
+    p.add_argument("--tile", type=_tile_arg, default=None,
+                   help="tile side in packed pixels, 32 or more (memory bound; default 512, or a fixed-size "
+                        "model's side)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="least tile context in packed pixels (default: 1/32 of the tile and at least 8 "
+                        "where the tile allows; 16 for 512)")
+
+
 def _add_enhance(sub) -> None:
     p = sub.add_parser("enhance", help="enhance dark raw files (files, folders or globs)")
     p.add_argument("inputs", nargs="+", help="raw files, folders of raw files, or globs")
@@ -255,10 +278,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--format", dest="fmt", choices=list(OUTPUT_FORMATS), default=None,
                    help="output format (default: from the output extension, else png); dng: the "
                         "enhanced linear camera RGB as a DNG a raw developer opens")
-    p.add_argument("--tile", type=int, default=None,
-                   help="tile side in packed pixels (memory bound; default 512, or a fixed-size model's side)")
-    p.add_argument("--overlap", type=int, default=None,
-                   help="least tile context in packed pixels (default: 1/32 of the tile, 16 for 512)")
+    _add_tiling(p)
     p.add_argument("--noise-profile", default=None, metavar="TOML",
                    help="your camera's noise (`sid-keras calibrate`): its dark shading is subtracted, and a "
                         "noise-aware model is told its noise law for files without a NoiseProfile tag")
@@ -348,10 +368,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--no-figures", action="store_true", help="skip the side-by-side figures")
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
-    p.add_argument("--tile", type=int, default=None,
-                   help="tile side in packed pixels (default 512, or a fixed-size model's side)")
-    p.add_argument("--overlap", type=int, default=None,
-                   help="least tile context in packed pixels (default: 1/32 of the tile, 16 for 512)")
+    _add_tiling(p)
     _add_denoise(p)
     p.add_argument("--overwrite", action="store_true", help="replace the metrics already in --out")
     p.set_defaults(run=_run_evaluate)
