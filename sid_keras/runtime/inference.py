@@ -45,6 +45,8 @@ def default_overlap(tile: int) -> int:
     1/32 is next to nothing; the Blackmagic frame at --tile 32 came out 48.6 dB from the default
     tiling with 1 pixel of context (seams 66 levels deep), 54.7 with the 7 it gets now."""
     return max(tile // 32, min(8, (tile - 1) // 4))
+
+
 # The shipped model: training, fine-tuning and export start from the .keras file; enhancing uses
 # the same weights as TFLite (no TensorFlow import; the model card says which variant).
 DEFAULT_MODEL_FILE = ASSETS_DIR / "default.keras"
