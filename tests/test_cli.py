@@ -36,6 +36,20 @@ def test_help_lists_the_commands(capsys):
         assert command in out
 
 
+def test_every_command_that_writes_takes_o_for_its_output():
+    """`-o` works wherever `--out` does, as `enhance -o` taught the user."""
+    import argparse
+
+    from sid_keras.apps.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    takes_out = {name: [a.option_strings for a in sub._actions if "--out" in a.option_strings]
+                 for name, sub in commands.items()}
+    assert {name for name, found in takes_out.items() if found} >= {"enhance", "demo", "evaluate", "synth",
+                                                                     "finetune", "calibrate", "export"}
+    assert all(found == [["-o", "--out"]] for found in takes_out.values() if found), takes_out
+
+
 def test_enhance_writes_once_and_refuses_to_overwrite(tmp_path, write_dng, tiny_model_file, capsys):
     dng, _ = write_dng(name="dark.dng")
     out = tmp_path / "out.png"

@@ -117,7 +117,7 @@ def _errors_only(record: logging.LogRecord) -> bool:
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="make a SID-layout dataset (DNG pairs + list) from clean photos")
     p.add_argument("--photos", required=True, help="folder of clean sRGB photos (jpg/png/tif)")
-    p.add_argument("--out", required=True, help="dataset root to write (./Sony/short, ./Sony/long, lists)")
+    p.add_argument("-o", "--out", required=True, help="dataset root to write (./Sony/short, ./Sony/long, lists)")
     p.add_argument("--split", default="train", help="list name: <camera>_<split>_list.txt (default train)")
     p.add_argument("--ratios", type=int, nargs="+", default=[100, 250, 300])
     p.add_argument("--seed", type=int, default=0)
@@ -358,7 +358,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--list", required=True, help="list file (e.g. Sony_test_list.txt)")
     p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
-    p.add_argument("--out", required=True, help="folder for metrics.json, metrics.csv, figures/")
+    p.add_argument("-o", "--out", required=True, help="folder for metrics.json, metrics.csv, figures/")
     p.add_argument("--first-burst-only", action="store_true", help="only _00 short exposures")
     p.add_argument("--exclude-misaligned", action="store_true",
                    help="drop SID's misaligned scenes 10034, 10045, 10172")
@@ -407,7 +407,7 @@ def _run_evaluate(args) -> int:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="make a dark raw from a shipped photo, enhance it, compare")
-    p.add_argument("--out", default="sid_demo", help="output folder (default: sid_demo)")
+    p.add_argument("-o", "--out", default="sid_demo", help="output folder (default: sid_demo)")
     p.add_argument("--ratio", type=int, default=250, choices=[100, 250, 300], help="darkness of the raw")
     p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
     p.add_argument("--seed", type=int, default=0)
@@ -551,7 +551,7 @@ def _run_tune(args) -> int:
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="SavedModel + TFLite fp32/fp16/int8-weight/int8 with a parity report")
     p.add_argument("model", help=".keras model file")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--profile", default=None, help="export profile: a TOML file or a shipped name (default)")
     p.add_argument("--calibration", default=None, metavar="DIR",
                    help="calibrate the int8 file on the dark raw files in DIR (the target camera's); "
