@@ -130,6 +130,20 @@ def test_unvalidated_numbers_and_bad_config_values_are_one_line(tmp_path, capsys
     assert not (tmp_path / "run").exists()
 
 
+def test_counts_and_names_that_would_quietly_change_a_dataset_are_refused(tmp_path, capsys):
+    """`--limit -3` sliced off the last three photos or pairs; `--split a/b` wrote its list into a new folder."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    out = tmp_path / "data"
+    for setting, needle in ((["--limit", "-3"], "limit -3"), (["--limit", "0"], "limit 0"),
+                            (["--split", "a/b"], "split 'a/b'")):
+        one_line_failure(capsys, ["synth", "--photos", str(photos), "--out", str(out), *setting], needle)
+    assert not out.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--data", str(out), "--list", "x.txt", "--out", str(tmp_path / "eval"), "--limit", "-3"])
+    assert exit_info.value.code == 1 and "--limit" in capsys.readouterr().err
+
+
 def test_a_failed_start_leaves_the_run_folder_untouched_and_usable(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--config", "synthetic", "--set", f"train.out_dir='{out}'",

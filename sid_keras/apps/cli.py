@@ -244,6 +244,16 @@ def _add_denoise(p) -> None:
                         "as the file says, e.g. 1.5 smoother, 0.7 more grain and texture kept, 0 none")
 
 
+def _count_arg(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, 1 or more")
+    return count
+
+
 def _tile_arg(text: str) -> int:
     from sid_keras.runtime.inference import SMALLEST_TILE
 
@@ -367,7 +377,7 @@ def _add_evaluate(sub) -> None:
                    help="also score scaled + BM3D (slow: ~9 s per 0.15 MP image; needs the bm3d package)")
     p.add_argument("--no-figures", action="store_true", help="skip the side-by-side figures")
     p.add_argument("--report", action="store_true", help="also write report.html")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--limit", type=_count_arg, default=None, help="evaluate only the first N pairs")
     _add_tiling(p)
     _add_denoise(p)
     p.add_argument("--overwrite", action="store_true", help="replace the metrics already in --out")

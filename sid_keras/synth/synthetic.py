@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -402,6 +403,10 @@ def synthesize(photos_dir: str | os.PathLike, out_dir: str | os.PathLike, *, spl
     into ``out_dir`` at the end, the list last; files already there (the same scene ids, the same
     list) are refused unless ``overwrite``.
     """
+    if limit is not None and limit < 1:  # photos[:-3] would quietly drop the last three
+        raise SidError(f"limit {limit}: give the number of photos to use, 1 or more (or no limit)")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", split):  # it names the list file: no folders, no spaces
+        raise SidError(f"split {split!r}: give a simple name of letters, digits, - or _ (train, val, test)")
     photos = find_photos(photos_dir)[:limit]
     ratios = [int(r) for r in ratios]
     if not ratios or min(ratios) <= 0:
