@@ -219,6 +219,10 @@ class Task:
         t = self.config.train
         keras.utils.set_random_seed(t.seed)  # the same initial weights on every worker and every run
         model = build_model(self.config.model.name, **self.model_args(channels, scale))
+        stride = getattr(model, "stride", 1)
+        if self.config.data.patch_size < stride:  # the model pads a crop to its stride by mirroring it
+            raise SidError(f"[data] patch_size = {self.config.data.patch_size}: this model halves its input down to "
+                           f"1/{stride}, so give at least {stride} packed pixels (a multiple of {stride} wastes none)")
         self.load_first_network(model)
         optimizer = keras.optimizers.Adam(t.learning_rate)
         if self.is_gan:
