@@ -159,10 +159,10 @@ def test_a_non_finite_or_negative_setting_is_refused_up_front(tmp_path, capsys, 
 def test_a_patch_smaller_than_the_models_stride_is_refused_before_the_run_folder(photo_dataset, tmp_path, capsys):
     """It once reached the first training step: an InvalidArgumentError reported as a bug, a run folder left."""
     out = tmp_path / "run"
-    one_line_failure(capsys, ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
-                              "--set", f"train.out_dir={json.dumps(str(out))}", "--set", "model.args={width=4, depth=3}",
-                              "--set", "data.patch_size=3", "--set", "data.batch_size=2"],
-                     "patch_size = 3", "at least 4")
+    command = ["train", "--config", "synthetic", "--set", f"data.root={json.dumps(str(photo_dataset))}",
+               "--set", f"train.out_dir={json.dumps(str(out))}", "--set", "model.args={width=4, depth=3}",
+               "--set", "data.patch_size=3", "--set", "data.batch_size=2"]
+    one_line_failure(capsys, command, "patch_size = 3", "at least 4")
     assert not out.exists()
 
 
