@@ -33,7 +33,6 @@ AUTO_TARGET_MEAN = {"srgb": 0.13, "linear": 0.16}
 AUTO_RATIO_RANGE = (1.0, 1000.0)
 # Defaults in packed pixels: 512 (1024 output pixels) tiles with 16 packed pixels of context.
 DEFAULT_TILE = 512
-DEFAULT_OVERLAP = DEFAULT_TILE // 32
 # The smallest tile the command line takes: below it the network sees too little of the frame
 # around each tile, and memory (the frame's own buffers by then) falls no further.
 SMALLEST_TILE = 32
@@ -46,6 +45,8 @@ def default_overlap(tile: int) -> int:
     tiling with 1 pixel of context (seams 66 levels deep), 54.7 with the 7 it gets now."""
     return max(tile // 32, min(8, (tile - 1) // 4))
 
+
+DEFAULT_OVERLAP = default_overlap(DEFAULT_TILE)  # 16
 
 # The shipped model: training, fine-tuning and export start from the .keras file; enhancing uses
 # the same weights as TFLite (no TensorFlow import; the model card says which variant).
