@@ -1,31 +1,46 @@
 """The founding paper's experiment: the seven U-Net variants trained under one recipe, compared.
 
-    python benchmarks/study.py train [--out runs/study] [--only NAME ...] [--set KEY=VALUE ...]
-    python benchmarks/study.py report --stress DIR [--out runs/study] [--figures docs/study]
+    python benchmarks/study.py time [--only NAME ...] [--steps 10]
+    python benchmarks/study.py train [--only NAME ...] [--out runs/study]
+    python benchmarks/study.py report
 
-``train`` runs every variant of :data:`VARIANTS`, in order, with the recipe of the shipped model
-(``sid_keras/configs/experiments/shipped.toml``: the same on-the-fly photo stream and seed, steps, schedule,
-noise input and validation set) into ``OUT/NAME``, without the shipped model's classical demosaic base
-(a ``unet`` option the other variants lack: the study compares the paper's networks as such).
-Killed at any point, the same command continues:
-each run resumes from its last checkpoint and finished runs (``final.keras``) are skipped.
-``double_unet`` starts its first network from ``OUT/unet/best.keras`` and keeps it frozen (the
-U-UNet recipe), so ``unet`` trains first. ``--set`` changes the recipe for every variant (a
-shorter study: ``--set train.epochs=20``); the budget is said in the report.
+The study file (``docs/study/study.toml``) fixes the budget and lists the runs: the seven
+variants of :data:`VARIANTS` and two second-seed runs that measure the run-to-run spread.
+
+``time`` trains each variant for a few steps on this machine and prints its seconds a step: what
+sized the budget, and what to check on a new machine before starting a run.
+
+``train`` trains each run without a record, in order, with the recipe of the shipped model
+(``sid_keras/configs/experiments/shipped.toml``: the same on-the-fly photo stream and seed, noise
+input and validation set) under the study's budget, into ``OUT/NAME``, without the shipped model's
+classical demosaic base (a ``unet`` option the other variants lack: the study compares the
+paper's networks as such). Killed at any point, the same command continues from the last
+checkpoint. When a run has trained, it is measured (below) and its record written to
+``docs/study/results/NAME.json``: config, budget, precision, machine, wall time, the validation
+curve, and every figure of the report's table, with a 160x160 crop of one stress frame for the
+crop figure. Commit each record as it is written; a run with a record is never trained again,
+so the next session's ``train`` goes on with the next run. ``double_unet`` starts its first
+network from the trained ``unet`` and keeps it frozen (the U-UNet recipe): the unet's record keeps
+those weights as ``results/unet.keras`` for it.
+
+``report`` rebuilds ``docs/study.md`` and its two figures (``docs/study/quality_vs_gmacs.png``,
+``docs/study/crops.png``) from the records alone, with the paper's table beside ours and a
+verdict per paper claim against the run-to-run spread.
 
 Widths (the fairness rule): every SID-family variant keeps the shipped model's base width (12) and
 depth (5), so each adds its own mechanism (attention gates, a discriminator, a second U-Net, a VAE
-branch) to the same U-Net; ``unet_deep`` is one level deeper (6) at width 8, GroupNorm needing a
+branch) to the same U-Net, and the GANs' U-Net discriminator has that width too (at its default
+32 it cost five generator steps a step: 2.6 s against 0.42 on an AVX2 machine); ``unet_deep`` is one level deeper (6) at width 8, GroupNorm needing a
 multiple of 8; ``fast_unet`` keeps its own design (8x packing, depth 3) at width 24. Parameters and
 GMACs are in the table, so equal-cost comparisons can be read off it.
 
-``report`` writes ``OUT/study.md`` (and prints it) with, per variant: parameters, GMACs per output
-megapixel, CPU seconds of the network for a 12 MP frame (forward pass on 1 MP tiles, x12, median of
-3), the stress grid's PSNR / SSIM overall and per ISO band with the margin over scaled + non-local
-means, the gradient-histogram distance to the truth (GHD, below), the fidelity benchmark at ratio 1
-(mean / worst, ``benchmarks/fidelity.py``'s scikit-image set, beside the perfect-scene ceiling),
-and the PSNR change of the int8-weight TFLite twin on the stress grid. Figures in ``--figures``:
-``quality_vs_gmacs.png`` and ``crops.png`` (the same stress crop through every variant).
+Measured per run: parameters, GMACs per output megapixel, CPU seconds of the network for a 12 MP
+frame (forward pass on 1 MP tiles, x12, median of 3, on the machine that trained it), the stress
+grid's PSNR / SSIM overall and per ISO band beside scaled + non-local means, the gradient-histogram
+distance to the truth (GHD, below), the colour saturation of the output against the truth's (the
+"washed-out colour" the U-UNet was meant to fix), the fidelity benchmark at ratio 1 (mean / worst,
+``benchmarks/fidelity.py``'s scikit-image set, beside the perfect-scene ceiling), and the PSNR
+change of the int8-weight TFLite twin on every fourth stress pair.
 
 GHD, the perceptual measure: the 1-Wasserstein distance between the distributions of log gradient
 magnitudes (luminance, forward differences) of the output and of the truth, averaged over the
@@ -40,6 +55,8 @@ import argparse
 import json
 import os
 import pathlib
+import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -49,14 +66,19 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+STUDY_FILE = REPO / "docs" / "study" / "study.toml"
+RESULTS = REPO / "docs" / "study" / "results"
+STRESS_PHOTOS = REPO.parent / "shared" / "data" / "photos" / "val"  # CBSD68: never trained on
+
 # name -> (registered model, model.args changed from the shipped recipe's)
 VARIANTS = {
     "unet": ("unet", {}),
     "attention_unet": ("attention_unet", {}),
-    "unet_gan": ("unet_gan", {}),
+    "unet_gan": ("unet_gan", {"discriminator_width": 12}),
     "double_unet": ("double_unet", {"freeze_first": True}),
     "unet_deep": ("unet_deep", {"width": 8, "depth": 6}),
-    "vae_gan": ("vae_gan", {}),
+    "vae_gan": ("vae_gan", {"discriminator_width": 12}),
     "fast_unet": ("fast_unet", {"width": 24, "depth": 3}),
 }
 # The founding paper's table (SID Sony test set, sRGB output, its own training budget).
@@ -64,31 +86,157 @@ PAPER = {"unet": (27.251, 0.756), "attention_unet": (25.447, 0.727), "unet_gan":
 # The shipped model's options that only ``unet`` takes: left out, so every variant is the network alone.
 DEMOSAIC_BASE = ("demosaic_residual", "demosaic_gate", "demosaic", "demosaic_trust")
 TILE = 512  # packed pixels of the timing tile: a 1 MP output
+CROP = 160  # output pixels of the crop figure's panels
+FIRST_NETWORK = "unet.keras"  # in the results folder: the trained unet the U-UNet starts from
 
 
-def variant_config(name: str, out: pathlib.Path, overrides: list[str]):
-    """The shipped recipe with this variant's model, its run folder under ``out``."""
+def load_study(path: pathlib.Path = STUDY_FILE) -> dict:
+    """The study file: ``budget`` (--set assignments for every run) and ``runs`` (name -> variant
+    and its own assignments), checked."""
+    from sid_keras.errors import SidError
+    from sid_keras.runtime.io import read_toml
+
+    study = read_toml(path, "study file")
+    runs = study.get("runs", {})
+    for name, run in runs.items():
+        if run.get("variant") not in VARIANTS:
+            raise SidError(f"{path}: run {name!r} has variant {run.get('variant')!r}; use one of {', '.join(VARIANTS)}")
+    return {"budget": list(study.get("budget", [])), "runs": runs}
+
+
+def variant_config(variant: str, out: pathlib.Path, overrides: list[str], first: pathlib.Path | None = None):
+    """The shipped recipe with this variant's model in run folder ``out``, ``overrides`` applied;
+    ``first``: the trained unet a double_unet starts from."""
     from sid_keras.training.config import load_config
 
-    model, args = VARIANTS[name]
+    model, args = VARIANTS[variant]
     base = load_config("shipped")
     args = {**{k: v for k, v in base.model.args.items() if k not in DEMOSAIC_BASE}, **args}
-    if name == "double_unet":
-        args["first"] = str(out / "unet" / "best.keras")
+    if variant == "double_unet":
+        args["first"] = str(first)
     return load_config("shipped", overrides, settings={"model.name": model, "model.args": args,
-                                                       "train.out_dir": str(out / name)})
+                                                       "train.out_dir": str(out)})
 
 
-def train(out: pathlib.Path, only: list[str], overrides: list[str]) -> int:
+def machine() -> dict:
+    """What trained (and timed) a run: CPU model, cores, and whether it computes bfloat16 natively."""
+    from sid_keras.training.task import cpu_has_bf16
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "bf16": cpu_has_bf16()}
+
+
+def seconds_per_step(out: pathlib.Path, only: list[str], overrides: list[str], steps: int) -> dict:
+    """Each variant's training step, timed on this machine: two epochs of ``steps`` steps through
+    the study's own recipe (data stream, precision, model), the second one timed (the first
+    traces the graph). Nothing is written to a run folder."""
+    import keras
+
+    from sid_keras.models import build_model
+    from sid_keras.training.task import Task
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds = time.perf_counter() - self.start
+
+    timing = {}
+    first = out / FIRST_NETWORK
+    for name in only or list(VARIANTS):
+        task = Task(variant_config(name, out / name, [*overrides, f"train.steps_per_epoch={steps}"], first))
+        data = task.data()
+        if name == "double_unet" and not first.is_file():  # a random U-Net of the shape stands in for the trained one
+            args = {k: v for k, v in task.model_args(data.channels, data.scale).items()
+                    if k in ("in_channels", "scale", "output", "width", "depth", "noise_input")}
+            build_model("unet", **args).save(first)
+        model = task.build_model(data.channels, data.scale)
+        timer = EpochTimer()
+        model.fit(task.train_dataset(data), epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+        timing[name] = (timer.seconds / steps, task.precision.policy)
+        print(f"{name}: {timing[name][0]:.2f} s a step ({timing[name][1]})", flush=True)
+    return timing
+
+
+def train(out: pathlib.Path, only: list[str], overrides: list[str], results: pathlib.Path, stress: str | None) -> int:
+    """Train, measure and record every run of the study file without a record (module doc)."""
+    from sid_keras.training.task import Task
     from sid_keras.training.task import train as run
 
-    for name in only or list(VARIANTS):
-        if (out / name / "final.keras").is_file():
-            print(f"{name}: done ({out / name / 'final.keras'})")
+    study = load_study()
+    for name in only or list(study["runs"]):
+        record = results / f"{name}.json"
+        if record.is_file():
+            print(f"{name}: done ({record})")
             continue
-        print(f"{name}: training into {out / name}", flush=True)
-        run(variant_config(name, out, overrides), verbose=2)
+        spec = study["runs"][name]
+        config = variant_config(spec["variant"], out / name, [*study["budget"], *spec.get("set", []), *overrides],
+                                first=results / FIRST_NETWORK)
+        if not (out / name / "final.keras").is_file():
+            print(f"{name}: training into {out / name}", flush=True)
+            start = time.perf_counter()
+            run(config, verbose=2)
+            add_wall_seconds(out / name, time.perf_counter() - start)
+        print(f"{name}: measuring", flush=True)
+        entry = measure(out / name, stress or stress_set(out / "stress"), out / "work")
+        entry.update(run=name, variant=spec["variant"], set=spec.get("set", []), budget=study["budget"],
+                     precision=Task(config).precision.policy, machine=machine(),
+                     wall_seconds=json.loads((out / name / "wall.json").read_text())["seconds"],
+                     curve=validation_curve(out / name / "log.csv"), config=config.to_dict())
+        write_record(results, name, entry, out / name)
+        print(f"{name}: recorded {record}: commit it (git add {results})", flush=True)
     return 0
+
+
+def add_wall_seconds(run: pathlib.Path, seconds: float) -> None:
+    """The training time of a run, summed over the sessions that resumed it."""
+    path = run / "wall.json"
+    before = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+    path.write_text(json.dumps({"seconds": before + seconds}))
+
+
+def validation_curve(log: pathlib.Path) -> list:
+    """[epoch, training loss, validation PSNR or None] of every epoch of a run's log.csv."""
+    import csv
+
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+
+    def number(text):
+        return float(text) if text not in ("", None) and np.isfinite(float(text)) else None
+
+    return [[int(r["epoch"]), number(r.get("loss")), number(r.get("val_psnr"))] for r in rows]
+
+
+def write_record(results: pathlib.Path, name: str, entry: dict, run: pathlib.Path) -> None:
+    """``results/NAME.json`` and its crop; the unet run keeps its weights for the U-UNet."""
+    from sid_keras.runtime.io import atomic_path, write_image
+
+    results.mkdir(parents=True, exist_ok=True)
+    crop, truth = entry.pop("crop")
+    write_image(results / f"{name}.crop.png", crop)
+    write_image(results / "truth.crop.png", truth)
+    if name == "unet":
+        shutil.copyfile(run / "best.keras", results / FIRST_NETWORK)
+    with atomic_path(results / f"{name}.json") as tmp:
+        pathlib.Path(tmp).write_text(json.dumps(entry, indent=1) + "\n")
+
+
+def stress_set(folder: pathlib.Path) -> str:
+    """The stress grid the study scores on, made once from the validation photos."""
+    from sid_keras.synth.synthetic import synthesize
+
+    if not (folder / "Stress_val_list.txt").is_file():
+        synthesize(STRESS_PHOTOS, folder, split="val", stress=True, camera_dir="Stress", workers=2)
+    return str(folder)
 
 
 def gradient_histogram_distance(truth: np.ndarray, image: np.ndarray) -> float:
@@ -103,9 +251,16 @@ def gradient_histogram_distance(truth: np.ndarray, image: np.ndarray) -> float:
     return float(wasserstein_distance(log_gradients(truth), log_gradients(np.clip(image, 0, 1))))
 
 
-def score_stress(enhancer, pairs, nlm: dict | None) -> tuple[list, dict, tuple]:
-    """Per pair, in order: (ISO band, PSNR, SSIM, GHD) of the model; the per-band NLM PSNR,
-    computed on the first call (``nlm`` None); one crop of the first pair, for the figure."""
+def saturation(rgb: np.ndarray) -> float:
+    """Mean chroma (max - min of the channels) of an sRGB image: what "washed out" lowers."""
+    rgb = np.clip(rgb, 0, 1)
+    return float(np.mean(rgb.max(axis=-1) - rgb.min(axis=-1)))
+
+
+def score_stress(enhancer, pairs, *, baseline: bool) -> tuple[list, dict, tuple]:
+    """Per pair, in order: (ISO band, PSNR, SSIM, GHD, saturation ratio to the truth) of the
+    model; with ``baseline``, the per-band PSNR of scaled + non-local means; one crop of the first
+    pair and its truth, for the figure."""
     from sid_keras.apps.evaluation import (
         load_pair,
         nlm_denoise,
@@ -115,25 +270,25 @@ def score_stress(enhancer, pairs, nlm: dict | None) -> tuple[list, dict, tuple]:
     )
     from sid_keras.synth.synthetic import stress_cell
 
-    rows, baseline, crop = [], {}, None
+    rows, nlm, crop = [], {}, None
     truths: dict = {}
     for i, pair in enumerate(pairs):
         frame, ratio, truth = load_pair(pair, truths=truths)
         image = enhancer.to_srgb(enhancer.run(enhancer.network_input(frame, ratio), frame.cfa.scale), frame)
         band = stress_cell(frame.iso or pair.iso)
-        rows.append((band, psnr_8bit(truth, image), ssim_8bit(truth, image), gradient_histogram_distance(truth, image)))
-        if nlm is None:
-            classical = nlm_denoise(scaled_reference(pair.short, frame, truth))
-            baseline.setdefault(band, []).append(psnr_8bit(truth, classical))
+        rows.append((band, psnr_8bit(truth, image), ssim_8bit(truth, image), gradient_histogram_distance(truth, image),
+                     saturation(image) / saturation(truth)))
+        if baseline:
+            nlm.setdefault(band, []).append(psnr_8bit(truth, nlm_denoise(scaled_reference(pair.short, frame, truth))))
         if i == 0:
             h, w = truth.shape[:2]
-            window = np.s_[h // 4 : h // 4 + 160, w // 4 : w // 4 + 160]
-            crop = (image[window], truth[window])
-    return rows, nlm if nlm is not None else {k: float(np.mean(v)) for k, v in baseline.items()}, crop
+            window = np.s_[h // 4 : h // 4 + CROP, w // 4 : w // 4 + CROP]
+            crop = (np.clip(image[window], 0, 1), truth[window])
+    return rows, {band: float(np.mean(v)) for band, v in nlm.items()}, crop
 
 
 def band_means(rows: list) -> dict:
-    """Mean (PSNR, SSIM, GHD) per ISO band and over all rows ("all")."""
+    """Mean (PSNR, SSIM, GHD, saturation ratio) per ISO band and over all rows ("all")."""
     bands = {"all": [r[1:] for r in rows]}
     for band, *scores in rows:
         bands.setdefault(band, []).append(scores)
@@ -162,7 +317,8 @@ def int8_weights_twin(net, folder: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def report(out: pathlib.Path, stress_dir: str, figures: pathlib.Path | None) -> int:
+def measure(run: pathlib.Path, stress_dir: str, work: pathlib.Path) -> dict:
+    """Every figure of the report's table for one trained run (its best validated model)."""
     import fidelity
 
     from sid_keras.data import read_sid_list
@@ -170,73 +326,176 @@ def report(out: pathlib.Path, stress_dir: str, figures: pathlib.Path | None) -> 
     from sid_keras.runtime.inference import Enhancer, load_model
 
     pairs = read_sid_list("Stress_val_list.txt", stress_dir)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="sid_study_"))
-    photos = fidelity.skimage_photos(work / "photos")
-    nlm, results, crops = None, {}, {}
-    for name in VARIANTS:
-        path = out / name / "best.keras"
-        if not path.is_file():
-            print(f"{name}: not trained yet ({path})", file=sys.stderr)
-            continue
-        net = with_precision(inference_model(load_model(path)), None)
-        enhancer = Enhancer(net)
-        rows, nlm, crops[name] = score_stress(enhancer, pairs, nlm)
-        fid = fidelity.score_set(enhancer, photos, work / f"fidelity_{name}", 3, 0)["scores"]
-        lite, _, _ = score_stress(Enhancer(int8_weights_twin(net, work), tile=256, overlap=8), pairs[::4], nlm)
-        epochs = json.loads((out / name / "config.json").read_text())["train"]
-        results[name] = {
-            "params": int(net.count_params()), "gmacs": count_macs(net, (256, 256)) / (512 * 512) * 1e6 / 1e9,
-            "seconds_12mp": network_seconds_per_12mp(net),
-            "stress": band_means(rows),
-            "fidelity": [float(fid["model"][:, 0].mean()), float(fid["model"][:, 0].min())],
-            "ceiling": [float(fid["ceiling"][:, 0].mean()), float(fid["ceiling"][:, 0].min())],
-            "int8w_delta": band_means(lite)["all"][0] - band_means(rows[::4])["all"][0],  # same pairs
-            "budget": f"{epochs['epochs']} x {epochs['steps_per_epoch']} steps",
-        }
-        print(f"measured {name}", file=sys.stderr, flush=True)
-    if not results:
-        print(f"no trained variant under {out}: run `python benchmarks/study.py train --out {out}` first")
-        return 1
-    text = format_table(results, nlm)
-    (out / "study.md").write_text(text + "\n")
-    (out / "study.json").write_text(json.dumps({"variants": results, "nlm": nlm}, indent=1))
-    print(text)
-    if figures:
-        figures.mkdir(parents=True, exist_ok=True)
-        write_figures(results, crops, figures)
-    return 0
+    work.mkdir(parents=True, exist_ok=True)
+    net = with_precision(inference_model(load_model(run / "best.keras")), None)
+    enhancer = Enhancer(net)
+    rows, nlm, crop = score_stress(enhancer, pairs, baseline=True)
+    fid = fidelity.score_set(enhancer, fidelity.skimage_photos(work / "photos"), work / "fidelity", 3, 0)["scores"]
+    lite, _, _ = score_stress(Enhancer(int8_weights_twin(net, work), tile=256, overlap=8), pairs[::4], baseline=False)
+    return {
+        "best": json.loads((run / "best.json").read_text()),
+        "params": int(net.count_params()), "gmacs": count_macs(net, (256, 256)) / (512 * 512) * 1e6 / 1e9,
+        "seconds_12mp": network_seconds_per_12mp(net),
+        "stress": band_means(rows), "nlm": nlm,
+        "fidelity": [float(fid["model"][:, 0].mean()), float(fid["model"][:, 0].min())],
+        "ceiling": [float(fid["ceiling"][:, 0].mean()), float(fid["ceiling"][:, 0].min())],
+        "int8w_delta": band_means(lite)["all"][0] - band_means(rows[::4])["all"][0],  # the same pairs
+        "crop": crop,
+    }
 
 
-def format_table(results: dict, nlm: dict) -> str:
-    bands = sorted((k for k in nlm if k), key=lambda band: int(band.split()[1].split("-")[0]))
-    lines = ["| variant | params | GMACs/MP | s / 12 MP | stress PSNR / SSIM | "
+# -- report ------------------------------------------------------------------------------------
+def load_records(results: pathlib.Path) -> dict:
+    """The committed records, in the study file's order."""
+    records = {}
+    for name in load_study()["runs"]:
+        path = results / f"{name}.json"
+        if path.is_file():
+            records[name] = json.loads(path.read_text())
+    return records
+
+
+def spread(records: dict, index: int) -> float | None:
+    """The run-to-run spread of one stress figure (0 PSNR, 1 SSIM, 2 GHD, 3 saturation): the
+    largest difference between a run and its second seed, None before any second seed ran."""
+    gaps = [abs(records[name]["stress"]["all"][index] - records[base]["stress"]["all"][index])
+            for name, record in records.items() if (base := name.removesuffix("_seed2")) != name and base in records]
+    return max(gaps) if gaps else None
+
+
+def verdicts(records: dict) -> list[str]:
+    """One line per claim of the founding paper: holds / does not hold / cannot tell, with the
+    numbers and the spread that decide it."""
+    psnr_spread, ghd_spread, sat_spread = spread(records, 0), spread(records, 2), spread(records, 3)
+
+    def stress(name, index):
+        return records[name]["stress"]["all"][index]
+
+    def verdict(difference, width, *, holds_if):
+        """``holds_if``: "below" (difference < -width), "above" (> width) or "within" (|d| <= width)."""
+        if width is None:
+            return "cannot tell yet (no second-seed run for the spread)"
+        if holds_if == "within":
+            return "holds" if abs(difference) <= width else "does not hold"
+        beyond = difference < -width if holds_if == "below" else difference > width
+        opposite = difference > width if holds_if == "below" else difference < -width
+        return "holds" if beyond else "does not hold" if opposite else "cannot tell at this budget"
+
+    lines = []
+    if {"unet", "attention_unet"} <= records.keys():
+        d = stress("attention_unet", 0) - stress("unet", 0)
+        lines.append(f"- Attention U-Net numerically slightly worse than the U-Net (paper: -1.80 dB): "
+                     f"**{verdict(d, psnr_spread, holds_if='below')}** ({d:+.2f} dB; spread {_fmt(psnr_spread)} dB).")
+        g = stress("attention_unet", 2) - stress("unet", 2)
+        lines.append(f"- Attention U-Net visually better (lower GHD, the gradient-histogram distance): "
+                     f"**{verdict(g, ghd_spread, holds_if='below')}** (GHD {g:+.3f}; spread {_fmt(ghd_spread, 3)}).")
+    if {"unet", "unet_gan"} <= records.keys():
+        d = stress("unet_gan", 0) - stress("unet", 0)
+        lines.append(f"- U-Net GAN about equal to the U-Net (paper: -0.07 dB): "
+                     f"**{verdict(d, psnr_spread, holds_if='within')}** ({d:+.2f} dB; spread {_fmt(psnr_spread)} dB).")
+    if {"unet", "unet_deep"} <= records.keys():
+        d = records["unet_deep"]["best"]["val_psnr"] - records["unet"]["best"]["val_psnr"]
+        lines.append(f"- The deeper U-Net struggles to converge (best validation PSNR below the U-Net's): "
+                     f"**{verdict(d, psnr_spread, holds_if='below')}** ({d:+.2f} dB; spread {_fmt(psnr_spread)} dB).")
+    if {"unet", "double_unet"} <= records.keys():
+        a, b = abs(1 - stress("unet", 3)), abs(1 - stress("double_unet", 3))
+        lines.append(f"- The U-UNet fixes the U-Net's washed-out colour (saturation closer to the truth's): "
+                     f"**{verdict(a - b, sat_spread, holds_if='above')}** (saturation {stress('unet', 3):.3f} -> "
+                     f"{stress('double_unet', 3):.3f} of the truth's; spread {_fmt(sat_spread, 3)}).")
+    return lines
+
+
+def _fmt(value, digits=2):
+    return "?" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(records: dict) -> str:
+    nlm = next(iter(records.values()))["nlm"]
+    bands = sorted(nlm, key=lambda band: int(band.split()[1].split("-")[0]))
+    lines = ["| run | params | GMACs/MP | s / 12 MP | stress PSNR / SSIM | "
              + " | ".join(f"{b} (vs NLM)" for b in bands)
-             + " | GHD | fidelity mean / worst (ceiling) | int8w dB | budget | paper (SID Sony) |",
-             "|---|" + "---:|" * (9 + len(bands))]
-    for name, r in results.items():
+             + " | GHD | saturation | fidelity mean / worst (ceiling) | int8w dB | best epoch | precision, wall "
+               "| paper (SID Sony) |",
+             "|---|" + "---:|" * (11 + len(bands)) + "---|"]
+    for name, r in records.items():
         s = r["stress"]
-        paper = "{:.3f} / {:.3f}".format(*PAPER[name]) if name in PAPER else "not reported"
+        paper = "{:.3f} / {:.3f}".format(*PAPER[name]) if name in PAPER else ""
         cells = " | ".join(f"{s[b][0]:.2f} ({s[b][0] - nlm[b]:+.2f})" if b in s else "" for b in bands)
         lines.append(f"| {name} | {r['params']:,} | {r['gmacs']:.1f} | {r['seconds_12mp']:.1f} | "
-                     f"{s['all'][0]:.2f} / {s['all'][1]:.3f} | {cells} | {s['all'][2]:.3f} | "
+                     f"{s['all'][0]:.2f} / {s['all'][1]:.3f} | {cells} | {s['all'][2]:.3f} | {s['all'][3]:.3f} | "
                      f"{r['fidelity'][0]:.2f} / {r['fidelity'][1]:.2f} ({r['ceiling'][0]:.2f} / {r['ceiling'][1]:.2f})"
-                     f" | {r['int8w_delta']:+.2f} | {r['budget']} | {paper} |")
-    lines.append("")
-    lines.append("NLM per ISO band (dB): " + ", ".join(f"{b} {nlm[b]:.2f}" for b in bands))
+                     f" | {r['int8w_delta']:+.2f} | {r['best']['epoch']} | {r['precision']}, "
+                     f"{r['wall_seconds'] / 3600:.1f} h | {paper} |")
+    lines += ["", "Scaled + non-local means per ISO band (dB): " + ", ".join(f"{b} {nlm[b]:.2f}" for b in bands)]
     return "\n".join(lines)
 
 
-def write_figures(results: dict, crops: dict, folder: pathlib.Path) -> None:
+def report(results: pathlib.Path, page: pathlib.Path, figures: pathlib.Path) -> int:
+    """docs/study.md and its figures, from the committed records alone."""
+    from sid_keras.runtime.io import atomic_path
+
+    records = load_records(results)
+    if not records:
+        print(f"no record in {results}: run `python benchmarks/study.py train` first")
+        return 1
+    study = load_study()
+    missing = [name for name in study["runs"] if name not in records]
+    machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores"
+                       f"{', AVX-512 BF16' if r['machine']['bf16'] else ', no bfloat16 instructions'})"
+                       for r in records.values()})
+    figures.mkdir(parents=True, exist_ok=True)
+    write_figures(records, results, figures)
+    rel = os.path.relpath(figures, page.parent)
+    text = "\n".join([
+        "# The founding paper's experiment, on CPUs",
+        "",
+        "Made by `python benchmarks/study.py report` from the records in `docs/study/results/` "
+        "(`benchmarks/study.py`'s docstring says what each column measures). Every run trains the "
+        "shipped model's recipe with its own network, under one budget: "
+        f"`{' '.join(study['budget'])}` (8 x 128x128 packed patches a step, "
+        "pairs synthesised on the fly from BSDS/Urban100/Sun-Hays photos). "
+        "Scored on the stress grid (CBSD68 photos, never trained on: four ISO bands x ratios 30/100/300, "
+        "held-out cameras and illuminants) and at ratio 1 on scikit-image's photos.",
+        "",
+        f"Trained on: {'; '.join(machines)}.",
+        *([f"Not trained yet: {', '.join(missing)} (`python benchmarks/study.py train` goes on with them)."]
+          if missing else []),
+        "",
+        format_table(records),
+        "",
+        "The founding paper's table (SID Sony test set, real pairs, sRGB output, its own GPU budget): "
+        + "; ".join(f"{name} {p[0]:.3f} dB / {p[1]:.3f}" for name, p in PAPER.items())
+        + "; the deeper U-Net \"struggled to converge\"; the U-UNet aimed at the U-Net's washed-out colour; "
+          "the VAE-GAN reported no table figure.",
+        "",
+        "## The paper's claims at this budget",
+        "",
+        *verdicts(records),
+        "",
+        f"![stress PSNR against GMACs]({rel}/quality_vs_gmacs.png)",
+        "",
+        f"![the same stress crop through every run]({rel}/crops.png)",
+        "",
+    ])
+    with atomic_path(page) as tmp:
+        pathlib.Path(tmp).write_text(text)
+    print(text)
+    return 0
+
+
+def write_figures(records: dict, results: pathlib.Path, folder: pathlib.Path) -> None:
     from PIL import Image, ImageDraw, ImageFont
 
     from sid_keras.apps.evaluation import side_by_side
+    from PIL import Image as PILImage
+
     from sid_keras.runtime.io import write_image
 
     size, margin, right = (860, 480), 60, 200  # room on the right for the labels
     plot = Image.new("RGB", size, "white")
     draw, font = ImageDraw.Draw(plot), ImageFont.load_default(size=14)
-    gmacs = np.log10([r["gmacs"] for r in results.values()])
-    psnrs = np.array([r["stress"]["all"][0] for r in results.values()])
+    gmacs = np.log10([r["gmacs"] for r in records.values()])
+    psnrs = np.array([r["stress"]["all"][0] for r in records.values()])
     gx = (gmacs.min() - 0.1, gmacs.max() + 0.1)
     gy = (psnrs.min() - 0.3, psnrs.max() + 0.3)
 
@@ -247,33 +506,44 @@ def write_figures(results: dict, crops: dict, folder: pathlib.Path) -> None:
     draw.rectangle([margin, margin, size[0] - right, size[1] - margin], outline="black")
     draw.text((margin, size[1] - margin + 20), "GMACs per output megapixel (log scale)", fill="black", font=font)
     draw.text((margin, 20), "stress-grid PSNR (dB) against cost", fill="black", font=font)
-    for name, x, y in zip(results, gmacs, psnrs):
+    for name, x, y in zip(records, gmacs, psnrs):
         px, py = at(x, y)
         draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=(31, 119, 180))
         draw.text((px + 8, py - 8), f"{name}: {y:.2f} dB, {10 ** x:.1f} GMACs", fill="black", font=font)
     for value in (gy[0], gy[1]):
         draw.text((5, at(gx[0], value)[1] - 7), f"{value:.1f}", fill="black", font=font)
     plot.save(folder / "quality_vs_gmacs.png")
-    names = [n for n in results if crops.get(n) is not None]
-    panels = [crops[n][0] for n in names] + [crops[names[0]][1]]
-    write_image(folder / "crops.png", side_by_side(panels, [*names, "truth"]))
+    panels = [np.asarray(PILImage.open(results / f"{name}.crop.png").convert("RGB")) / 255.0
+              for name in [*records, "truth"]]
+    write_image(folder / "crops.png", side_by_side(panels, [*records, "truth"]))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["train", "report"])
-    parser.add_argument("--out", default="runs/study", type=pathlib.Path)
-    parser.add_argument("--only", nargs="*", default=[], choices=list(VARIANTS))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
-    parser.add_argument("--stress", help="the stress set folder (sid-keras synth --stress), for report")
-    parser.add_argument("--figures", type=pathlib.Path, help="folder for the two figures, for report")
+    parser.add_argument("command", choices=["time", "train", "report"])
+    parser.add_argument("--out", default="runs/study", type=pathlib.Path, help="run folders (train, time)")
+    parser.add_argument("--only", nargs="*", default=[], help="these runs (train) or variants (time)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="change the recipe further (tests; a record states what it trained)")
+    parser.add_argument("--steps", type=int, default=10, help="steps timed per variant, for time")
+    parser.add_argument("--stress", help="a stress set folder to score on (default: made from the validation photos)")
+    parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="the records' folder")
+    parser.add_argument("--page", type=pathlib.Path, default=REPO / "docs" / "study.md", help="report's page")
+    parser.add_argument("--figures", type=pathlib.Path, default=REPO / "docs" / "study", help="report's figures")
     args = parser.parse_args(argv)
+    if args.command == "time":
+        unknown = [v for v in args.only if v not in VARIANTS]
+        if unknown:
+            parser.error(f"unknown variant {unknown[0]!r}; use one of {', '.join(VARIANTS)}")
+        with tempfile.TemporaryDirectory(prefix="sid_study_time_") as folder:
+            seconds_per_step(pathlib.Path(folder), args.only, [*load_study()["budget"], *args.overrides], args.steps)
+        return 0
     if args.command == "train":
-        return train(args.out, args.only, args.overrides)
-    if not args.stress:
-        parser.error("report needs --stress DIR (sid-keras synth --photos ../shared/data/photos/val --out DIR "
-                     "--split val --stress)")
-    return report(args.out, args.stress, args.figures)
+        unknown = [n for n in args.only if n not in load_study()["runs"]]
+        if unknown:
+            parser.error(f"unknown run {unknown[0]!r}; the study file's runs: {', '.join(load_study()['runs'])}")
+        return train(args.out, args.only, args.overrides, args.results, args.stress)
+    return report(args.results, args.page, args.figures)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""benchmarks/study.py: the seven variants under one recipe, resumable, the U-UNet from the U-Net."""
+"""benchmarks/study.py: the runs of the study file trained once each, the U-UNet from the U-Net,
+a record per run, and the report rebuilt from the records alone."""
 
 import importlib.util
+import json
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -13,29 +16,78 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _study():
+    sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location("study", REPO / "benchmarks" / "study.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_the_study_trains_each_variant_once_and_the_u_unet_keeps_the_trained_unet(photo_folder, tmp_path, capsys):
+def test_the_study_file_lists_every_variant_and_two_second_seeds_under_one_budget():
     study = _study()
     assert set(study.VARIANTS) == {"unet", "attention_unet", "unet_gan", "double_unet", "unet_deep", "vae_gan",
                                    "fast_unet"}
-    root, out = tmp_path / "data", tmp_path / "study"
-    assert main(["synth", "--photos", str(photo_folder), "--out", str(root), "--split", "val", "--limit", "1",
-                 "--workers", "1"]) == 0
+    plan = study.load_study()
+    assert {run["variant"] for run in plan["runs"].values()} == set(study.VARIANTS)
+    assert sorted(n for n, run in plan["runs"].items() if run.get("set")) == ["attention_unet_seed2", "unet_seed2"]
+    names = list(plan["runs"])
+    assert names.index("unet") < names.index("double_unet")  # the U-UNet starts from the trained unet
+    assert any(s.startswith("train.epochs=") for s in plan["budget"])
+
+
+def test_the_study_records_each_run_once_and_the_report_is_built_from_the_records(photo_folder, tmp_path, capsys,
+                                                                                monkeypatch):
+    study = _study()
+    import fidelity
+
+    monkeypatch.setattr(fidelity, "SKIMAGE_PHOTOS", ("chelsea",))  # the fidelity set, cut to one photo
+    root, out, results = tmp_path / "data", tmp_path / "study", tmp_path / "results"
+    for extra in ([], ["--stress"]):  # the validation pairs, and the stress grid the runs are scored on
+        assert main(["synth", "--photos", str(photo_folder), "--out", str(root), "--split", "val", "--limit", "1",
+                     "--workers", "1", *extra]) == 0
     recipe = [f"data.root='{root}'", f"data.photos=['{photo_folder}']", "data.patch_size=32", "data.batch_size=2",
               "data.val_max_side=64", "train.epochs=1", "train.steps_per_epoch=2", "train.val_every=1",
               "model.args.width=4", "model.args.depth=3"]
-    argv = ["train", "--out", str(out), "--only", "unet", "double_unet", *(f"--set={s}" for s in recipe)]
+    argv = ["train", "--out", str(out), "--only", "unet", "double_unet", "--results", str(results),
+            "--stress", str(root), *(f"--set={s}" for s in recipe)]
     assert study.main(argv) == 0
-    unet = keras.models.load_model(out / "unet" / "best.keras", compile=False)
+    unet = keras.models.load_model(results / "unet.keras", compile=False)  # kept for the U-UNet
     double = keras.models.load_model(out / "double_unet" / "final.keras", compile=False)
     np.testing.assert_array_equal(double.get_layer("first_enc1_conv1").get_weights()[0],
                                   unet.get_layer("enc1_conv1").get_weights()[0])  # loaded, then kept frozen
+    record = json.loads((results / "unet.json").read_text())
+    assert record["variant"] == "unet" and record["precision"] in ("float32", "mixed_bfloat16")
+    assert record["config"]["train"]["steps_per_epoch"] == 2 and record["machine"]["cores"] >= 1
+    assert record["curve"][0][0] == 0 and np.isfinite(record["curve"][0][2])
+    assert 5 < record["stress"]["all"][0] < 60 and set(record["nlm"]) == set(record["stress"]) - {"all"}
+    assert record["fidelity"][0] <= record["ceiling"][0] + 5
     capsys.readouterr()
-    assert study.main(argv) == 0  # the same command again: nothing left to train
-    assert capsys.readouterr().out.splitlines() == [f"unet: done ({out / 'unet' / 'final.keras'})",
-                                                    f"double_unet: done ({out / 'double_unet' / 'final.keras'})"]
+    assert study.main(argv) == 0  # the same command again: every listed run has its record
+    assert capsys.readouterr().out.splitlines() == [f"unet: done ({results / 'unet.json'})",
+                                                    f"double_unet: done ({results / 'double_unet.json'})"]
+
+    for name in ("unet", "double_unet"):  # the report needs only the records
+        (out / name / "best.keras").unlink()
+    page, figures = tmp_path / "study.md", tmp_path / "figures"
+    assert study.main(["report", "--results", str(results), "--page", str(page), "--figures", str(figures)]) == 0
+    text = page.read_text()
+    assert "| unet |" in text and "| double_unet |" in text and "Not trained yet: attention_unet" in text
+    assert "U-UNet fixes the U-Net's washed-out colour" in text and "no second-seed run" in text
+    assert (figures / "quality_vs_gmacs.png").is_file() and (figures / "crops.png").is_file()
+
+
+def _record(psnr, ghd=0.3, sat=0.9):
+    return {"stress": {"all": [psnr, 0.7, ghd, sat]}, "best": {"val_psnr": psnr, "epoch": 40}}
+
+
+def test_a_verdict_needs_a_difference_beyond_the_run_to_run_spread():
+    study = _study()
+    records = {"unet": _record(25.0), "unet_seed2": _record(25.2), "attention_unet": _record(24.5, ghd=0.2),
+               "unet_gan": _record(25.1), "unet_deep": _record(24.9)}
+    assert study.spread(records, 0) == pytest.approx(0.2)
+    lines = "\n".join(study.verdicts(records))
+    assert "numerically slightly worse than the U-Net (paper: -1.80 dB): **holds** (-0.50 dB; spread 0.20 dB)" in lines
+    assert "about equal to the U-Net (paper: -0.07 dB): **holds** (+0.10 dB" in lines
+    assert "struggles to converge (best validation PSNR below the U-Net's): **cannot tell at this budget**" in lines
+    records["attention_unet"] = _record(25.5)
+    assert "slightly worse than the U-Net (paper: -1.80 dB): **does not hold**" in "\n".join(study.verdicts(records))

@@ -221,6 +221,8 @@ class UNetGAN(keras.Model):
         """
         import tensorflow as tf
 
+        from sid_keras.models import metrics
+
         x, y = data[0], data[1]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(persistent=True) as tape:
@@ -231,7 +233,8 @@ class UNetGAN(keras.Model):
         self.d_optimizer.apply(tape.gradient(d_scaled, d_vars), d_vars)
         self.optimizer.apply(tape.gradient(g_scaled, g_vars), g_vars)
         del tape
-        return self._update_metrics(y, fake, l1, g_loss, d_loss)
+        with metrics.training_step():  # validation-only metrics (SSIM) stay out of the step, as for SidModel
+            return self._update_metrics(y, fake, l1, g_loss, d_loss)
 
     def test_step(self, data):
         x, y = data[0], data[1]
@@ -245,3 +248,8 @@ class UNetGAN(keras.Model):
         self.d_loss_tracker.update_state(d_loss)
         self.l1_tracker.update_state(l1)
         return self.compute_metrics(None, y, fake)  # the compiled metrics, then every tracker
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        from sid_keras.models import metrics
+
+        return metrics.step_results(super().compute_metrics(x, y, y_pred, sample_weight=sample_weight))

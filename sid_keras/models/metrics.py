@@ -39,6 +39,14 @@ def in_training_step() -> bool:
     return getattr(_step, "training", False)
 
 
+def step_results(results: dict) -> dict:
+    """A model's ``compute_metrics`` results without the validation-only ones inside a training
+    step (they were not updated there, and would be logged as 0)."""
+    if in_training_step():
+        return {k: v for k, v in results.items() if k not in VALIDATION_ONLY}
+    return results
+
+
 def _prepare(y_true, y_pred, display: bool):
     y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")  # mixed precision
     if display:

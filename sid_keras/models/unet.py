@@ -156,10 +156,7 @@ class SidModel(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         from sid_keras.models import metrics
 
-        results = super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        if metrics.in_training_step():
-            results = {k: v for k, v in results.items() if k not in metrics.VALIDATION_ONLY}
-        return results
+        return metrics.step_results(super().compute_metrics(x, y, y_pred, sample_weight=sample_weight))
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, **self._sid_config}

@@ -39,11 +39,12 @@ class LatentSample(layers.Layer):
     def call(self, inputs, training=False):
         mean, logvar = inputs
         logvar = ops.clip(logvar, -10.0, 10.0)
-        kl = -0.5 * ops.mean(1.0 + logvar - ops.square(mean) - ops.exp(logvar))
+        mean32, logvar32 = ops.cast(mean, "float32"), ops.cast(logvar, "float32")  # the loss in float32
+        kl = -0.5 * ops.mean(1.0 + logvar32 - ops.square(mean32) - ops.exp(logvar32))
         self.add_loss(self.kl_weight * kl)
         if not training:
             return mean
-        eps = keras.random.normal(ops.shape(mean), seed=self.seed)
+        eps = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed)  # mixed precision
         return mean + ops.exp(0.5 * logvar) * eps
 
     def get_config(self):
