@@ -71,3 +71,22 @@ def describe(err: BaseException) -> str | None:
         advice = _OS_ADVICE.get(err.errno, err.strerror or str(err))
         return f"{where}: {advice}" if where else advice
     return None
+
+
+BUG_ADVICE = "(a bug: rerun with --verbose and report the traceback)"
+
+
+def unexpected(err: BaseException) -> str:
+    """The one line for an error nobody planned for: its type, its first line, and what to do."""
+    first = str(err).splitlines()[0] if str(err) else ""
+    return f"unexpected {type(err).__name__}: {first} {BUG_ADVICE}"
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``): a file name holding a
+    newline or a terminal escape cannot print lines that pass for the tool's own. A name's
+    undecodable bytes (surrogates) stay, to print as the bytes they are."""
+    import unicodedata
+
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+

@@ -61,6 +61,19 @@ def film_scan_dng(tmp_path_factory) -> pathlib.Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def mini_dataset(tmp_path_factory, photo_folder):
+    """A SID-layout dataset of three training and one validation scene, from the photos."""
+    from sid_keras.apps.cli import main
+
+    root = tmp_path_factory.mktemp("mini")
+    assert main(["synth", "--photos", str(photo_folder), "--out", str(root), "--split", "train", "--limit", "3",
+                 "--workers", "1"]) == 0
+    assert main(["synth", "--photos", str(photo_folder), "--out", str(root), "--split", "val", "--limit", "1",
+                 "--workers", "1", "--seed", "1"]) == 0
+    return root
+
+
 @pytest.fixture
 def write_dng(tmp_path):
     """Write a random CFA DNG and return (path, mosaic)."""

@@ -116,17 +116,6 @@ def test_enhance_rejects_a_raw_without_a_colour_filter_array(tmp_path, tiny_mode
     assert not (tmp_path / "n.png").exists()
 
 
-@pytest.fixture(scope="module")
-def mini_dataset(tmp_path_factory, photo_folder):
-    photos = photo_folder
-    root = tmp_path_factory.mktemp("mini")
-    assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", "train", "--limit", "3",
-                 "--workers", "1"]) == 0
-    assert main(["synth", "--photos", str(photos), "--out", str(root), "--split", "val", "--limit", "1",
-                 "--workers", "1", "--seed", "1"]) == 0
-    return root
-
-
 def _train_args(root, out, *extra):
     return ["train", "--config", "synthetic", "--set", f"data.root='{root}'", "--set", f"train.out_dir='{out}'",
             "--set", "model.args={width=4, depth=3}", "--set", "data.patch_size=32",

@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from sid_keras import __version__
-from sid_keras.errors import SidError, describe, native_stderr_hidden
+from sid_keras.errors import BUG_ADVICE, SidError, describe, native_stderr_hidden, printable, unexpected
 from sid_keras.runtime.io import DEFAULT_JPEG_QUALITY, OUTPUT_FORMATS, PNG_COMPRESSION
 from sid_keras.runtime.progress import on_terminal
 
@@ -69,12 +69,12 @@ def _only_our_lines(verbose: bool):
 
 
 def _print_while_read(line: str) -> None:
-    """``print``, until the reader of stdout goes away (``| head -1``): the work goes on quietly
-    and its results still count."""
+    """``print`` one line (its control characters escaped: :func:`printable`), until the reader
+    of stdout goes away (``| head -1``): the work goes on quietly and its results still count."""
     if getattr(_print_while_read, "closed", False):
         return
     try:
-        print(line, flush=True)
+        print(printable(line), flush=True)
     except BrokenPipeError:
         _print_while_read.closed = True
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -140,7 +140,7 @@ def _run_synth(args) -> int:
                       camera_dir="Stress" if args.stress else "Sony", progress=on_terminal(),
                       overwrite=args.overwrite)
     lines = sum(1 for _ in open(path))
-    print(f"wrote {lines} pairs; list: {path}")
+    _print_while_read(f"wrote {lines} pairs; list: {path}")
     return 0
 
 
@@ -164,14 +164,14 @@ def _run_train(args) -> int:
         from sid_keras.training.distributed import train_multi_worker
 
         result = train_multi_worker(config)
-        print(f"loss per epoch: {', '.join(f'{v:.4f}' for v in result['loss'])}")
-        print(f"run folder: {config.train.out_dir}")
+        _print_while_read(f"loss per epoch: {', '.join(f'{v:.4f}' for v in result['loss'])}")
+        _print_while_read(f"run folder: {config.train.out_dir}")
         return 0
     tty = sys.stdout.isatty()
     history = train(config, verbose="auto" if tty else 2, progress=tty)
     for key, value in summarize_history(history).items():
-        print(f"{key}: last {value['last']:.4f}, best {value['best']:.4f}")
-    print(f"run folder: {config.train.out_dir}")
+        _print_while_read(f"{key}: last {value['last']:.4f}, best {value['best']:.4f}")
+    _print_while_read(f"run folder: {config.train.out_dir}")
     return 0
 
 
@@ -215,13 +215,16 @@ def _run_cache(args) -> int:
     from sid_keras.data.cache import cache_files, clear_cache, default_cache_dir
 
     folder = pathlib.Path(args.folder) if args.folder else default_cache_dir()
+    if args.folder and not folder.is_dir():  # the default folder appears with the first decode; a named one exists
+        raise SidError(f"{folder}: {'is a file, not' if folder.exists() else 'no such folder: give'} a cache folder "
+                       "(a config's data.cache_dir)")
     if args.clear:
         count, freed = clear_cache(folder)
-        print(f"removed {count} cached files ({freed / 1e6:,.0f} MB) from {folder}")
+        _print_while_read(f"removed {count} cached files ({freed / 1e6:,.0f} MB) from {folder}")
         return 0
     files = cache_files(folder)
     size = sum(p.stat().st_size for p in files)
-    print(f"cache folder: {folder} ({len(files)} files, {size / 1e6:,.0f} MB)")
+    _print_while_read(f"cache folder: {folder} ({len(files)} files, {size / 1e6:,.0f} MB)")
     if not args.folder:
         print("set SID_KERAS_CACHE (or XDG_CACHE_HOME) to move it; sid-keras cache --clear frees it")
     return 0
@@ -356,10 +359,10 @@ def _run_enhance(args) -> int:
                              quality=args.quality,
                              compression=args.compression)
     for _, message in failures:
-        print(f"sid-keras enhance: failed: {message}", file=sys.stderr)
+        print(f"sid-keras enhance: failed: {printable(message)}", file=sys.stderr)
     if failures:
         print(f"sid-keras enhance: {len(failures)} of {len(inputs)} files failed", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_BUG if any(message.endswith(BUG_ADVICE) for _, message in failures) else EXIT_USER_ERROR
     return 0
 
 
@@ -403,11 +406,11 @@ def _run_evaluate(args) -> int:
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap, denoise=args.denoise)
     summary = evaluate(enhancer, pairs[: args.limit], args.out, denoiser=not args.no_denoiser, bm3d=args.bm3d,
                        figures=not args.no_figures, progress=on_terminal(),
-                       log=lambda line: print(f"sid-keras evaluate: {line}", file=sys.stderr))
+                       log=lambda line: print(f"sid-keras evaluate: {printable(line)}", file=sys.stderr))
     print(format_table(summary))
     if args.report:
-        print(f"report: {write_html_report(pathlib.Path(args.out), summary)}")
-    print(f"metrics: {pathlib.Path(args.out) / 'metrics.json'}")
+        _print_while_read(f"report: {write_html_report(pathlib.Path(args.out), summary)}")
+    _print_while_read(f"metrics: {pathlib.Path(args.out) / 'metrics.json'}")
     if summary["failures"]:
         print(f"sid-keras evaluate: {len(summary['failures'])} of {len(pairs[: args.limit])} pairs failed",
               file=sys.stderr)
@@ -487,7 +490,7 @@ def _run_finetune(args) -> int:
     if not config.data.val_list:
         raise SidError("fine-tuning on photos alone needs pairs to check the result on: give --data and --val-list")
     finetune(args.model, config, args.out, overwrite=args.overwrite, verbose="auto" if sys.stdout.isatty() else 2)
-    print(f"fine-tuned model: {args.out}  (sid-keras enhance DARK.dng -o out.png --model {args.out})")
+    _print_while_read(f"fine-tuned model: {args.out}  (sid-keras enhance DARK.dng -o out.png --model {args.out})")
     return 0
 
 
@@ -532,12 +535,12 @@ def _run_calibrate(args) -> int:
     if shadings:
         with atomic_path(shading) as tmp:
             np.savez_compressed(tmp, **{f"iso{iso:g}": m for iso, m in shadings.items()})
-        print(f"dark shading (fixed pattern per ISO): {shading}")
+        _print_while_read(f"dark shading (fixed pattern per ISO): {shading}")
     if write_figure(figure, calibration, samples):
-        print(f"fits: {figure}")
+        _print_while_read(f"fits: {figure}")
     else:
         print("fits: not drawn (pip install 'sid-keras[plots]' for the figure)")
-    print(f"noise profile: {out}  (sid-keras synth --noise-profile {out}; data.noise_profile = '{out}')")
+    _print_while_read(f"noise profile: {out}  (sid-keras synth --noise-profile {out}; data.noise_profile = '{out}')")
     return 0
 
 
@@ -554,7 +557,7 @@ def _run_tune(args) -> int:
 
     result = run_search(load_job(args.job, args.overrides), verbose=1 if sys.stdout.isatty() else 2)
     print(result["table"])
-    print(f"best configuration (a training config): {result['best_config']}")
+    _print_while_read(f"best configuration (a training config): {result['best_config']}")
     return 0
 
 
@@ -577,7 +580,7 @@ def _run_export(args) -> int:
     report = export_model(args.model, args.out, load_profile(args.profile, overrides), overwrite=args.overwrite,
                           progress=on_terminal())
     print(format_report(report))
-    print(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
+    _print_while_read(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
     return 0
 
 
@@ -586,7 +589,7 @@ class _OneLineParser(argparse.ArgumentParser):
     prints a usage block and exits 2, the status this package keeps for bugs)."""
 
     def error(self, message):
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        print(f"{self.prog}: error: {printable(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR)
 
 
@@ -613,10 +616,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     verbose = args.verbose or os.environ.get("SID_KERAS_VERBOSE", "") not in ("", "0")
-    with _only_our_lines(verbose), _terminate_as_interrupt():
+    from sid_keras.runtime.io import private_temporary_folder
+
+    with _only_our_lines(verbose), _terminate_as_interrupt(), private_temporary_folder():
         try:
             return args.run(args)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
+            _interrupted.append(err.__traceback__)  # its frames are let go by the process's end (entry_point)
             print(f"sid-keras {args.command}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception as err:  # noqa: BLE001 - every failure ends in one line unless --verbose
@@ -624,11 +630,26 @@ def main(argv: list[str] | None = None) -> int:
             if verbose and not isinstance(err, SidError):
                 raise
             if message is None:
-                message = (f"unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
-                           "(a bug: rerun with --verbose and report the traceback)")
-            print(f"sid-keras {args.command}: error: {message}", file=sys.stderr)
+                message = unexpected(err)
+            print(f"sid-keras {args.command}: error: {printable(message)}", file=sys.stderr)
             return EXIT_USER_ERROR if isinstance(err, SidError) or describe(err) else EXIT_BUG
 
 
+# The frames of an interrupted command. Tearing them down (TensorFlow's data iterators wait for
+# the elements in flight) took up to 16 s after Ctrl-C or SIGTERM; the console command ends the
+# process without that wait, once its outputs are final and its temporaries gone.
+_interrupted: list = []
+
+
+def entry_point() -> None:
+    """The ``sid-keras`` console command: :func:`main`, and a prompt end after an interruption."""
+    code = main()
+    if _interrupted:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry_point()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
-import json
 import os
 import pathlib
 from typing import Sequence
@@ -246,10 +245,9 @@ def format_table(summary: dict) -> str:
 
 
 def write_reports(out: pathlib.Path, summary: dict, results: Sequence[PairResult]) -> None:
-    from sid_keras.runtime.io import atomic_path
+    from sid_keras.runtime.io import atomic_path, write_json
 
-    with atomic_path(out / "metrics.json") as tmp:
-        pathlib.Path(tmp).write_text(json.dumps(summary, indent=2))
+    write_json(out / "metrics.json", summary, indent=2)
     methods = list(results[0].scores)
     with atomic_path(out / "metrics.csv") as tmp:
         with open(tmp, "w", newline="") as f:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import os
 import pathlib
 import time
@@ -314,7 +313,7 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     import tensorflow as tf
 
     from sid_keras.models import convention_of, inference_model, with_precision
-    from sid_keras.runtime.inference import keras_predictor
+    from sid_keras.runtime.inference import finite_output, keras_predictor
     from sid_keras.runtime.lite import tflite_predictor
 
     net = with_precision(inference_model(model), None)  # phones get float32 graphs to quantise
@@ -330,7 +329,7 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     crops = calibration_crops(profile, convention, profile.calibration_crops + profile.check_crops, profile.seed)
     held_out, calibration = crops[: profile.check_crops], crops[profile.check_crops :] or crops
     keras_predict = keras_predictor(model)
-    reference = [keras_predict(c[None])[0] for c in held_out]
+    reference = [finite_output(keras_predict(c[None])[0]) for c in held_out]
     files: dict[str, dict] = {}
     targets = []
     if profile.fp32:
@@ -372,10 +371,10 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
         bar.update()
     bar.close()
     keras_latency = _latency_per_mp(keras_predict, held_out[0], scale)
-    (out / "model_info.json").write_text(json.dumps(model_info(net, profile), indent=2))
+    write_json(out / "model_info.json", model_info(net, profile), indent=2)
     report = {"keras_seconds_per_mp": keras_latency, "files": files, "calibration": calibration_source(profile),
               "held_out_crops": len(held_out), "calibration_crops": len(calibration)}
-    (out / "export_report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "export_report.json", report, indent=2)
     return report
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from sid_keras.data.lists import SidPair
 from sid_keras.errors import SidError
 from sid_keras.runtime import raw
-from sid_keras.runtime.io import atomic_path, save_npy_atomic
+from sid_keras.runtime.io import save_npy_atomic, write_json
 from sid_keras.runtime.render import UINT16_SCALE
 
 CACHE_VERSION = 3  # bump when what is stored changes (2: white-balance gains in the metadata;
@@ -91,11 +91,11 @@ class PackedCache:
                     "channels": frame.cfa.channels, "scale": frame.cfa.scale,
                     "shape": list(frame.mosaic.shape), "gains": raw.channel_gains(frame).tolist(),
                     "noise": _noise_of(frame)}
-            _write_json(meta_path, meta)
+            write_json(meta_path, meta)
         meta = json.loads(meta_path.read_text())
         if "noise" not in meta:
             meta["noise"] = _noise_of(raw.read_raw(source))
-            _write_json(meta_path, meta)
+            write_json(meta_path, meta)
         return array_path, meta
 
     def long(self, source: str | os.PathLike, *, linear: bool = False) -> tuple[pathlib.Path, dict]:
@@ -107,7 +107,7 @@ class PackedCache:
             frame = raw.read_raw(source)
             reference = raw.crop_reference(raw.render_reference(source, linear=linear), frame)
             save_npy_atomic(array_path, np.ascontiguousarray(reference))
-            _write_json(meta_path, {"source": str(source), "exposure_time": frame.exposure_time,
+            write_json(meta_path, {"source": str(source), "exposure_time": frame.exposure_time,
                                     "shape": list(frame.mosaic.shape)})
         return array_path, json.loads(meta_path.read_text())
 
@@ -130,11 +130,6 @@ class PackedCache:
 def _noise_of(frame: raw.RawFrame) -> list[list[float]]:
     law = raw.noise_law(frame)
     return [law.s.tolist(), law.o.tolist()]
-
-
-def _write_json(path: pathlib.Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        pathlib.Path(tmp).write_text(json.dumps(data))
 
 
 def _cache_one(folder: str, pair: SidPair, ratio_cap, linear: bool) -> CachedPair:

@@ -76,7 +76,11 @@ def read_sid_list(
     root = pathlib.Path(root) if root is not None else list_path.parent
     excluded = set(exclude_scenes)
     pairs = []
-    for number, line in enumerate(list_path.read_text().splitlines(), 1):
+    try:  # names that are not UTF-8 keep their bytes, as a file name on Linux does
+        text = list_path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as err:
+        raise SidError(f"{list_path}: cannot read the list file ({err.strerror})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from sid_keras import ASSETS_DIR
-from sid_keras.errors import SidError, describe
+from sid_keras.errors import SidError, describe, unexpected
 from sid_keras.runtime import raw
 from sid_keras.runtime.convention import Convention
 from sid_keras.runtime.render import OUTPUT_KINDS
@@ -172,7 +172,7 @@ def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable
                    2 * overlap * scale if top + tile_h < height else 0)
         band = read_rows(top, top + tile_h)
         for left, wx in zip(col_starts, col_weights):
-            result = np.asarray(predict(band[None, :, left : left + tile_w]), np.float32)[0]
+            result = finite_output(np.asarray(predict(band[None, :, left : left + tile_w]), np.float32)[0])
             _weigh(result, wy, 0)
             _weigh(result, wx, 1)
             acc[offset:, left * scale : (left + tile_w) * scale] += result[: rows_per_strip - offset]
@@ -189,6 +189,16 @@ def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable
         row_total[:rest] = row_total[finished:].copy()
         row_total[rest:] = 0
         acc_top += finished
+
+
+def finite_output(result: np.ndarray) -> np.ndarray:
+    """A network's output, checked: NaN or infinity (broken weights) would be written as a black
+    or white image and scored as one, so it stops the frame instead. Every runner's tiles (and
+    the exporter's reference outputs) pass here."""
+    if not np.isfinite(result).all():
+        raise SidError("the model's output holds NaN or infinite values: its weights are broken "
+                       "(a diverged training, a damaged file): use another model")
+    return result
 
 
 def run_tiled(predict: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, scale: int, *,
@@ -229,7 +239,24 @@ def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
 
     net = with_precision(inference_model(model), None)  # float32, whatever it was trained in
     fn = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
-    return lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()
+    fixed = tuple(net.inputs[0].shape[1:3])
+    if None in fixed:
+        predict = lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()  # noqa: E731
+        predict.fixed_tile = None
+        return predict
+
+    def padded(x: np.ndarray) -> np.ndarray:  # a fixed-size model: tiles padded to its size, as TFLite's
+        h, w = x.shape[1:3]
+        if h > fixed[0] or w > fixed[1]:
+            raise SidError(f"the model takes a fixed {fixed[0]}x{fixed[1]} input, smaller than the tile {h}x{w}; "
+                           f"use --tile {min(fixed)} or less")
+        y = fn(tf.convert_to_tensor(np.pad(x, ((0, 0), (0, fixed[0] - h), (0, fixed[1] - w), (0, 0)),
+                                           mode="symmetric"), tf.float32)).numpy()
+        scale = y.shape[1] // fixed[0]
+        return y[:, : h * scale, : w * scale]
+
+    padded.fixed_tile = min(fixed)
+    return padded
 
 
 def load_model(path: str | os.PathLike | None = None):
@@ -427,9 +454,9 @@ class Enhancer:
                 self.convention, fixed_tile = self.predict.convention, self.predict.fixed_tile
                 self.multiple = self.predict.multiple
             else:
-                self._from_keras(load_model(path))
+                fixed_tile = self._from_keras(load_model(path))
         elif callable(getattr(model, "predict", None)) and hasattr(model, "layers"):
-            self._from_keras(model)
+            fixed_tile = self._from_keras(model)
         elif callable(model):
             if output not in OUTPUT_KINDS:
                 raise SidError(f"a model callable needs output='linear' or 'srgb', not {output!r}")
@@ -449,10 +476,12 @@ class Enhancer:
         self.auto_target = AUTO_TARGET_MEAN[self.convention.output] if auto_target is None else auto_target
         self.denoise = check_denoise(denoise, self.convention.noise)
 
-    def _from_keras(self, model) -> None:
+    def _from_keras(self, model) -> int | None:
+        """Run a Keras model; returns the side of its fixed input (None: any size)."""
         from sid_keras.models import convention_of
 
         self.predict, self.convention = keras_predictor(model), convention_of(model)
+        return self.predict.fixed_tile
 
     @property
     def output(self) -> str:
@@ -599,7 +628,7 @@ def plan_outputs(inputs: Sequence[pathlib.Path], out: str | os.PathLike, fmt: st
     contradicts the extension, an unknown extension, two inputs that would write the same file
     and an output that is an input are refused before any work.
     """
-    from sid_keras.runtime.io import EXTENSION_FORMATS, OUTPUT_FORMATS, format_for
+    from sid_keras.runtime.io import EXTENSION_FORMATS, OUTPUT_FORMATS, format_for, refuse_writing_over_inputs
 
     named_folder = str(out).endswith(("/", os.sep))
     out = pathlib.Path(out)
@@ -614,7 +643,7 @@ def plan_outputs(inputs: Sequence[pathlib.Path], out: str | os.PathLike, fmt: st
         if fmt is not None and OUTPUT_FORMATS[format_for(out, fmt)] != OUTPUT_FORMATS[named]:
             raise SidError(f"{out}: the name says {named} but --format is {fmt}; make them agree")
         chosen = format_for(out, fmt) if fmt else named
-        _refuse_writing_over_inputs(inputs, [out])
+        refuse_writing_over_inputs(inputs, [out])
         return chosen, [(inputs[0], out)]
     chosen = format_for(out, fmt) if fmt else "png"
     plan = [(source, out / f"{source.stem}{OUTPUT_FORMATS[chosen]}") for source in inputs]
@@ -624,27 +653,8 @@ def plan_outputs(inputs: Sequence[pathlib.Path], out: str | os.PathLike, fmt: st
             raise SidError(f"{seen[target]} and {source} would both write {target}; "
                            "enhance them into separate folders")
         seen[target] = source
-    _refuse_writing_over_inputs(inputs, [target for _, target in plan])
+    refuse_writing_over_inputs(inputs, [target for _, target in plan])
     return chosen, plan
-
-
-def _refuse_writing_over_inputs(inputs: Sequence[pathlib.Path], targets: Sequence[pathlib.Path]) -> None:
-    """A camera file is irreplaceable: an output that is an input (the same path, a hard link or a
-    symlink to it) is refused, ``--overwrite`` or not."""
-    def identity(path: pathlib.Path):
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return None
-        return stat.st_dev, stat.st_ino
-
-    sources = {identity(p): p for p in inputs}
-    sources.pop(None, None)
-    for target in targets:
-        source = sources.get(identity(target))
-        if source is not None:
-            raise SidError(f"{target}: is the input {source} itself; an input file is never replaced, "
-                           "--overwrite or not: choose another output name or folder")
 
 
 def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, fmt: str, *,
@@ -723,10 +733,11 @@ def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib
         """Report a finished file: its lines, or the error of whichever stage failed."""
         try:
             lines = writing.result()
-        except Exception as err:  # noqa: BLE001 - a bad file, a full disk: report it, go on with the next
+        except Exception as err:  # noqa: BLE001 - a bad file, a full disk, a bug: report it, go on with the next
             message = describe(err)
-            if message is None:
-                raise
+            if message is None and verbose:
+                raise  # the traceback, for the report
+            message = message or unexpected(err)  # a bug that one file meets does not cost the others
             if str(source) not in message and str(target_of[source]) not in message:
                 message = f"{source}: {message}"  # out of memory, say: the line names the file too
             failures.append((str(source), message))

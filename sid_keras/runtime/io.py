@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import pathlib
 import sys
@@ -57,8 +58,40 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[str]:
+def private_temporary_folder() -> Iterator[str]:
+    """The system temporary folder, for this process and the processes it starts, is a folder of
+    its own, removed when the block ends; those of killed processes go at the next start.
+
+    Why: the libraries underneath leave files there (TensorFlow's autograph writes a module per
+    traced function and removes it only at a clean interpreter exit, so killed or spawned
+    processes left about five a training run).
+    """
+    import shutil
+
+    base = tempfile.gettempdir()
+    remove_stale_temporaries(base)
+    folder = tempfile.mkdtemp(prefix=_temporary_prefix(), dir=base)
+    saved, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True, suffix: str | None = None) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    The temporary file is created exclusively under a fresh name (``mkstemp``), so nothing planted
+    beside ``path`` (a symlink to another file) is ever written through; the rename replaces a
+    symlink at ``path`` itself, not its target. ``suffix``: the temporary's ending, where a
+    writer needs more than the extension (``.weights.h5``).
 
     With ``overwrite=False`` an existing ``path`` is an error, checked before any work and again
     at the rename (``os.link`` refuses to replace), so a file a user already has is never lost.
@@ -76,7 +109,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         raise SidError(f"{path}: a part of the path is a file, not a folder; choose another path") from None
     if not overwrite and os.path.exists(path):
         raise SidError(f"{path}: already exists; pass --overwrite to replace it")
-    suffix = os.path.splitext(path)[1]
+    suffix = os.path.splitext(path)[1] if suffix is None else suffix
     remove_stale_temporaries(folder)
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(), suffix=suffix, dir=folder)
@@ -125,6 +158,25 @@ def check_outputs_free(folder: str | os.PathLike, names: Iterable[str], overwrit
                        "or choose another output folder")
 
 
+def refuse_writing_over_inputs(inputs: Iterable[str | os.PathLike], targets: Iterable[str | os.PathLike]) -> None:
+    """A camera file (or a model) is irreplaceable: an output that is an input (the same path, a hard
+    link or a symlink to it) is refused, ``--overwrite`` or not."""
+    def identity(path: pathlib.Path):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    sources = {identity(p): p for p in inputs}
+    sources.pop(None, None)
+    for target in targets:
+        source = sources.get(identity(target))
+        if source is not None:
+            raise SidError(f"{target}: is the input {source} itself; an input file is never replaced, "
+                           "--overwrite or not: choose another output name or folder")
+
+
 @contextlib.contextmanager
 def staged_folder(folder: str | os.PathLike, *, merge: bool = False) -> Iterator[pathlib.Path]:
     """A temporary folder inside ``folder`` whose entries move into ``folder`` only if the block
@@ -135,6 +187,7 @@ def staged_folder(folder: str | os.PathLike, *, merge: bool = False) -> Iterator
     import shutil
 
     folder = pathlib.Path(folder)
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -142,7 +195,14 @@ def staged_folder(folder: str | os.PathLike, *, merge: bool = False) -> Iterator
     remove_stale_temporaries(folder)
     stage = pathlib.Path(tempfile.mkdtemp(prefix=_temporary_prefix(), dir=folder))
     try:
-        yield stage
+        try:
+            yield stage
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            if created:  # a failure leaves no empty output folder either
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         if merge:
             for source in sorted(stage.rglob("*")):
                 target = folder / source.relative_to(stage)
@@ -164,6 +224,29 @@ def save_model_atomic(model, path: str | os.PathLike) -> None:
     """``model.save`` to a temporary ``.keras`` beside ``path``, then rename over it."""
     with atomic_path(path) as tmp:
         model.save(tmp)
+
+
+def strict_json(data: Any, *, indent: int | None = None) -> str:
+    """JSON that every parser reads: NaN and infinities (the PSNR of two identical images) are
+    written as null, not as the bare ``NaN`` / ``Infinity`` tokens of Python's json."""
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        if isinstance(value, np.generic):
+            return finite(value.item())
+        return value
+
+    return json.dumps(finite(data), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = None) -> None:
+    """:func:`strict_json` of ``data`` written atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        pathlib.Path(tmp).write_text(strict_json(data, indent=indent) + "\n")
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -303,6 +386,8 @@ def read_toml(path: str | pathlib.Path, what: str = "file") -> dict:
         raise SidError(f"{path}: cannot read the {what} ({err.strerror})") from None
     except tomllib.TOMLDecodeError as err:
         raise SidError(f"{path}: not valid TOML ({err})") from None
+    except RecursionError:
+        raise SidError(f"{path}: nests tables or lists too deeply to be a {what}") from None
 
 
 def _toml_value(value: Any) -> str:

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from sid_keras.errors import SidError
-from sid_keras.runtime.io import atomic_path, save_model_atomic
+from sid_keras.runtime.io import atomic_path, save_model_atomic, write_json
 
 
 class StepSchedule(keras.callbacks.Callback):
@@ -43,7 +43,7 @@ def read_record(path: pathlib.Path, key: str) -> dict:
         return {}
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise SidError(f"{path}: unreadable ({type(err).__name__}); delete it, or choose another "
                        "train.out_dir") from None
     if not isinstance(record, dict) or key not in record:
@@ -130,9 +130,16 @@ class Checkpoint(keras.callbacks.Callback):
             if not weights.exists():
                 continue
             try:
-                epoch = int(json.loads(record.read_text())["epoch"])
+                epoch = json.loads(record.read_text())["epoch"]
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+                problems.append(f"{record.name} ({type(err).__name__})")
+                continue
+            if type(epoch) is not int or epoch < 1:  # 5.0, "NaN", -5: not the count of epochs a save records
+                problems.append(f"{record.name} (epoch {epoch!r} is not a count of finished epochs)")
+                continue
+            try:
                 model.load_weights(weights)
-            except Exception as err:  # noqa: BLE001 - h5py, json and Keras each fail their own way
+            except Exception as err:  # noqa: BLE001 - h5py and Keras each fail their own way
                 problems.append(f"{weights.name} ({type(err).__name__})")
                 continue
             if problems:
@@ -153,14 +160,12 @@ class Checkpoint(keras.callbacks.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         latest, latest_record = self._paths("latest")
         previous, previous_record = self._paths("previous")
-        fresh = self.folder / ".tmp-latest.weights.h5"
-        model.save_weights(fresh, overwrite=True)
-        if latest.exists() and latest_record.exists():
-            os.replace(latest, previous)
-            os.replace(latest_record, previous_record)
-        os.replace(fresh, latest)
-        with atomic_path(latest_record) as tmp:
-            pathlib.Path(tmp).write_text(json.dumps({"epoch": epochs_done}))
+        with atomic_path(latest, suffix=".weights.h5") as fresh:  # renamed into place at the end of the block
+            model.save_weights(fresh, overwrite=True)
+            if latest.exists() and latest_record.exists():
+                os.replace(latest, previous)
+                os.replace(latest_record, previous_record)
+        write_json(latest_record, {"epoch": epochs_done})
 
 
 class WeightAverage(keras.callbacks.Callback):
@@ -257,8 +262,7 @@ class KeepBest(keras.callbacks.Callback):
         if value is None or not np.isfinite(value) or value <= self._best():
             return False
         save_model_atomic(model, self.path)
-        with atomic_path(self.record) as tmp:
-            pathlib.Path(tmp).write_text(json.dumps({self.monitor: float(value), "epoch": epoch}))
+        write_json(self.record, {self.monitor: float(value), "epoch": epoch})
         return True
 
 

@@ -8,8 +8,8 @@ holds the architecture's own arguments. Named experiments ship in ``sid_keras/co
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import os
 import pathlib
 import sys
 from typing import Any
@@ -88,10 +88,9 @@ class Config:
         return dataclasses.asdict(self)
 
     def write(self, path: str | pathlib.Path) -> None:
-        from sid_keras.runtime.io import atomic_path
+        from sid_keras.runtime.io import write_json
 
-        with atomic_path(path) as tmp:
-            pathlib.Path(tmp).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict(), indent=2)
 
 
 def resolve_config_path(name_or_path: str) -> pathlib.Path:
@@ -109,6 +108,8 @@ def _parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise SidError(f"--set value {text[:40]!r}...: nests lists too deeply") from None
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -203,6 +204,19 @@ def load_config(name_or_path: str | None = None, overrides: list[str] = (),
     return config_from_dict(raw)
 
 
+# Memory of one packed pixel of a training batch, before the network's activations: a 9-channel
+# X-Trans input with its noise map and a 3x3-upsampled RGB target, float32.
+BYTES_PER_PACKED_PIXEL = (9 + 9 + 3 * 3 * 3) * 4
+
+
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (a large figure where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 2**50
+
+
 def validate(config: Config) -> None:
     """Checks that need no data: positive sizes, known schedule and model."""
     d, t = config.data, config.train
@@ -212,6 +226,11 @@ def validate(config: Config) -> None:
                                ("data", "decode_workers", d.decode_workers)]:
         if not isinstance(value, int) or value <= 0:
             raise SidError(f"[{where}] {name} = {value!r}: must be a positive integer")
+    batch_bytes = d.batch_size * d.patch_size**2 * BYTES_PER_PACKED_PIXEL
+    if batch_bytes > physical_memory():
+        raise SidError(f"[data] batch_size = {d.batch_size} patches of patch_size = {d.patch_size}: a batch needs "
+                       f"about {batch_bytes / 1e9:,.0f} GB and this machine has {physical_memory() / 1e9:.0f} GB; "
+                       "give a smaller batch or patch")
     if t.seed < 0:
         raise SidError(f"[train] seed = {t.seed}: must be >= 0")
     if isinstance(t.average_from, bool) or not isinstance(t.average_from, int) or not 0 <= t.average_from < t.epochs:

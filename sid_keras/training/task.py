@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
 import os
 import pathlib
@@ -308,7 +307,7 @@ class Task:
     def save_average(self, model, validate, log=print) -> None:
         """Validate the weight average and write it as average.keras, and say how it compares with
         best.keras (a run that averaged nothing yet writes nothing)."""
-        from sid_keras.runtime.io import atomic_path
+        from sid_keras.runtime.io import write_json
         from sid_keras.training.callbacks import read_record
 
         average = self.average
@@ -318,8 +317,7 @@ class Task:
             value = validate()
             save_model_atomic(model, self.out / "average.keras")
         epochs = [average.first, average.last]
-        with atomic_path(self.out / "average.json") as tmp:
-            pathlib.Path(tmp).write_text(json.dumps({"val_psnr": value, "epochs": epochs, "count": average.count}))
+        write_json(self.out / "average.json", {"val_psnr": value, "epochs": epochs, "count": average.count})
         best = read_record(self.out / "best.json", "val_psnr")
         against = f" (best.keras: {best['val_psnr']:.2f} dB, epoch {best['epoch']})" if best else ""
         log(f"average of epochs {epochs[0]}-{epochs[1]}: validation PSNR {value:.2f} dB{against} -> "
@@ -513,14 +511,15 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
 
     from sid_keras.models import convention_of, inference_model, with_precision
     from sid_keras.runtime.inference import DEFAULT_MODEL_FILE, load_model
-    from sid_keras.runtime.io import check_outputs_free
+    from sid_keras.runtime.io import check_outputs_free, refuse_writing_over_inputs
 
     out = pathlib.Path(out)
     if out.suffix != ".keras" or not out.parent.is_dir():
         raise SidError(f"{out}: the fine-tuned model is written as a .keras file in an existing folder, "
                        "e.g. -o mine.keras")
-    check_outputs_free(out.parent, [out.name], overwrite)
     source = pathlib.Path(model_path) if model_path else DEFAULT_MODEL_FILE
+    refuse_writing_over_inputs([source], [out])
+    check_outputs_free(out.parent, [out.name], overwrite)
     net = inference_model(load_model(source))
     name = _FINETUNABLE.get(type(net).__name__)
     if name is None:
@@ -529,6 +528,8 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
     args = {k: v for k, v in net.get_config().items()
             if k not in ("name", "trainable", "dtype", "in_channels", "scale", "output")}
     run = out.with_suffix(".run")
+    if run.resolve() in source.resolve().parents:  # the run folder is replaced, or trained in
+        raise SidError(f"{source}: lies in {run}, the folder this fine-tune trains in; copy it elsewhere first")
     if overwrite and out.exists() and run.is_dir():
         shutil.rmtree(run)  # a new fine-tune, not the finished one resumed
     config = dataclasses.replace(
@@ -544,7 +545,8 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
 def run_folder_lock(out: pathlib.Path):
     """Hold an exclusive lock on a run folder; a second process is refused with one line.
 
-    A folder this call created is removed again if the run fails before writing anything in it.
+    A folder this call created is removed again if the run fails before its first checkpoint
+    (a batch that does not fit, a model that cannot train): a failed start leaves nothing.
     """
     import fcntl
 
@@ -554,7 +556,8 @@ def run_folder_lock(out: pathlib.Path):
     except (FileExistsError, NotADirectoryError):
         raise SidError(f"[train] out_dir = {str(out)!r} is a file, or lies under one; choose a folder") from None
     lock_path = out / ".lock"
-    handle = open(lock_path, "a")
+    refuse_links(out)
+    handle = os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666), "a")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -564,12 +567,29 @@ def run_folder_lock(out: pathlib.Path):
         try:
             yield
         except BaseException:
-            if created and [p.name for p in out.iterdir()] == [lock_path.name]:
-                lock_path.unlink()
-                out.rmdir()
+            if created and not any((out / name).exists() for name in ("checkpoint", "best.keras")):
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
             raise
     finally:
         handle.close()
+
+
+# What a run writes in its folder by these names; checkpoint/ and tensorboard/ hold more.
+RUN_FILES = (".lock", "config.json", "log.csv", "best.keras", "best.json", "final.keras", "average.keras",
+             "average.json", "checkpoint", "tensorboard")
+
+
+def refuse_links(out: pathlib.Path) -> None:
+    """A symlink where a run writes (planted, or left by a copy) would send its writes into
+    whatever file it names: refused in one line, before the run opens anything."""
+    planted = [out / name for name in RUN_FILES if (out / name).is_symlink()]
+    if (out / "checkpoint").is_dir() and not planted:
+        planted = [p for p in (out / "checkpoint").iterdir() if p.is_symlink()]
+    if planted:
+        raise SidError(f"{planted[0]}: is a symbolic link; a run writes its own files, so remove it (or choose "
+                       "another train.out_dir)")
 
 
 def summarize_history(history) -> dict:
