@@ -182,25 +182,31 @@ def train(out: pathlib.Path, only: list[str], overrides: list[str], results: pat
                                 first=results / FIRST_NETWORK)
         if not (out / name / "final.keras").is_file():
             print(f"{name}: training into {out / name}", flush=True)
+            done = epochs_done(out / name)
             start = time.perf_counter()
             run(config, verbose=2)
-            add_wall_seconds(out / name, time.perf_counter() - start)
+            write_epoch_seconds(out / name, (time.perf_counter() - start) / (config.train.epochs - done))
+        entry = {"run": name, "variant": spec["variant"], "set": spec.get("set", []), "budget": study["budget"],
+                 "precision": Task(config).precision.policy, "machine": machine(),
+                 "wall_seconds": config.train.epochs * json.loads((out / name / "wall.json").read_text())["epoch"],
+                 "curve": validation_curve(out / name / "log.csv"), "config": config.to_dict()}
         print(f"{name}: measuring", flush=True)
-        entry = measure(out / name, stress or stress_set(out / "stress"), out / "work")
-        entry.update(run=name, variant=spec["variant"], set=spec.get("set", []), budget=study["budget"],
-                     precision=Task(config).precision.policy, machine=machine(),
-                     wall_seconds=json.loads((out / name / "wall.json").read_text())["seconds"],
-                     curve=validation_curve(out / name / "log.csv"), config=config.to_dict())
+        entry.update(measure(out / name, stress or stress_set(out / "stress"), out / "work"))
         write_record(results, name, entry, out / name)
         print(f"{name}: recorded {record}: commit it (git add {results})", flush=True)
     return 0
 
 
-def add_wall_seconds(run: pathlib.Path, seconds: float) -> None:
-    """The training time of a run, summed over the sessions that resumed it."""
-    path = run / "wall.json"
-    before = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
-    path.write_text(json.dumps({"seconds": before + seconds}))
+def epochs_done(run: pathlib.Path) -> int:
+    """Epochs a run folder's checkpoint holds (0 for a new run)."""
+    record = run / "checkpoint" / "latest.json"
+    return json.loads(record.read_text())["epoch"] if record.is_file() else 0
+
+
+def write_epoch_seconds(run: pathlib.Path, seconds: float) -> None:
+    """Seconds an epoch took in the process that finished the run (start, validation and saving
+    included): the record's wall time is this times the epochs, whatever killed and resumed it."""
+    (run / "wall.json").write_text(json.dumps({"epoch": seconds}))
 
 
 def validation_curve(log: pathlib.Path) -> list:
@@ -210,8 +216,12 @@ def validation_curve(log: pathlib.Path) -> list:
     with open(log) as f:
         rows = list(csv.DictReader(f))
 
-    def number(text):
-        return float(text) if text not in ("", None) and np.isfinite(float(text)) else None
+    def number(text):  # Keras writes NA where an epoch did not validate
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            return None
+        return value if np.isfinite(value) else None
 
     return [[int(r["epoch"]), number(r.get("loss")), number(r.get("val_psnr"))] for r in rows]
 

@@ -315,3 +315,43 @@ def test_a_training_run_leaves_nothing_in_the_system_temporary_folder(mini_datas
     assert main(_train(mini_dataset, tmp_path / "run", "--set", "train.epochs=1", "--set",
                        "model.name='attention_unet'")) == 0  # a new architecture: new functions to trace
     assert list(system.iterdir()) == []
+
+
+# -- found by this issue's own probe (50 cases) ---------------------------------------------------
+def test_an_empty_output_or_run_folder_never_writes_into_the_current_folder(mini_dataset, tmp_path, write_dng,
+                                                                             monkeypatch, capsys):
+    dng, _ = write_dng()
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for command in (["enhance", str(dng), "-o", ""], ["export", "m.keras", "-o", " "]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        assert exit_info.value.code == 1 and "give an output file or folder name" in capsys.readouterr().err
+    one_line_failure(capsys, _train(mini_dataset, "", "--set", "train.epochs=1"), "out_dir = ''")
+    one_line_failure(capsys, _train(mini_dataset, tmp_path / "r", "--set", "data.val_list=''"), "val_list = ''")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_model_whose_output_is_not_rgb_at_full_resolution_is_refused(write_dng, tmp_path, capsys):
+    dng, _ = write_dng()
+    inputs = keras.Input((None, None, 4))
+    keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs)).save(tmp_path / "half.keras")  # no upsampling
+    keras.Model(inputs, keras.layers.Conv2D(1, 1)(keras.layers.UpSampling2D()(inputs))).save(tmp_path / "grey.keras")
+    for name, found in (("half", "32x48x3"), ("grey", "64x96x1")):
+        one_line_failure(capsys, ["enhance", str(dng), "-o", str(tmp_path / f"{name}.png"), "--model",
+                                  str(tmp_path / f"{name}.keras")], f"output is {found} where this frame's tile needs "
+                                                                    "64x96x3")
+        assert not (tmp_path / f"{name}.png").exists()
+
+
+def test_worker_counts_that_would_exhaust_memory_and_a_tflite_init_are_one_line(mini_dataset, tmp_path, capsys):
+    one_line_failure(capsys, _train(mini_dataset, tmp_path / "w", "--set", "data.decode_workers=100000"),
+                     "decode_workers = 100000: give at most 64")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--photos", str(tmp_path), "-o", str(tmp_path / "s"), "--workers", "100000"])
+    assert exit_info.value.code == 1 and "give at most 64 worker processes" in capsys.readouterr().err
+    from sid_keras.runtime.inference import DEFAULT_TFLITE_FILE
+
+    one_line_failure(capsys, _train(mini_dataset, tmp_path / "i", "--set", f"train.init_from='{DEFAULT_TFLITE_FILE}'"),
+                     "not a .keras model")
+    assert not (tmp_path / "w").exists() and not (tmp_path / "i").exists()

@@ -46,7 +46,7 @@ def test_the_study_records_each_run_once_and_the_report_is_built_from_the_record
         assert main(["synth", "--photos", str(photo_folder), "--out", str(root), "--split", "val", "--limit", "1",
                      "--workers", "1", *extra]) == 0
     recipe = [f"data.root='{root}'", f"data.photos=['{photo_folder}']", "data.patch_size=32", "data.batch_size=2",
-              "data.val_max_side=64", "train.epochs=1", "train.steps_per_epoch=2", "train.val_every=1",
+              "data.val_max_side=64", "train.epochs=2", "train.steps_per_epoch=2", "train.val_every=2",
               "model.args.width=4", "model.args.depth=3"]
     argv = ["train", "--out", str(out), "--only", "unet", "double_unet", "--results", str(results),
             "--stress", str(root), *(f"--set={s}" for s in recipe)]
@@ -58,7 +58,8 @@ def test_the_study_records_each_run_once_and_the_report_is_built_from_the_record
     record = json.loads((results / "unet.json").read_text())
     assert record["variant"] == "unet" and record["precision"] in ("float32", "mixed_bfloat16")
     assert record["config"]["train"]["steps_per_epoch"] == 2 and record["machine"]["cores"] >= 1
-    assert record["curve"][0][0] == 0 and np.isfinite(record["curve"][0][2])
+    assert record["curve"][0] == [0, record["curve"][0][1], None]  # an epoch that did not validate
+    assert record["curve"][1][0] == 1 and np.isfinite(record["curve"][1][2]) and record["wall_seconds"] > 0
     assert 5 < record["stress"]["all"][0] < 60 and set(record["nlm"]) == set(record["stress"]) - {"all"}
     assert record["fidelity"][0] <= record["ceiling"][0] + 5
     capsys.readouterr()

@@ -117,12 +117,12 @@ def _errors_only(record: logging.LogRecord) -> bool:
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="make a SID-layout dataset (DNG pairs + list) from clean photos")
     p.add_argument("--photos", required=True, help="folder of clean sRGB photos (jpg/png/tif)")
-    p.add_argument("-o", "--out", required=True, help="dataset root to write (./Sony/short, ./Sony/long, lists)")
+    p.add_argument("-o", "--out", type=_path_arg, required=True, help="dataset root to write (./Sony/short, ./Sony/long, lists)")
     p.add_argument("--split", default="train", help="list name: <camera>_<split>_list.txt (default train)")
     p.add_argument("--ratios", type=int, nargs="+", default=[100, 250, 300])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="use only the first N photos")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=_workers_arg, default=os.cpu_count() or 1)
     p.add_argument("--noise-profile", default=None,
                    help="noise of a `sid-keras calibrate` TOML (or a built-in: SonyA7S2, NikonD850, SonyA7M4)")
     p.add_argument("--stress", action="store_true",
@@ -247,6 +247,23 @@ def _add_denoise(p) -> None:
                         "as the file says, e.g. 1.5 smoother, 0.7 more grain and texture kept, 0 none")
 
 
+def _path_arg(text: str) -> str:
+    """An output path: an empty one would write into the current folder unasked."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give an output file or folder name")
+    return text
+
+
+def _workers_arg(text: str) -> int:
+    from sid_keras.training.config import MAX_DECODE_WORKERS
+
+    count = _count_arg(text)
+    if count > MAX_DECODE_WORKERS:
+        raise argparse.ArgumentTypeError(f"{count}: give at most {MAX_DECODE_WORKERS} worker processes (this machine "
+                                         f"has {os.cpu_count()} cores)")
+    return count
+
+
 def _count_arg(text: str) -> int:
     try:
         count = int(text)
@@ -283,7 +300,7 @@ def _add_tiling(p) -> None:
 def _add_enhance(sub) -> None:
     p = sub.add_parser("enhance", help="enhance dark raw files (files, folders or globs)")
     p.add_argument("inputs", nargs="+", help="raw files, folders of raw files, or globs")
-    p.add_argument("-o", "--out", required=True,
+    p.add_argument("-o", "--out", type=_path_arg, required=True,
                    help="output file (one input) or folder (one image per input)")
     p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
     p.add_argument("--ratio", type=_ratio_arg, default="auto",
@@ -371,7 +388,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--list", required=True, help="list file (e.g. Sony_test_list.txt)")
     p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
-    p.add_argument("-o", "--out", required=True, help="folder for metrics.json, metrics.csv, figures/")
+    p.add_argument("-o", "--out", type=_path_arg, required=True, help="folder for metrics.json, metrics.csv, figures/")
     p.add_argument("--first-burst-only", action="store_true", help="only _00 short exposures")
     p.add_argument("--exclude-misaligned", action="store_true",
                    help="drop SID's misaligned scenes 10034, 10045, 10172")
@@ -420,7 +437,7 @@ def _run_evaluate(args) -> int:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="make a dark raw from a shipped photo, enhance it, compare")
-    p.add_argument("-o", "--out", default="sid_demo", help="output folder (default: sid_demo)")
+    p.add_argument("-o", "--out", type=_path_arg, default="sid_demo", help="output folder (default: sid_demo)")
     p.add_argument("--ratio", type=int, default=250, choices=[100, 250, 300], help="darkness of the raw")
     p.add_argument("--model", default=None, help=".keras or .tflite file (default: the shipped model)")
     p.add_argument("--seed", type=int, default=0)
@@ -437,7 +454,7 @@ def _run_demo(args) -> int:
 
 def _add_finetune(sub) -> None:
     p = sub.add_parser("finetune", help="adapt a model to your camera: a few real pairs and/or its noise profile")
-    p.add_argument("-o", "--out", required=True, help=".keras file to write")
+    p.add_argument("-o", "--out", type=_path_arg, required=True, help=".keras file to write")
     p.add_argument("--model", default=None, help="the .keras model to start from (default: the shipped model)")
     p.add_argument("--data", default=None, help="root of your pairs (SID layout and list, see README)")
     p.add_argument("--list", default=None, help="list file of your short/long pairs (2 per ratio is enough)")
@@ -497,7 +514,7 @@ def _run_finetune(args) -> int:
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="your camera's noise profile from dark and flat frames")
     p.add_argument("frames", nargs="+", help="dark and flat raw frames (files or folders, e.g. iso800/)")
-    p.add_argument("-o", "--out", required=True, help="noise profile TOML to write (e.g. mycamera.toml)")
+    p.add_argument("-o", "--out", type=_path_arg, required=True, help="noise profile TOML to write (e.g. mycamera.toml)")
     p.add_argument("--name", default=None, help="the camera's name in the profile (default: the file's stem)")
     p.add_argument("--figure", default=None, help="PNG of the fits (default: next to the profile; needs matplotlib)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing profile, shading map and figure")
@@ -564,7 +581,7 @@ def _run_tune(args) -> int:
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="SavedModel + TFLite fp32/fp16/int8-weight/int8 with a parity report")
     p.add_argument("model", help=".keras model file")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", type=_path_arg, required=True, help="output folder")
     p.add_argument("--profile", default=None, help="export profile: a TOML file or a shipped name (default)")
     p.add_argument("--calibration", default=None, metavar="DIR",
                    help="calibrate the int8 file on the dark raw files in DIR (the target camera's); "

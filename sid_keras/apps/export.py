@@ -313,7 +313,8 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     import tensorflow as tf
 
     from sid_keras.models import convention_of, inference_model, with_precision
-    from sid_keras.runtime.inference import finite_output, keras_predictor
+    from sid_keras.runtime.inference import checked_output, keras_predictor
+    from sid_keras.runtime.io import write_json
     from sid_keras.runtime.lite import tflite_predictor
 
     net = with_precision(inference_model(model), None)  # phones get float32 graphs to quantise
@@ -329,7 +330,7 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     crops = calibration_crops(profile, convention, profile.calibration_crops + profile.check_crops, profile.seed)
     held_out, calibration = crops[: profile.check_crops], crops[profile.check_crops :] or crops
     keras_predict = keras_predictor(model)
-    reference = [finite_output(keras_predict(c[None])[0]) for c in held_out]
+    reference = [checked_output(keras_predict(c[None])[0]) for c in held_out]
     files: dict[str, dict] = {}
     targets = []
     if profile.fp32:

@@ -363,13 +363,23 @@ def _tile_shape(width: int) -> tuple[int, int]:
     return LINEAR_DNG_TILE, max(16, min(LINEAR_DNG_TILE, width // 16 * 16))
 
 
+# The Make of every enhanced DNG. Developers apply what they know of a camera, looked up by its
+# Make and Model, to its raw data: RawTherapee's camconst.json black and white levels (Sony
+# A7S II: 512 and 16300) and raw crops, darktable's presets. On our linear, denoised 16-bit data
+# those ruin the picture (RawTherapee developed a Sony file's DNG 1.5 stops too bright, its
+# highlights blown), so no developer may recognise the camera: it is named in Model instead.
+ENHANCED_MAKE = "sid_keras"
+
+
 def _camera_names(make: str | None, model: str | None, unique_model: str | None) -> tuple[str, str, str]:
-    """Make, Model and UniqueCameraModel, all present (darktable refuses a DNG without Make): a
-    missing Make/Model is split from the unique name, as camera DNGs name it ("Blackmagic Pocket
-    Cinema Camera 4K"), and a file that names no camera is "sid_keras enhanced"."""
-    first, _, rest = (unique_model or "").partition(" ")
-    make, model = make or first or "sid_keras", model or rest or "enhanced"
-    return make, model, unique_model or f"{make} {model}"
+    """Make, Model and UniqueCameraModel of an enhanced DNG: Make is :data:`ENHANCED_MAKE`, Model
+    the source's camera as its file names it ("SONY ILCE-7SM2", "Canon EOS 6D"; "enhanced" for
+    a file that names none), so a user still sees which camera took the photo."""
+    if make and model:
+        camera = model if model.lower().startswith(make.split()[0].lower()) else f"{make} {model}"
+    else:
+        camera = unique_model or make or model or "enhanced"
+    return ENHANCED_MAKE, camera, unique_model or camera
 
 
 def write_linear_dng(
@@ -395,7 +405,8 @@ def write_linear_dng(
     darktable) then keep the model's colours, and LibRaw (which normalises the matrix) is
     unaffected. ``orientation`` is LibRaw's flip code of the source; the pixels are in sensor
     orientation; ``crop`` = (top, left, height, width) is the source's default crop. ``make``,
-    ``model`` and ``unique_model`` name the source's camera, as far as it did.
+    ``model`` and ``unique_model`` name the source's camera, as far as it did (written as
+    :func:`_camera_names` says).
     """
     import tifffile
 

@@ -172,7 +172,8 @@ def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable
                    2 * overlap * scale if top + tile_h < height else 0)
         band = read_rows(top, top + tile_h)
         for left, wx in zip(col_starts, col_weights):
-            result = finite_output(np.asarray(predict(band[None, :, left : left + tile_w]), np.float32)[0])
+            result = checked_output(np.asarray(predict(band[None, :, left : left + tile_w]), np.float32)[0],
+                                    (tile_h * scale, tile_w * scale, 3))
             _weigh(result, wy, 0)
             _weigh(result, wx, 1)
             acc[offset:, left * scale : (left + tile_w) * scale] += result[: rows_per_strip - offset]
@@ -191,10 +192,15 @@ def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable
         acc_top += finished
 
 
-def finite_output(result: np.ndarray) -> np.ndarray:
+def checked_output(result: np.ndarray, shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """A network's output, checked: NaN or infinity (broken weights) would be written as a black
-    or white image and scored as one, so it stops the frame instead. Every runner's tiles (and
-    the exporter's reference outputs) pass here."""
+    or white image and scored as one, so it stops the frame instead; so does an output of another
+    ``shape`` than an RGB image at the layout's scale (a model that is not a sid-keras network).
+    Every runner's tiles (and the exporter's reference outputs) pass here."""
+    if shape is not None and result.shape != shape:
+        raise SidError(f"the model's output is {'x'.join(map(str, result.shape))} where this frame's tile needs "
+                       f"{'x'.join(map(str, shape))} (RGB at full resolution): not a sid-keras model for this "
+                       "sensor; use another model")
     if not np.isfinite(result).all():
         raise SidError("the model's output holds NaN or infinite values: its weights are broken "
                        "(a diverged training, a damaged file): use another model")

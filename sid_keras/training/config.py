@@ -204,6 +204,9 @@ def load_config(name_or_path: str | None = None, overrides: list[str] = (),
     return config_from_dict(raw)
 
 
+# Decoding processes a run (or `synth --workers`) may start: each is an interpreter with its
+# libraries (about 200 MB), so 100,000 of them took all the memory of a 24 GB machine.
+MAX_DECODE_WORKERS = 64
 # Memory of one packed pixel of a training batch, before the network's activations: a 9-channel
 # X-Trans input with its noise map and a 3x3-upsampled RGB target, float32.
 BYTES_PER_PACKED_PIXEL = (9 + 9 + 3 * 3 * 3) * 4
@@ -226,6 +229,11 @@ def validate(config: Config) -> None:
                                ("data", "decode_workers", d.decode_workers)]:
         if not isinstance(value, int) or value <= 0:
             raise SidError(f"[{where}] {name} = {value!r}: must be a positive integer")
+    if d.decode_workers > MAX_DECODE_WORKERS:
+        raise SidError(f"[data] decode_workers = {d.decode_workers}: give at most {MAX_DECODE_WORKERS} (each is a "
+                       "process of its own; this machine has {} cores)".format(os.cpu_count()))
+    if not str(t.out_dir).strip():
+        raise SidError("[train] out_dir = '': give the run folder (an empty one would write into the current folder)")
     batch_bytes = d.batch_size * d.patch_size**2 * BYTES_PER_PACKED_PIXEL
     if batch_bytes > physical_memory():
         raise SidError(f"[data] batch_size = {d.batch_size} patches of patch_size = {d.patch_size}: a batch needs "

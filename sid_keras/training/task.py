@@ -137,6 +137,9 @@ class Task:
                                             saturation=d.saturation))
             weights.append(d.synthetic_share if d.train_list else 1.0)
             items += len(cached)
+        if not d.val_list:
+            raise SidError("[data] val_list = '': give the list of pairs a run validates on (e.g. Sony_val_list.txt, "
+                           "which `sid-keras synth --split val` writes)")
         val_entries = self.cached_pairs(d.val_list, first_burst_only=True, progress=progress)
         return Data(sources, weights, items, frame_dataset(val_entries, max_side=d.val_max_side,
                                                            noise_input=self.convention.noise))
@@ -268,16 +271,15 @@ class Task:
 
     def init_weights(self, model) -> None:
         """Start from ``train.init_from`` (a .keras file of the same architecture), if set."""
-        import keras
-
         from sid_keras.models import inference_model
+        from sid_keras.runtime.inference import load_model
 
         path = self.config.train.init_from
         if not path:
             return
         if not os.path.isfile(path):
             raise SidError(f"[train] init_from = {path!r}: no such file")
-        source = inference_model(keras.models.load_model(path))
+        source = inference_model(load_model(path))  # a file that is not a .keras model is one line
         target = inference_model(model)
         if type(source) is not type(target) or _comparable(source.get_config()) != _comparable(target.get_config()):
             raise SidError(f"{path}: a {type(source).__name__} {_comparable(source.get_config())}, not the "
