@@ -56,7 +56,6 @@ import json
 import os
 import pathlib
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -234,8 +233,14 @@ def write_record(results: pathlib.Path, name: str, entry: dict, run: pathlib.Pat
     crop, truth = entry.pop("crop")
     write_image(results / f"{name}.crop.png", crop)
     write_image(results / "truth.crop.png", truth)
-    if name == "unet":
-        shutil.copyfile(run / "best.keras", results / FIRST_NETWORK)
+    if name == "unet":  # the weights alone, in float32 (no optimizer state: a third of the size)
+        import keras
+
+        from sid_keras.models import inference_model, with_precision
+        from sid_keras.runtime.io import save_model_atomic
+
+        net = inference_model(keras.models.load_model(run / "best.keras", compile=False))
+        save_model_atomic(with_precision(net, None), results / FIRST_NETWORK)
     with atomic_path(results / f"{name}.json") as tmp:
         pathlib.Path(tmp).write_text(json.dumps(entry, indent=1) + "\n")
 
