@@ -317,6 +317,11 @@ def _add_enhance(sub) -> None:
     p.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--compression", choices=PNG_COMPRESSION, default="fast",
                    help="PNG: fast (default) or small (smallest files, several times slower)")
+    p.add_argument("--burst", action="store_true",
+                   help="the inputs are one burst of one scene (the first the reference): aligned and merged "
+                        "into one output, with N times less noise where nothing moved")
+    p.add_argument("--merge-only", action="store_true",
+                   help="with --burst: write the merged raw mosaic as a DNG (-o merged.dng) to develop elsewhere")
     p.set_defaults(run=_run_enhance)
 
 
@@ -363,7 +368,9 @@ def _run_enhance(args) -> int:
     if barren:
         raise SidError(f"no raw files found in {', '.join(barren)}: check the folder or pattern "
                        f"(raw suffixes such as .dng, .arw, .cr2, .nef), or leave it out")
-    fmt, plan = plan_outputs(inputs, args.out, args.fmt)
+    if args.merge_only and not args.burst:
+        raise SidError("--merge-only writes a merged burst: give --burst too")
+    fmt, plan = plan_outputs(inputs[:1] if args.burst else inputs, args.out, "dng" if args.merge_only else args.fmt)
     profile, shading = None, None
     if args.noise_profile:
         from sid_keras.runtime.noise import load_dark_shading, load_profile
@@ -371,6 +378,8 @@ def _run_enhance(args) -> int:
         profile, shading = load_profile(args.noise_profile), load_dark_shading(args.noise_profile)
     enhancer = Enhancer(args.model, tile=args.tile, overlap=args.overlap, noise_profile=profile,
                         dark_shading=shading, denoise=args.denoise)
+    if args.burst:
+        return _enhance_burst(enhancer, inputs, plan[0][1], fmt, args)
     failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
                              progress=on_terminal(), log=_print_while_read, verbose=args.verbose,
                              quality=args.quality,
@@ -380,6 +389,32 @@ def _run_enhance(args) -> int:
     if failures:
         print(f"sid-keras enhance: {len(failures)} of {len(inputs)} files failed", file=sys.stderr)
         return EXIT_BUG if any(message.endswith(BUG_ADVICE) for _, message in failures) else EXIT_USER_ERROR
+    return 0
+
+
+def _enhance_burst(enhancer, inputs, out, fmt: str, args) -> int:
+    """`enhance --burst`: one output from the aligned and merged frames (or, with --merge-only,
+    the merged raw DNG)."""
+    from sid_keras.runtime.burst import write_merged_dng
+    from sid_keras.runtime.inference import write_pixels
+    from sid_keras.runtime.io import check_encoding, refuse_writing_over_inputs
+
+    refuse_writing_over_inputs(inputs, [out])
+    check_encoding(quality=args.quality, compression=args.compression)
+    if out.exists() and not args.overwrite:
+        raise SidError(f"{out}: already exists; pass --overwrite to replace it")
+    merged, law, report = enhancer.merge_burst(inputs)
+    if args.merge_only:
+        write_merged_dng(out, merged, law, overwrite=args.overwrite)
+        _print_while_read(f"{inputs[0]} + {len(inputs) - 1} frames -> {out} (merged raw; {report.describe()})")
+        return 0
+    pixels, value, how = enhancer.enhance_to_pixels(merged, args.ratio, fmt, enhancer.told(law))
+    write_pixels(out, pixels, merged, fmt, overwrite=args.overwrite, quality=args.quality,
+                 compression=args.compression)
+    for notice in merged.notices:
+        _print_while_read(notice)
+    _print_while_read(f"{inputs[0]} + {len(inputs) - 1} frames -> {out} (ratio x{value:.1f} {how}; "
+                      f"{report.describe()})")
     return 0
 
 

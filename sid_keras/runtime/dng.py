@@ -181,6 +181,7 @@ def write_cfa_dng(
     model: str = "synthetic",
     noise_profile: Sequence[float] | None = None,
     gain_maps: Sequence[GainMap] = (),
+    orientation: int = 0,
 ) -> None:
     """Write a uint16 CFA mosaic as a DNG.
 
@@ -194,6 +195,7 @@ def write_cfa_dng(
         noise_profile: DNG NoiseProfile, ``(S, O)`` once or per colour plane: variance
             ``S * x + O`` of a signal ``x`` in units of white minus black.
         gain_maps: OpcodeList2 GainMaps (a phone's lens shading).
+        orientation: LibRaw's flip code of the picture (the mosaic is in sensor orientation).
     """
     import tifffile
 
@@ -209,6 +211,7 @@ def write_cfa_dng(
         (TAG_CFA_LAYOUT, SHORT, 1, 1, True),
         (TAG_WHITE_LEVEL, LONG, 1, int(white_level), True),
         (TAG_AS_SHOT_NEUTRAL, RATIONAL, 3, _rationals(as_shot_neutral), True),
+        (TAG_ORIENTATION, SHORT, 1, FLIP_TO_TIFF_ORIENTATION.get(int(orientation), 1), True),
     ]
     if color_matrix is not None:
         matrix = np.asarray(color_matrix, np.float64).ravel()

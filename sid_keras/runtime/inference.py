@@ -23,6 +23,7 @@ import numpy as np
 from sid_keras import ASSETS_DIR
 from sid_keras.errors import SidError, describe, unexpected
 from sid_keras.runtime import raw
+from sid_keras.runtime.burst import BurstReport
 from sid_keras.runtime.convention import Convention
 from sid_keras.runtime.render import OUTPUT_KINDS
 
@@ -522,9 +523,13 @@ class Enhancer:
     def noise_law(self, frame: raw.RawFrame) -> raw.NoiseLaw | None:
         """The noise law a noise-aware model is told of the frame (:func:`sid_keras.runtime.raw.noise_law`),
         its standard deviation times :attr:`denoise`; None for a blind model."""
+        return self.told(raw.noise_law(frame, self.noise_profile))
+
+    def told(self, law: raw.NoiseLaw) -> raw.NoiseLaw | None:
+        """What a noise-aware model is told of a frame whose noise follows ``law``: its standard
+        deviation times :attr:`denoise`; None for a blind model."""
         if not self.convention.noise:
             return None
-        law = raw.noise_law(frame, self.noise_profile)
         if self.denoise == 1:
             return law
         variance = np.float32(self.denoise**2)
@@ -570,8 +575,9 @@ class Enhancer:
         blend_tiles(self.predict, read_rows, height, width, layout.scale, emit, tile=self.tile,
                     overlap=self.overlap, align=layout.layout.shape[1], multiple=self.multiple)
 
-    def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto") -> Enhanced:
-        """The frame's output as float arrays (:class:`Enhanced`)."""
+    def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto",
+                      noise: raw.NoiseLaw | None = None) -> Enhanced:
+        """The frame's output as float arrays (:class:`Enhanced`). ``noise``: as in :meth:`stream`."""
         check_memory(frame, 2 * 3 * 4, self.tile)  # the float output and its padded copy
         value, source = self.resolve_ratio(frame, ratio)
         _, _, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
@@ -580,7 +586,7 @@ class Enhancer:
         def emit(y: int, rows: np.ndarray) -> None:
             output[y : y + len(rows)] = np.clip(rows, 0.0, 1.0)
 
-        self.stream(frame, value, emit)
+        self.stream(frame, value, emit, noise)
         return Enhanced(restore_frame_geometry(output, frame), self.convention, frame, value, source)
 
     def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str,
@@ -599,6 +605,36 @@ class Enhancer:
         """Enhance a raw file or :class:`~sid_keras.runtime.raw.RawFrame`; float32 sRGB (H, W, 3) in [0, 1]."""
         frame = source if isinstance(source, raw.RawFrame) else raw.read_raw(source)
         return self.enhance_frame(self.prepare(frame), ratio).image
+
+    def merge_burst(self, sources: Sequence) -> tuple[raw.RawFrame, raw.NoiseLaw, BurstReport]:
+        """Read a burst (files or frames of one scene, the first the reference), check that it is
+        one, and align and merge it (:mod:`sid_keras.runtime.burst`). Returns the merged frame,
+        the single-frame noise law of its reference (the merged frame says how much of it is
+        left where; an estimate from the merge itself would count the merge twice) and what
+        the merge did."""
+        from sid_keras.runtime import burst
+
+        if not sources:
+            raise SidError("a burst needs at least one raw file")
+        frames = [self.prepare(s if isinstance(s, raw.RawFrame) else raw.read_raw(s)) for s in sources]
+        burst.check_burst(frames)
+        reference = frames[0]
+        law = raw.noise_law(reference, self.noise_profile)
+        if len(frames) == 1:
+            return reference, law, burst.BurstReport((), (), 1.0)
+
+        def one_at_a_time():  # each frame is let go once merged
+            while len(frames) > 1:
+                yield frames.pop(1)
+
+        merged, report = burst.merge(reference, one_at_a_time(), law)
+        return merged, law, report
+
+    def enhance_burst(self, sources: Sequence, ratio: float | str | None = "auto") -> np.ndarray:
+        """Enhance a burst of raw files of one scene (the first the reference: its geometry); float32
+        sRGB (H, W, 3) in [0, 1]. A burst of one file is exactly :meth:`enhance` of it."""
+        merged, law, _ = self.merge_burst(sources)
+        return self.enhance_frame(merged, ratio, self.told(law)).image
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:

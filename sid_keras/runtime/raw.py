@@ -147,6 +147,9 @@ class RawFrame:
         crop: the file's default crop (top, left, height, width) in the mosaic, or None.
         noise_profile: the DNG NoiseProfile as ``(S, O)`` per colour R, G, B (variance
             ``S * x + O`` of a signal ``x`` in units of white minus black), or None.
+        noise_variance_scale: the share of a single frame's noise variance each pixel still has
+            (mosaic-shaped, float32; a merged burst's, :mod:`sid_keras.runtime.burst`), or None
+            (all of it). Such a frame's mosaic holds float32 values, in sensor units too.
         path: the file the frame came from, for messages.
         notices: one-line remarks for the user (a white balance or colour matrix that had to be
             replaced because the file lacks it).
@@ -163,6 +166,7 @@ class RawFrame:
     orientation: int = 0
     crop: tuple[int, int, int, int] | None = None
     noise_profile: tuple[tuple[float, float], ...] | None = None
+    noise_variance_scale: np.ndarray | None = None
     path: str = "<array>"
     notices: tuple[str, ...] = ()
 
@@ -326,8 +330,9 @@ def packed_shape(frame: RawFrame) -> tuple[int, int]:
     return h // layout.period * cells, w // layout.period * cells
 
 
-def _packed_rows(frame: RawFrame, rows: tuple[int, int] | None) -> np.ndarray:
-    """The frame's packed raw values (uint16), all rows or packed ``rows = (start, stop)``."""
+def _packed_rows(frame: RawFrame, rows: tuple[int, int] | None, mosaic: np.ndarray | None = None) -> np.ndarray:
+    """The frame's packed raw values (uint16), all rows or packed ``rows = (start, stop)``; or
+    those of another array of the mosaic's shape (``mosaic``)."""
     top, left, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
     layout = frame.cfa
     cells = layout.layout.shape[1]
@@ -335,7 +340,7 @@ def _packed_rows(frame: RawFrame, rows: tuple[int, int] | None) -> np.ndarray:
     if start % cells or stop % cells:
         raise ValueError(f"packed rows {start}:{stop} are not whole CFA periods of {cells} rows")
     mosaic_rows = slice(top + start // cells * layout.period, top + stop // cells * layout.period)
-    return pack_mosaic(frame.mosaic[mosaic_rows, left : left + w], layout)
+    return pack_mosaic((frame.mosaic if mosaic is None else mosaic)[mosaic_rows, left : left + w], layout)
 
 
 def raw_signal(frame: RawFrame, rows: tuple[int, int] | None = None, packed: np.ndarray | None = None) -> np.ndarray:
@@ -369,6 +374,8 @@ def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
     out[..., :channels] = amplified
     signal = raw_signal(frame, packed=packed)
     scale = np.float32(ratio) * (np.float32(1) if gains is None else gains)
+    if frame.noise_variance_scale is not None:  # a merged burst: less noise, pixel by pixel
+        scale = scale * np.sqrt(_packed_rows(frame, rows, frame.noise_variance_scale))
     out[..., channels:] = noise_sigma(signal, scale, noise.s, noise.o, out=signal)
     return out
 

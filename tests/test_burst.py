@@ -1,0 +1,159 @@
+"""Bursts: several dark frames of one scene aligned and merged before the network (issue 48)."""
+
+import numpy as np
+import pytest
+from conftest import one_line_failure
+
+from sid_keras.apps.cli import main
+from sid_keras.runtime import burst, raw
+from sid_keras.runtime.dng import write_cfa_dng
+from sid_keras.synth.bursts import BLACK, WHITE, make_burst, poisson_gaussian, render
+
+
+def _scene(side: int = 200, seed: int = 0) -> np.ndarray:
+    """A textured, colourful linear scene (smoothed noise: band-limited, as a lens gives)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    texture = gaussian_filter(rng.uniform(0, 1, (side, side, 3)), (2, 2, 0))
+    return np.clip((texture - texture.min()) / np.ptp(texture), 0, 1) * 0.6 + 0.05
+
+
+def _write(burst_frames, folder, changes=None):
+    paths = []
+    for i, frame in enumerate(burst_frames):
+        path = folder / f"f{i}.dng"
+        args = dict(black_level=BLACK, white_level=WHITE, as_shot_neutral=1 / frame.white_balance[:3],
+                    exposure_time=frame.exposure_time, iso=frame.iso, make="SONY", model="ILCE-7SM2")
+        args.update((changes or {}).get(i, {}))
+        mosaic = args.pop("mosaic", frame.mosaic)
+        write_cfa_dng(path, mosaic, args.pop("pattern", frame.cfa_pattern), **args)
+        paths.append(path)
+    return paths
+
+
+def _psnr(a, b, where=None):
+    error = (a - b) if where is None else (a - b)[where]
+    return 10 * np.log10(1 / np.mean(error**2))
+
+
+@pytest.mark.parametrize("shift", [(3.25, -1.5), (-7.7, 12.3), (0.4, 0.0), (25.5, -30.25)])
+def test_known_shifts_are_recovered_within_a_quarter_pixel(shift):
+    scene = _scene(360)[..., 1:2].repeat(3, axis=-1)
+    reference = render(scene, (256, 256), (0, 0), 0)[..., 0].astype(np.float32)
+    other = render(scene, (256, 256), shift, 0)[..., 0].astype(np.float32)
+    rng = np.random.default_rng(1)
+    reference += rng.normal(0, 0.01, reference.shape).astype(np.float32)
+    other += rng.normal(0, 0.01, other.shape).astype(np.float32)
+    found = burst.align(reference, other)
+    # the tiles' content moved by -shift in the other frame: that is where each tile lies in it;
+    # tiles whose content left the frame have nothing to match (the merge gives them weight 0)
+    margin = [int(np.ceil(abs(s) / burst.TILE)) + 1 for s in shift]
+    inner = found[margin[0] : found.shape[0] - margin[0], margin[1] : found.shape[1] - margin[1]].reshape(-1, 2)
+    assert np.all(np.abs(np.median(inner, axis=0) + shift) < 0.25), np.median(inner, axis=0)
+    assert np.percentile(np.abs(inner + shift), 90) < 0.25
+
+
+def test_a_merged_burst_has_less_noise_and_a_moving_object_leaves_no_trail():
+    made = make_burst(_scene(220), (192, 192), 8, ratio=100, noise=poisson_gaussian(), seed=2, shake=5)
+    reference = made.frames[0]
+    law = raw.noise_law(reference)
+    merged, report = burst.merge(reference, made.frames[1:], law)
+    truth = raw.BAYER.pack_rgb(made.truth / reference.white_balance[:3]) / 100
+    single, combined = raw.raw_signal(reference), raw.raw_signal(merged)
+    plain = np.mean([raw.raw_signal(f) for f in made.frames], axis=0)  # unaligned, not robust
+    obj, trail = made.object_mask[::2, ::2], made.trail_mask[::2, ::2]
+    assert _psnr(combined * 100, truth * 100) > _psnr(single * 100, truth * 100) + 6  # 8 frames: up to 9 dB
+    assert _psnr(combined * 100, truth * 100, trail) > _psnr(single * 100, truth * 100, trail) + 3
+    assert _psnr(plain * 100, truth * 100, trail) < _psnr(combined * 100, truth * 100, trail) - 2  # a ghost avoided
+    # the object keeps at least the single frame's quality (the frames where the disc still covers
+    # a pixel of it hold the same content there, and count)
+    assert _psnr(combined * 100, truth * 100, obj) > _psnr(single * 100, truth * 100, obj) - 0.5
+    assert 5 < report.effective_frames <= 8 and len(report.shifts) == 7
+    still = make_burst(_scene(220), (192, 192), 8, ratio=100, noise=poisson_gaussian(), seed=2, shake=0, rotation=0)
+    merged, _ = burst.merge(still.frames[0], still.frames[1:], law)  # frames in the reference's coordinates
+    scale = merged.noise_variance_scale[::2, ::2]
+    alone, moved = still.only_reference_mask[::2, ::2], (still.object_mask | still.trail_mask)[::2, ::2]
+    # told the noise left where it is: all of it where only the reference shows the object (its
+    # edge, where a 5x5 mean of differences sees half of it, merges a little), an eighth elsewhere
+    assert scale[alone].mean() > 3 * scale[~moved].mean() and scale[~moved].mean() < 0.16
+
+
+def test_a_noise_aware_network_is_told_the_noise_left_after_the_merge():
+    made = make_burst(_scene(220), (128, 128), 4, ratio=50, noise=poisson_gaussian(), seed=3)
+    law = raw.noise_law(made.frames[0])
+    merged, _ = burst.merge(made.frames[0], made.frames[1:], law)
+    alone = raw.network_input(dataclass_replace(merged, noise_variance_scale=None), 50, white_balance=True,
+                              noise=law)
+    told = raw.network_input(merged, 50, white_balance=True, noise=law)
+    scale = raw.pack_mosaic(merged.noise_variance_scale[: 128, : 128], raw.BAYER)
+    np.testing.assert_allclose(told[..., 4:], alone[..., 4:] * np.sqrt(scale), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(told[..., :4], alone[..., :4])
+
+
+def dataclass_replace(frame, **changes):
+    import dataclasses
+
+    return dataclasses.replace(frame, **changes)
+
+
+def test_a_burst_of_one_is_exactly_the_single_frame_result(tmp_path, tiny_model_file, capsys):
+    from sid_keras.runtime.inference import Enhancer
+
+    made = make_burst(_scene(150), (96, 96), 1, ratio=30, noise=poisson_gaussian(), seed=4)
+    (path,) = _write(made.frames, tmp_path)
+    enhancer = Enhancer(tiny_model_file)
+    np.testing.assert_array_equal(enhancer.enhance_burst([path], ratio=30), enhancer.enhance(path, ratio=30))
+    assert main(["enhance", "--burst", str(path), "-o", str(tmp_path / "burst.png"), "--model",
+                 str(tiny_model_file)]) == 0
+    assert main(["enhance", str(path), "-o", str(tmp_path / "single.png"), "--model", str(tiny_model_file)]) == 0
+    assert (tmp_path / "burst.png").read_bytes() == (tmp_path / "single.png").read_bytes()
+    assert "1 frame: nothing to merge" in capsys.readouterr().out
+
+
+def test_enhance_burst_writes_one_output_and_the_merged_raw_dng_reads_back(tmp_path, tiny_model_file, capsys):
+    made = make_burst(_scene(150), (96, 96), 4, ratio=30, noise=poisson_gaussian(), seed=5)
+    paths = _write(made.frames, tmp_path)
+    for fmt in ("png", "dng"):
+        assert main(["enhance", "--burst", *map(str, paths), "-o", str(tmp_path / f"out.{fmt}"), "--model",
+                     str(tiny_model_file)]) == 0
+        assert (tmp_path / f"out.{fmt}").is_file()
+    assert "f0.dng + 3 frames -> " in capsys.readouterr().out
+    assert main(["enhance", "--burst", *map(str, paths), "-o", str(tmp_path / "merged.dng"), "--merge-only"]) == 0
+    reference = raw.read_raw(paths[0])
+    law = raw.noise_law(reference)
+    merged, _ = burst.merge(reference, [raw.read_raw(p) for p in paths[1:]], law)
+    back = raw.read_raw(tmp_path / "merged.dng")  # LibRaw reads it, four times the sensor's precision
+    assert back.white_level == 4 * WHITE and np.all(back.black_level == 4 * BLACK)
+    np.testing.assert_allclose((back.mosaic.astype(np.float64) - 4 * BLACK) / 4, merged.mosaic - BLACK, atol=0.13)
+    left = merged.noise_variance_scale.mean()
+    expected = [(float(np.mean(law.s[raw.BAYER.channel_colours == c])) * left,
+                 float(np.mean(law.o[raw.BAYER.channel_colours == c])) * left) for c in range(3)]
+    np.testing.assert_allclose(back.noise_profile, expected, rtol=1e-6)
+    assert back.exposure_time == pytest.approx(reference.exposure_time) and back.iso == reference.iso
+    assert raw.camera_identity(tmp_path / "merged.dng")["Model"] == "SONY ILCE-7SM2 merged burst"
+
+
+def test_frames_that_are_not_one_burst_are_refused_before_any_work(tmp_path, tiny_model_file, capsys):
+    made = make_burst(_scene(150), (96, 96), 2, ratio=30, noise=poisson_gaussian(), seed=6)
+    cases = {
+        "size 96x80 differs": {1: {"mosaic": made.frames[1].mosaic[:, :80]}},
+        "CFA pattern": {1: {"pattern": np.array([[2, 1], [1, 0]])}},
+        "exposure time": {1: {"exposure_time": 0.01}},
+        "iso 6400": {1: {"iso": 6400}},
+        "camera NIKON CORPORATION NIKON D850 differs": {1: {"make": "NIKON CORPORATION", "model": "NIKON D850"}},
+    }
+    for i, (needle, change) in enumerate(cases.items()):
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        paths = _write(made.frames, folder, change)
+        out = folder / "out.png"
+        one_line_failure(capsys, ["enhance", "--burst", *map(str, paths), "-o", str(out), "--model",
+                                  str(tiny_model_file)], f"{paths[1]}: ", needle.split(" differs")[0])
+        assert not out.exists()
+    bad = tmp_path / "case0" / "f1.dng"
+    bad.write_bytes(b"not a raw file")
+    one_line_failure(capsys, ["enhance", "--burst", str(tmp_path / "case0" / "f0.dng"), str(bad), "-o",
+                              str(tmp_path / "x.png")], str(bad))
+    one_line_failure(capsys, ["enhance", str(tmp_path / "case0" / "f0.dng"), "-o", str(tmp_path / "x.dng"),
+                              "--merge-only"], "give --burst too")
