@@ -12,7 +12,11 @@ median of --repeats runs and the columns that matter are the ratios):
    write);
 3. synthetic frames of --sizes megapixels: seconds and peak memory (RSS) of a fresh process;
 4. a batch of --batch copies in one command against as many separate commands, alternated
-   for --repeats rounds.
+   for --repeats rounds;
+5. bursts (`enhance --burst`) of N = --burst-frames frames of --burst-size megapixels (a
+   textured scene, each frame shifted by a few pixels, with its own noise): seconds and peak
+   memory of a fresh process, beside a single frame's enhancement (N = 1) and LibRaw's
+   development of that frame, in the same run.
 """
 
 from __future__ import annotations
@@ -133,6 +137,42 @@ def size_worker(model: str | None, dng: str, out: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_mb}))
 
 
+def write_burst(folder: str, megapixels: float, frames: int) -> list[str]:
+    """``frames`` DNGs of one textured scene (smoothed noise, a dark x100 exposure), each shifted
+    by up to 6 sensor pixels (an even number: the CFA's phase), with independent noise."""
+    from scipy.ndimage import gaussian_filter
+
+    from sid_keras.runtime.dng import write_cfa_dng
+
+    height = int(round((megapixels * 1e6 / ASPECT) ** 0.5 / 2)) * 2
+    width = int(round(height * ASPECT / 2)) * 2
+    rng = np.random.default_rng(0)
+    scene = gaussian_filter(rng.uniform(0, 1, (height // 4 + 8, width // 4 + 8)).astype(np.float32), 1.5)
+    scene = np.kron(scene, np.ones((4, 4), np.float32))  # texture at a few pixels' scale
+    paths = []
+    for i in range(frames):
+        dy, dx = (0, 0) if i == 0 else 2 * rng.integers(-3, 4, 2)
+        view = scene[16 + dy : 16 + dy + height, 16 + dx : 16 + dx + width]
+        mosaic = 512 + view * 160 + rng.normal(0, 12, view.shape)
+        paths.append(os.path.join(folder, f"burst{i:02d}.dng"))
+        write_cfa_dng(paths[-1], np.clip(mosaic, 0, 16383).astype(np.uint16), np.array([[0, 1], [1, 2]]),
+                      black_level=512, white_level=16383, exposure_time=0.04, iso=6400)
+    return paths
+
+
+def burst_worker(model: str | None, out: str, dngs: list[str]) -> None:
+    """One burst enhancement as `enhance --burst` does it; prints its seconds and peak RSS."""
+    from sid_keras.runtime.inference import Enhancer, write_pixels
+
+    enhancer = Enhancer(model)
+    start = time.perf_counter()
+    merged, law, _ = enhancer.merge_burst(dngs)
+    pixels, _, _ = enhancer.enhance_to_pixels(merged, 100, "png", enhancer.told(law))
+    write_pixels(out, pixels, merged, "png", overwrite=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_mb}))
+
+
 def main(argv=None) -> int:
     from sid_keras.apps.cli import _without_huge_pages
 
@@ -140,12 +180,17 @@ def main(argv=None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
         size_worker(None if sys.argv[2] == "-" else sys.argv[2], sys.argv[3], sys.argv[4])
         return 0
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--burst-worker":
+        burst_worker(None if sys.argv[2] == "-" else sys.argv[2], sys.argv[3], sys.argv[4:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", default=DEFAULT_RAW, help="a real raw file (default: the Blackmagic DNG)")
     parser.add_argument("--model", default=None, help=".keras or .tflite (default: the shipped model)")
     parser.add_argument("--sizes", type=float, nargs="*", default=[12, 48], help="synthetic frames, megapixels")
     parser.add_argument("--batch", type=int, default=10, help="files in the batch comparison (0: skip)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--burst-size", type=float, default=12, help="megapixels of the burst frames (0: skip)")
+    parser.add_argument("--burst-frames", type=int, nargs="*", default=[1, 2, 4, 8])
     args = parser.parse_args(argv)
     print(f"# python benchmarks/enhance.py {' '.join(sys.argv[1:])}")
     print(f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
@@ -176,6 +221,28 @@ def main(argv=None) -> int:
                 r = json.loads(run.stdout.strip().splitlines()[-1])
                 print(f"{f'{mp:g} MP':<20}{r['seconds']:>9.2f}{r['seconds'] / mp:>7.2f}{r['peak_mb']:>9.0f}")
                 os.unlink(dng)
+            print()
+
+        if args.burst_size and args.burst_frames:
+            folder = os.path.join(tmp, "burst")
+            os.mkdir(folder)
+            dngs = write_burst(folder, args.burst_size, max(args.burst_frames))
+            libraw = wall([sys.executable, "-c", LIBRAW_DEVELOP, dngs[0], os.path.join(tmp, "libraw.png")], 1)
+            print(f"{f'burst of {args.burst_size:g} MP frames':<28}{'seconds':>9}{'vs 1 frame':>12}{'peak MB':>9}")
+            print(f"{'LibRaw, frame 0 (reference)':<28}{libraw:>9.2f}{'':>12}{'':>9}")
+            single = None
+            for n in args.burst_frames:
+                runs = [subprocess.run([sys.executable, __file__, "--burst-worker", args.model or "-",
+                                        os.path.join(tmp, "burst.png"), *dngs[:n]], capture_output=True, text=True)
+                        for _ in range(args.repeats)]
+                if any(run.returncode for run in runs):
+                    print(f"{n} frames  failed: {(runs[0].stderr.strip().splitlines() or ['?'])[-1][:80]}")
+                    continue
+                results = [json.loads(run.stdout.strip().splitlines()[-1]) for run in runs]
+                seconds = statistics.median(r["seconds"] for r in results)
+                single = single or seconds
+                print(f"{f'{n} frame' + ('s' if n > 1 else ''):<28}{seconds:>9.2f}{seconds / single:>11.2f}x"
+                      f"{max(r['peak_mb'] for r in results):>9.0f}")
             print()
 
         if args.batch:

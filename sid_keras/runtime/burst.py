@@ -9,8 +9,10 @@ al., SIGGRAPH Asia 2016) in the raw domain, on the CPU:
   pyramid of 2x box downsamplings: at each level every 16x16 tile searches the integer shifts
   around its coarser level's guess for the least squared difference, and at full resolution the
   three costs on each axis around the best shift give its sub-pixel part (a parabola's minimum).
-  The tile shifts are interpolated into a smooth field (translation and a little rotation), by
-  which each packed plane is resampled (bilinear).
+  One affine motion per frame (translation and a little rotation: a hand's shake) is fitted to
+  the tile shifts, robustly and weighted by how sharply each tile fixes its shift
+  (:func:`fit_motion`: in a dark frame a tile alone is mostly noise, thousands agree), and each
+  packed plane is resampled by it (bilinear).
 - **Merge** robustly: at each packed pixel a frame's weight falls from 1 to 0 as the 5x5 mean of
   its difference from the reference, in the channel where it is largest, grows from 3 to 5
   standard deviations of that mean's noise (the noise law of the reference at that level): a
@@ -43,6 +45,8 @@ from sid_keras.runtime import raw
 TILE = 16  # packed pixels of an alignment tile (HDR+: 16 at the finest level)
 COARSEST_SIDE = 32  # the pyramid stops before a level's smaller side falls under this
 SEARCH_RADIUS = 4  # integer shifts searched at the coarsest level; 1 at the finer ones
+BAND = (0.01, 0.2)  # the cross-correlation's band (cycles a pixel): lighting below, the finest noise above
+MOTION_SCALE = 0.5  # packed pixels: tiles this far from a frame's fitted motion count half
 # Robust merge: a frame counts fully below LOW standard deviations of the local mean difference
 # (the largest of the packed channels': for four channels of pure noise, 1% of pixels exceed 3;
 # a noise law estimated from a dark frame can be 10-30% low, which moves that to 2.3-2.7), not
@@ -147,30 +151,67 @@ def _search(reference: np.ndarray, other: np.ndarray, guess: np.ndarray, radius:
     return best, around
 
 
-def _subpixel(around: np.ndarray) -> np.ndarray:
+def _subpixel(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sub-pixel part of each tile's shift: per axis, the minimum of the parabola through the
-    three costs around the best integer shift, within half a pixel."""
-    parts = []
+    three costs around the best integer shift, within half a pixel; and the parabolas' curvature
+    (the smaller of the two axes: how sharply the tile's content fixes its shift)."""
+    parts, sharpness = [], []
     for costs in (around[..., :, 1], around[..., 1, :]):  # along y (middle column), along x (middle row)
         curvature = costs[..., 0] - 2 * costs[..., 1] + costs[..., 2]
         step = np.where(curvature > 0, (costs[..., 0] - costs[..., 2]) / (2 * np.maximum(curvature, 1e-12)), 0.0)
         parts.append(np.clip(step, -0.5, 0.5))
-    return np.stack(parts, axis=-1)
+        sharpness.append(np.maximum(curvature, 0))
+    return np.stack(parts, axis=-1), np.minimum(*sharpness)
 
 
-def align(reference: np.ndarray, other: np.ndarray, tile: int = TILE) -> np.ndarray:
+def global_translation(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The one shift (dy, dx) that best lays ``reference`` on ``other``, from every pixel at once:
+    the peak of their cross-correlation (FFT, edges tapered, band-passed so neither the lighting,
+    the finest noise nor a frame's row and column stripes decide), refined to sub-pixel by a
+    parabola through its neighbours.
+    A tile of a dark frame is mostly noise; a whole frame is not."""
+    h, w = reference.shape
+    taper = np.hanning(h)[:, None] * np.hanning(w)[None, :]
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    radius2 = fy**2 + fx**2
+    band = (1 - np.exp(-radius2 / (2 * BAND[0]**2))) * np.exp(-radius2 / (2 * BAND[1]**2))
+    band[:, :3] = 0  # row noise (a frame's own horizontal stripes) lives at no horizontal frequency
+    band[:3], band[-2:] = 0, 0  # column noise at no vertical one
+
+    def spectrum(image):
+        return np.fft.rfft2((image - image.mean()) * taper)
+
+    correlation = np.fft.irfft2(np.conj(spectrum(reference)) * spectrum(other) * band, s=(h, w))
+    peak = np.array(np.unravel_index(np.argmax(correlation), correlation.shape))
+    shift = np.where(peak > np.array([h, w]) // 2, peak - [h, w], peak).astype(np.float64)
+    for axis, size in enumerate((h, w)):
+        step = np.zeros(2, np.int64)
+        step[axis] = 1
+        before, at, after = (correlation[tuple((peak + k * step) % [h, w])] for k in (-1, 0, 1))
+        curvature = before - 2 * at + after
+        if curvature < 0:
+            shift[axis] += np.clip((before - after) / (2 * curvature), -0.5, 0.5)
+    return shift
+
+
+def align(reference: np.ndarray, other: np.ndarray, tile: int = TILE,
+          start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Shift (dy, dx) of each ``tile``-sized tile of grey image ``reference`` to where it lies in
-    ``other`` (packed pixels, sub-pixel), coarse to fine (module doc). Shape (nty, ntx, 2); an
-    image smaller than a tile is one tile of its size."""
+    ``other`` (packed pixels, sub-pixel), coarse to fine (module doc), shape (nty, ntx, 2); and
+    how sharply each tile's content fixes it (:func:`_subpixel`), for :func:`fit_motion`. An
+    image smaller than a tile is one tile of its size. ``start``: the frame's shift as a whole
+    (:func:`global_translation`, found at the coarsest level if not given), where the coarsest
+    level's tiles start looking."""
     tile = min(tile, *reference.shape)
     pyramid = [(reference, other)]
     while min(pyramid[-1][0].shape) // 2 >= max(COARSEST_SIDE, tile):
         pyramid.append((_half(pyramid[-1][0]), _half(pyramid[-1][1])))
+    start = global_translation(*pyramid[-1]) if start is None else np.asarray(start) / 2 ** (len(pyramid) - 1)
     guess = None
     for ref, oth in reversed(pyramid):
         nty, ntx = ref.shape[0] // tile, ref.shape[1] // tile
         if guess is None:
-            guess = np.zeros((nty, ntx, 2), np.int64)
+            guess = np.broadcast_to(np.rint(start).astype(np.int64), (nty, ntx, 2)).copy()
             radius = SEARCH_RADIUS
         else:  # the coarser level's shift of the tile that covers this one's centre, doubled
             rows = np.minimum((np.arange(nty) * tile + tile // 2) // 2 // tile, guess.shape[0] - 1)
@@ -178,65 +219,141 @@ def align(reference: np.ndarray, other: np.ndarray, tile: int = TILE) -> np.ndar
             guess = 2 * guess[rows][:, cols]
             radius = 1
         guess, around = _search(ref, oth, guess, radius, tile)
-    return guess + _subpixel(around)
+    fraction, sharpness = _subpixel(around)
+    return guess + fraction, sharpness
 
 
-def _interpolation(length: int, points: int, tile: int) -> np.ndarray:
-    """(length, points) weights that interpolate values at tile centres linearly to every pixel
-    (held beyond the first and last centre)."""
-    position = np.clip((np.arange(length, dtype=np.float64) + 0.5) / tile - 0.5, 0, points - 1)
-    low = np.minimum(np.floor(position).astype(np.int64), points - 1)
-    high = np.minimum(low + 1, points - 1)
-    weights = np.zeros((length, points), np.float32)
-    np.add.at(weights, (np.arange(length), low), 1 - (position - low))
-    np.add.at(weights, (np.arange(length), high), position - low)
-    return weights
+def fit_motion(shifts: np.ndarray, sharpness: np.ndarray, tile: int = TILE) -> np.ndarray:
+    """The frame's motion as one affine map of the reference's packed coordinates (2 x 3: shift
+    ``(dy, dx) = A @ (y, x, 1)``), fitted to the tile shifts.
+
+    Why one map: a hand-held burst moves each frame rigidly (a translation, a little rotation),
+    and in a dark frame a tile's own shift is noisy (a 16x16 tile at x300 is mostly noise) while
+    thousands of tiles agree on one map to a fraction of a pixel. Tiles weigh by how sharply
+    their content fixes their shift (flat, featureless tiles hardly count, the sharpest no more
+    than twice the median) and, refitted a few times from the median tile's shift, less the
+    further they fall from the map (a Cauchy loss of scale half a pixel), so a moving object
+    does not pull it; where content moves on its own, the robust merge rejects it.
+    """
+    nty, ntx = shifts.shape[:2]
+    y, x = np.meshgrid((np.arange(nty) + 0.5) * tile, (np.arange(ntx) + 0.5) * tile, indexing="ij")
+    design = np.stack([y.ravel(), x.ravel(), np.ones(y.size)], axis=1)
+    targets = shifts.reshape(-1, 2)
+    # a tile's say grows with its sharpness up to twice the median's: a few strong edges (a
+    # bright moving object) must not outvote the scene
+    confidence = np.clip(sharpness.ravel() / max(float(np.median(sharpness)), 1e-20), 0, 2)
+    textured = confidence >= 0.5
+    motion = np.zeros((2, 3))
+    motion[:, 2] = np.median(targets[textured] if textured.any() else targets, axis=0)  # most tiles' shift
+    for _ in range(6):
+        residual = np.hypot(*(targets - design @ motion.T).T)
+        weight = confidence / (1 + (residual / MOTION_SCALE) ** 2)
+        if weight.sum() <= 0 or y.size < 3:
+            break
+        root = np.sqrt(weight)[:, None]
+        motion = np.linalg.lstsq(design * root, targets * root, rcond=None)[0].T
+    return motion
 
 
-def shift_field(shifts: np.ndarray, shape: tuple[int, int], tile: int = TILE) -> tuple[np.ndarray, np.ndarray]:
-    """The tile shifts, interpolated (bilinearly between tile centres, held beyond the outer
-    ones) into a shift per pixel of an image of ``shape``: (dy, dx), float32."""
-    rows = _interpolation(shape[0], shifts.shape[0], tile)
-    cols = _interpolation(shape[1], shifts.shape[1], tile)
-    return tuple(rows @ shifts[..., k].astype(np.float32) @ cols.T for k in range(2))
+def estimate_motion(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """A frame's affine motion against the reference (grey images): the tiles' fitted motion
+    (:func:`align`, :func:`fit_motion`: a turn as well as a shift), the whole frame's one shift
+    (:func:`global_translation`: in the darkest frames tiles mislead) or none, whichever lays the frame
+    on the reference with the smaller squared difference over the three quarters of the pixels
+    that match best (a large moving object can pull the whole frame's correlation its way)."""
+    # found and compared at half resolution: a quarter of the work, the same verdict
+    small_reference, small_other = _half(reference), _half(other)
+    translation = 2 * global_translation(small_reference, small_other)
+    candidates = [fit_motion(*align(reference, other)), np.hstack([np.zeros((2, 2)), translation[:, None]]),
+                  np.zeros((2, 3))]  # and no motion at all: a tripod's burst
+    border = np.s_[TILE // 2 : -TILE // 2, TILE // 2 : -TILE // 2] if min(small_reference.shape) > 2 * TILE else np.s_[:, :]
+
+    def cost(motion):  # the mean squared difference of the best 3/4 of the pixels: what moves apart is not asked
+        half = motion * np.array([[1, 1, 0.5], [1, 1, 0.5]])  # the same turn, half the shift
+        warped, inside, _ = warp(small_other[..., None], half)
+        squares = ((small_reference - warped[..., 0])[border][inside[border]]) ** 2
+        if squares.size == 0:
+            return np.inf
+        return float(np.mean(np.partition(squares, squares.size * 3 // 4)[: squares.size * 3 // 4 + 1]))
+
+    return min(candidates, key=cost)
 
 
-def warp(packed: np.ndarray, dy: np.ndarray, dx: np.ndarray):
-    """``packed`` sampled at each pixel's position plus (dy, dx), bilinearly (edges repeated);
-    with where that fell inside the image, and the variance factor of the sampling (1 on the
-    grid, 0.25 half way between pixels: the interpolated noise's, per pixel)."""
+def motion_field(motion: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The shift (dy, dx) at every pixel of an image of ``shape`` under an affine ``motion``."""
+    y = np.arange(shape[0], dtype=np.float32)[:, None]
+    x = np.arange(shape[1], dtype=np.float32)[None, :]
+    return tuple((motion[k, 0] * y + motion[k, 1] * x + motion[k, 2]).astype(np.float32) for k in range(2))
+
+
+WARP_BLOCK = 128  # packed pixels: within a block an affine shift's integer part takes few values
+
+
+def warp(packed: np.ndarray, motion: np.ndarray):
+    """``packed`` (h, w, channels) sampled at each pixel's position plus its shift under the affine
+    ``motion`` (:func:`motion_field`), bilinearly, edges repeated; with where that fell inside the
+    image, and the variance factor of the sampling (1 on the grid, 0.25 half way between pixels).
+
+    Block by block: a hand's shake turns a frame by a fraction of a degree, so within 128x128
+    pixels the shift's integer part takes one to four values, each a plain slice of the frame
+    (a gather of every pixel's own neighbours took five times as long)."""
     h, w, channels = packed.shape
+    dy, dx = motion_field(motion, (h, w))
     y = np.arange(h, dtype=np.float32)[:, None] + dy
     x = np.arange(w, dtype=np.float32)[None, :] + dx
     inside = (y >= 0) & (y <= h - 1) & (x >= 0) & (x <= w - 1)
-    y, x = np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)
-    y0, x0 = np.minimum(y.astype(np.int64), h - 2), np.minimum(x.astype(np.int64), w - 2)
-    fy, fx = (y - y0)[..., None], (x - x0)[..., None]
-    flat = packed.reshape(-1, channels)
-    index = y0 * w + x0
-    top = flat[index] * (1 - fx) + flat[index + 1] * fx
-    bottom = flat[index + w] * (1 - fx) + flat[index + w + 1] * fx
+    iy, ix = np.floor(dy).astype(np.int64), np.floor(dx).astype(np.int64)
+    fy, fx = (dy - iy)[..., None], (dx - ix)[..., None]
+    pad = int(max(np.abs(iy).max(), np.abs(ix).max())) + 2
+    padded = np.pad(packed, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    out = np.empty_like(packed)
+    for top in range(0, h, WARP_BLOCK):
+        for left in range(0, w, WARP_BLOCK):
+            block = np.s_[top : top + WARP_BLOCK, left : left + WARP_BLOCK]
+            rows, cols = iy[block], ix[block]
+            bh, bw = rows.shape
+            combinations = [(oy, ox) for oy in range(int(rows.min()), int(rows.max()) + 1)
+                            for ox in range(int(cols.min()), int(cols.max()) + 1)]
+            for oy, ox in combinations:
+                where = (rows == oy) & (cols == ox)
+                if len(combinations) > 1 and not where.any():
+                    continue
+                y0, x0 = pad + top + oy, pad + left + ox
+                a = padded[y0 : y0 + bh, x0 : x0 + bw]
+                b = padded[y0 : y0 + bh, x0 + 1 : x0 + 1 + bw]
+                c = padded[y0 + 1 : y0 + 1 + bh, x0 : x0 + bw]
+                d = padded[y0 + 1 : y0 + 1 + bh, x0 + 1 : x0 + 1 + bw]
+                by, bx = fy[block], fx[block]
+                value = (a + (b - a) * bx) * (1 - by) + (c + (d - c) * bx) * by
+                out[block] = value if len(combinations) == 1 else np.where(where[..., None], value, out[block])
     variance = ((1 - fy) ** 2 + fy**2) * ((1 - fx) ** 2 + fx**2)
-    return (top * (1 - fy) + bottom * fy).astype(np.float32), inside, variance[..., 0].astype(np.float32)
+    return out, inside, variance[..., 0].astype(np.float32)
+
+
+def noise_variance(reference: np.ndarray, law: raw.NoiseLaw) -> np.ndarray:
+    """Each packed value's noise variance under ``law``, at its local (5x5) mean level: a noisy
+    pixel's own value would put dark pixels below their noise. Once per burst."""
+    from scipy.ndimage import uniform_filter
+
+    level = np.maximum(uniform_filter(reference, (DIFFERENCE_BOX, DIFFERENCE_BOX, 1), mode="nearest"), 0)
+    return np.asarray(law.s, np.float32) * level + np.asarray(law.o, np.float32)
 
 
 def robust_weights(reference: np.ndarray, aligned: np.ndarray, variance: np.ndarray, inside: np.ndarray,
-                   law: raw.NoiseLaw) -> np.ndarray:
+                   noise: np.ndarray) -> np.ndarray:
     """Each packed pixel's weight of an aligned frame (module doc): 1 where the 5x5 mean difference
     of every channel from the reference is within the noise, 0 where one is not (a moving object,
     a tile that did not match; per channel, so a colour that moves is seen even where its grey
-    level equals the background's) or where it was sampled outside the frame."""
+    level equals the background's) or where it was sampled outside the frame. ``noise``: the
+    reference's :func:`noise_variance`."""
     from scipy.ndimage import maximum_filter, uniform_filter
 
     worst = np.zeros(reference.shape[:2], np.float32)
     for c in range(reference.shape[-1]):
         difference = uniform_filter(reference[..., c] - aligned[..., c], DIFFERENCE_BOX, mode="nearest")
-        # the noise of the difference of two values at this level (the local mean: a noisy pixel's
-        # own value would put dark pixels below their noise), the aligned one's lowered by its
-        # resampling, and of its 5x5 mean
-        level = np.maximum(uniform_filter(reference[..., c], DIFFERENCE_BOX, mode="nearest"), 0)
-        single = np.float32(law.s[c]) * level + np.float32(law.o[c])
-        spread = np.sqrt(single * (1 + variance) / DIFFERENCE_BOX**2)
+        # the noise of the difference of two values (the aligned one's lowered by its resampling),
+        # and of its 5x5 mean
+        spread = np.sqrt(noise[..., c] * (1 + variance) / DIFFERENCE_BOX**2)
         np.maximum(worst, np.abs(difference) / np.maximum(spread, 1e-12), out=worst)
     weight = np.clip((DIFFERENCE_HIGH - worst) / (DIFFERENCE_HIGH - DIFFERENCE_LOW), 0.0, 1.0)
     # a 5x5 mean straddling a moving edge sees half its difference: a certain difference (beyond
@@ -255,20 +372,22 @@ def merge(reference: raw.RawFrame, others, law: raw.NoiseLaw) -> tuple[raw.RawFr
     """
     base = _signal(reference)
     base_grey = _grey(base)
+    noise = noise_variance(base, law)
     total = base.copy()
     weight_sum = np.ones(base.shape[:2], np.float32)
     square_sum = np.ones(base.shape[:2], np.float32)  # sum of w^2, the reference's 1 included
     shifts, weights = [], []
     for frame in others:
         signal = _signal(frame)
-        tile_shifts = align(base_grey, _grey(signal))
-        aligned, inside, variance = warp(signal, *shift_field(tile_shifts, base.shape[:2]))
+        motion = estimate_motion(base_grey, _grey(signal))
+        aligned, inside, variance = warp(signal, motion)
         del signal
-        weight = robust_weights(base, aligned, variance, inside, law)
+        weight = robust_weights(base, aligned, variance, inside, noise)
         total += weight[..., None] * aligned
         weight_sum += weight
         square_sum += weight**2
-        shifts.append(tuple(float(v) for v in np.median(tile_shifts.reshape(-1, 2), axis=0)))
+        centre = np.array([(base.shape[0] - 1) / 2, (base.shape[1] - 1) / 2, 1.0])
+        shifts.append(tuple(float(v) for v in motion @ centre))
         weights.append(float(weight.mean()))
     merged = total / weight_sum[..., None]
     scale = square_sum / weight_sum**2

@@ -66,7 +66,8 @@ def render(scene: np.ndarray, size: tuple[int, int], shift: tuple[float, float],
 def make_burst(scene: np.ndarray, size: tuple[int, int], frames: int, *, ratio: float,
                noise: Callable[[np.ndarray, float, int], np.ndarray], seed: int = 0, shake: float = 4.0,
                rotation: float = 0.003, object_radius: float = 0.08, object_travel: float = 0.05,
-               gains: tuple[float, float, float] = (2.0, 1.0, 1.6), iso: float = 3200.0) -> SyntheticBurst:
+               gains: tuple[float, float, float] = (2.0, 1.0, 1.6), iso: float = 3200.0,
+               color_matrix: np.ndarray | None = None) -> SyntheticBurst:
     """A burst of ``frames`` frames of ``size`` (even sides) from a clean ``scene`` (white-balanced
     linear camera RGB, larger than ``size`` by at least ``shake`` + 2 pixels a side).
 
@@ -74,6 +75,7 @@ def make_burst(scene: np.ndarray, size: tuple[int, int], frames: int, *, ratio: 
     minus black) into a short exposure's noisy one at ``ratio`` (same units, below-black values
     allowed). ``shake``: the largest translation (sensor pixels); ``rotation``: the largest turn
     (radians); the object's radius and its travel per frame are fractions of the smaller side.
+    ``color_matrix``: the frames' camera -> sRGB matrix (rawpy's 3x4 form; none: camera RGB shown as is).
     """
     rng = np.random.default_rng(seed)
     h, w = size
@@ -98,7 +100,8 @@ def make_burst(scene: np.ndarray, size: tuple[int, int], frames: int, *, ratio: 
         mosaic = np.clip(np.rint(values * (WHITE - BLACK) + BLACK), 0, WHITE).astype(np.uint16)
         made.append(RawFrame(mosaic=mosaic, cfa_pattern=REFERENCE_BAYER, black_level=np.full(4, BLACK, np.float32),
                              white_level=float(WHITE), white_balance=np.array([*gains, gains[1]], np.float32),
-                             exposure_time=0.1 / ratio, iso=iso, path=f"<burst frame {i}>"))
+                             exposure_time=0.1 / ratio, iso=iso, path=f"<burst frame {i}>",
+                             **({} if color_matrix is None else {"color_matrix": np.asarray(color_matrix, np.float32)})))
         shifts.append(shift)
         rotations.append(turn)
         masks.append(disc)
