@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", default=str(REPO.parent / "shared" / "data" / "photos" / "val"))
     parser.add_argument("--limit", type=int, default=8, help="photos (each gives one burst per ratio)")
     parser.add_argument("--model", default=None, help=".keras or .tflite (default: the shipped model)")
-    parser.add_argument("--figure", type=pathlib.Path, default=None, help="PNG of one crop: 1 frame, 8, truth")
+    parser.add_argument("--figure", type=pathlib.Path, default=None,
+                        help="PNG of one x100 crop: 1 frame, 8, the plain average, the truth")
     args = parser.parse_args(argv)
 
     from sid_keras.runtime.inference import Enhancer
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
             for label, row in rows.items():
                 if label != "truth":
                     table.setdefault((ratio, label), []).append(row)
-            if crop is None and ratio == 300:
+            if crop is None and ratio == 100:
                 crop = [(rows[k]["image"], k) for k in ("1 frame", "8 frames", "plain average of 8", "truth")]
         print(f"{name}: done", file=sys.stderr, flush=True)
     print("| ratio (ISO) | frames | PSNR | SSIM | disc PSNR | trail PSNR | alignment error (px) |")

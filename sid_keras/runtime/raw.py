@@ -150,6 +150,9 @@ class RawFrame:
         noise_variance_scale: the share of a single frame's noise variance each pixel still has
             (mosaic-shaped, float32; a merged burst's, :mod:`sid_keras.runtime.burst`), or None
             (all of it). Such a frame's mosaic holds float32 values, in sensor units too.
+        lens_gain: the gain the file's lens-shading GainMaps applied to each pixel's signal
+            (mosaic-shaped, float32), or None: the noise law describes the sensor's values before
+            it, so a corner amplified x2.5 holds x2.5 the noise of its level.
         path: the file the frame came from, for messages.
         notices: one-line remarks for the user (a white balance or colour matrix that had to be
             replaced because the file lacks it).
@@ -167,6 +170,7 @@ class RawFrame:
     crop: tuple[int, int, int, int] | None = None
     noise_profile: tuple[tuple[float, float], ...] | None = None
     noise_variance_scale: np.ndarray | None = None
+    lens_gain: np.ndarray | None = None
     path: str = "<array>"
     notices: tuple[str, ...] = ()
 
@@ -374,6 +378,10 @@ def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
     out[..., :channels] = amplified
     signal = raw_signal(frame, packed=packed)
     scale = np.float32(ratio) * (np.float32(1) if gains is None else gains)
+    if frame.lens_gain is not None:  # the sensor's noise, then amplified with the signal: g sqrt(s y/g + o)
+        gain = _packed_rows(frame, rows, frame.lens_gain)
+        signal /= gain
+        scale = scale * gain
     if frame.noise_variance_scale is not None:  # a merged burst: less noise, pixel by pixel
         scale = scale * np.sqrt(_packed_rows(frame, rows, frame.noise_variance_scale))
     out[..., channels:] = noise_sigma(signal, scale, noise.s, noise.o, out=signal)
@@ -714,23 +722,25 @@ def _noise_profile(values, path: str, notices: list[str]) -> tuple[tuple[float, 
 
 
 def _apply_gain_maps(mosaic: np.ndarray, black_map: np.ndarray, white: float, opcodes: bytes, path: str,
-                     notices: list[str]) -> np.ndarray:
+                     notices: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
     """The mosaic with OpcodeList2's GainMaps (a phone's lens shading) applied to the signal
-    above black, as DNG readers do before developing; LibRaw leaves them out."""
+    above black, as DNG readers do before developing (LibRaw leaves them out), and the gain each
+    pixel got (None without maps)."""
     from sid_keras.runtime.dng import decode_gain_maps
 
     try:
         maps = decode_gain_maps(bytes(opcodes))
     except (ValueError, struct.error) as err:
         notices.append(f"{path}: its lens-shading GainMap is malformed ({err}); developing without it")
-        return mosaic
+        return mosaic, None
     if not maps:
-        return mosaic
-    signal = mosaic.astype(np.float32) - black_map
+        return mosaic, None
+    gain = np.ones(mosaic.shape, np.float32)
     for gain_map in maps:
         rows, cols, gains = gain_map.gains_at(mosaic.shape)
-        signal[rows, cols] *= gains
-    return np.clip(np.rint(signal + black_map), 0, white).astype(np.uint16)
+        gain[rows, cols] *= gains
+    signal = (mosaic.astype(np.float32) - black_map) * gain
+    return np.clip(np.rint(signal + black_map), 0, white).astype(np.uint16), gain
 
 
 def camera_identity(path: str | os.PathLike) -> dict[str, str]:
@@ -888,7 +898,9 @@ def read_raw(
                      else None)
     if TAG_OPCODE_LIST_2 in extra:
         black_map = np.asarray(blacks, np.float32)[tile_colours(pattern, mosaic.shape)]
-        mosaic = _apply_gain_maps(mosaic, black_map, white, extra[TAG_OPCODE_LIST_2], path, notices)
+        mosaic, lens_gain = _apply_gain_maps(mosaic, black_map, white, extra[TAG_OPCODE_LIST_2], path, notices)
+    else:
+        lens_gain = None
     frame = RawFrame(
         mosaic=mosaic,
         cfa_pattern=pattern,
@@ -901,6 +913,7 @@ def read_raw(
         orientation=flip,
         crop=crop,
         noise_profile=noise_profile,
+        lens_gain=lens_gain,
         path=path,
         notices=tuple(notices),
     )
