@@ -317,3 +317,18 @@ def test_a_phone_dngs_corners_are_told_the_noise_their_lens_shading_gain_gave_th
     for where in (corners, centre):
         assert told[where].mean() == pytest.approx(true[where].mean(), rel=0.10)
     assert told[corners].mean() > 1.5 * told[centre].mean()  # the shading amplified the corners' noise
+
+
+def test_a_jpeg_xl_dng_says_why_it_cannot_be_read_and_what_to_do(tmp_path, write_dng, capsys):
+    """DNG 1.7's JPEG XL (Apple ProRAW): rawpy's LibRaw has no decoder for it."""
+    import tifffile
+
+    from sid_keras.apps.cli import main
+
+    path, _ = write_dng("prores.dng")
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        tif.pages[0].tags["Compression"].overwrite(raw.COMPRESSION_JPEG_XL)
+    with pytest.raises(SidError, match="compressed with JPEG XL .* convert it to an uncompressed or lossless-JPEG DNG"):
+        raw.read_raw(path)
+    assert main(["enhance", str(path), "-o", str(tmp_path / "o.png")]) == 1
+    assert "Adobe DNG Converter" in capsys.readouterr().err

@@ -930,8 +930,23 @@ def _libraw_text(err: Exception) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
+# DNG 1.7's JPEG XL compression (Apple ProRAW, newer phones): the LibRaw rawpy bundles cannot
+# decode it (LibRaw needs to be built with a JPEG XL decoder, which no rawpy wheel is).
+COMPRESSION_JPEG_XL = 52546
+
+
 def _unsupported_message(path: str) -> str:
-    """Why LibRaw refused a file: too small a TIFF/DNG, or not a camera raw format at all."""
+    """Why LibRaw refused a file: a compression it cannot decode, too small a TIFF/DNG, or not a
+    camera raw format at all."""
+    import rawpy
+
+    def compressions(tif):
+        return {page.tags.valueof("Compression") for page in [*_dng_ifds(tif)] or tif.pages[:1]}
+
+    if COMPRESSION_JPEG_XL in (_read_tiff(path, compressions) or set()):
+        return (f"{path}: a DNG 1.7 file compressed with JPEG XL (Apple ProRAW, newer phones), which LibRaw "
+                f"{'.'.join(map(str, rawpy.libraw_version))} in rawpy cannot decode; convert it to an "
+                "uncompressed or lossless-JPEG DNG (Adobe DNG Converter), or shoot plain RAW instead of ProRAW")
     shape = _read_tiff(path, lambda tif: tif.pages[0].shape[:2])  # None: not a TIFF it follows
     if shape is not None and min(shape) < LIBRAW_MIN_SIDE:
         return (f"{path}: a {shape[0]}x{shape[1]} pixel image is too small for LibRaw (it needs at least "

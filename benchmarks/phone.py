@@ -1,0 +1,136 @@
+"""Phone DNGs at night: lens shading undone by GainMaps, and the corners told their noise.
+
+    python benchmarks/phone.py [--photos ../shared/data/photos/val] [--limit 8] [--model PATH]
+
+A phone's raw frame is darker in its corners (its lens), and its DNG carries OpcodeList2 GainMaps
+that brighten them back, and a NoiseProfile of the sensor's values before that. Frames are made
+as Camera2 writes them from the validation photos (CBSD68): 10-bit, a black level per CFA
+position (60, 64, 68, 72), corners at 1/2.5 of the centre's light with GainMaps x2.5 there, the
+noise of a small sensor at a high ISO (variance 2e-3 x + 4e-5 of a signal x in units of white
+minus black) in its NoiseProfile, at x20, x50 and x100. Each is enhanced with the shipped model
+(or ``--model``) at its ratio, beside, in the same run, its unshaded twin (the same scene and
+noise law, no lens falloff: the corners' fewer photons are physics, the rest is the package's).
+
+Columns: PSNR / SSIM against the truth (the clean scene as LibRaw renders it); corner brightness
+error (the corners' mean linear luminance over the centre's, output against truth, the mean over
+the photos with its sign: a bias, target within 3%, beside the unshaded twin's); the noise level
+told in the corners over the true one (both at most the network input's ceiling of 1, target
+within 10%), and what it was told before the GainMap's gain counted (the sensor's law at the
+brightened level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BLACKS, WHITE = (60, 64, 68, 72), 1023
+NOISE = (2e-3, 4e-5)  # NoiseProfile (S, O)
+CORNER_GAIN = 2.5
+RATIOS = (20, 50, 100)
+GRID = 9  # GainMap points a side
+
+
+def falloff(shape) -> tuple[np.ndarray, np.ndarray]:
+    """The lens's relative light (1 in the centre, 1/2.5 in the corners) and the squared radius."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    radius2 = ((rows - shape[0] / 2) ** 2 + (cols - shape[1] / 2) ** 2) / ((shape[0] / 2) ** 2 + (shape[1] / 2) ** 2)
+    return 1 / (1 + (CORNER_GAIN - 1) * radius2), radius2
+
+
+def write_phone_dng(path, scene: np.ndarray, ratio: float, shaded: bool, seed: int) -> None:
+    """A phone's short exposure of ``scene`` (white-balanced linear camera RGB) as its DNG."""
+    from sid_keras.runtime.dng import GainMap, write_cfa_dng
+    from sid_keras.runtime.raw import BAYER
+
+    gains = np.array([2.0, 1.0, 1.7])
+    light, _ = falloff(scene.shape[:2])
+    clean = BAYER.mosaic_of(scene / gains) * (light if shaded else 1) / ratio
+    rng = np.random.default_rng(seed)
+    noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(NOISE[0] * np.maximum(clean, 0) + NOISE[1])
+    black = np.asarray(BLACKS)[(np.arange(clean.shape[0])[:, None] % 2) * 2 + np.arange(clean.shape[1])[None] % 2]
+    mosaic = np.clip(np.rint(black + noisy * (WHITE - np.mean(BLACKS))), 0, WHITE).astype(np.uint16)
+    maps = []
+    if shaded:
+        h, w = clean.shape
+        grid = np.linspace(0, 1, GRID)
+        gy, gx = np.meshgrid(grid * h, grid * w, indexing="ij")
+        radius2 = ((gy - h / 2) ** 2 + (gx - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
+        maps = [GainMap(dy, dx, h, w, 2, 2, (1 + (CORNER_GAIN - 1) * radius2).astype(np.float32),
+                        (1 / (GRID - 1), 1 / (GRID - 1))) for dy in (0, 1) for dx in (0, 1)]
+    write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=BLACKS, white_level=WHITE,
+                  as_shot_neutral=1 / gains, noise_profile=list(NOISE), gain_maps=maps, make="Google",
+                  model="Pixel", exposure_time=0.1 / ratio, iso=3200)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", default=str(REPO.parent / "shared" / "data" / "photos" / "val"))
+    parser.add_argument("--limit", type=int, default=8)
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args(argv)
+
+    import dataclasses
+
+    from sid_keras.apps.evaluation import ssim_8bit
+    from sid_keras.runtime import raw
+    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.runtime.render import render
+    from sid_keras.synth.synthetic import find_photos, linear_photo, srgb_to_linear
+
+    enhancer = Enhancer(args.model)
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for index, photo in enumerate(find_photos(args.photos)[: args.limit]):
+            scene = np.clip(linear_photo(photo), 0, None) * 0.8
+            scene = scene[: scene.shape[0] // 2 * 2, : scene.shape[1] // 2 * 2]
+            truth = render(np.clip(scene, 0, 1).astype(np.float32), np.zeros((3, 4)))  # no matrix: camera RGB
+            light, radius2 = falloff(scene.shape[:2])
+            corners, centre = radius2 > 0.8, radius2 < 0.1
+            for ratio in RATIOS:
+                for shaded in (True, False):
+                    path = pathlib.Path(folder) / f"{index}_{ratio}_{shaded}.dng"
+                    write_phone_dng(path, scene, ratio, shaded, seed=index * 100 + ratio)
+                    frame = raw.read_raw(path)
+                    image = enhancer.enhance_frame(frame, float(ratio)).image
+                    luminance = srgb_to_linear(image).mean(axis=-1)
+                    truth_luminance = srgb_to_linear(truth).mean(axis=-1)
+                    brightness = ((luminance[corners].mean() / luminance[centre].mean())
+                                  / (truth_luminance[corners].mean() / truth_luminance[centre].mean()) - 1)
+                    row = {"psnr": float(10 * np.log10(1 / np.mean((image - truth) ** 2))),
+                           "ssim": ssim_8bit(truth, image), "brightness": float(brightness)}
+                    if shaded:
+                        law = raw.noise_law(frame)
+                        told = raw.network_input(frame, ratio, white_balance=True, noise=law)[..., 4:]
+                        before = raw.network_input(dataclasses.replace(frame, lens_gain=None), ratio,
+                                                   white_balance=True, noise=law)[..., 4:]
+                        gain = raw.pack_mosaic(frame.lens_gain, raw.BAYER)
+                        clean = raw.BAYER.pack_rgb(scene / np.array([2.0, 1.0, 1.7])) / ratio
+                        wb = raw.channel_gains(frame)
+                        true = ratio * wb * gain * np.sqrt(NOISE[0] * clean * raw.pack_mosaic(light, raw.BAYER)[..., :1]
+                                                           + NOISE[1])
+                        true = np.minimum(true, raw.NOISE_SIGMA_CLIP)  # as much as a network can be told
+                        where = raw.pack_mosaic(corners.astype(np.float32), raw.BAYER)[..., 0] > 0.5
+                        row["told"] = float(told[where].mean() / true[where].mean())
+                        row["before"] = float(before[where].mean() / true[where].mean())
+                    rows.setdefault((ratio, shaded), []).append(row)
+            print(f"{pathlib.Path(photo).stem}: done", file=sys.stderr, flush=True)
+    print("| ratio | frame | PSNR / SSIM | corner brightness error | corner noise told / true (before) |")
+    print("|---|---|---:|---:|---:|")
+    for (ratio, shaded), found in rows.items():
+        mean = {k: float(np.mean([r[k] for r in found])) for k in found[0]}
+        told = f"{mean['told']:.2f} ({mean['before']:.2f})" if shaded else ""
+        print(f"| x{ratio} | {'shaded, GainMaps' if shaded else 'unshaded twin'} | {mean['psnr']:.2f} / "
+              f"{mean['ssim']:.3f} | {100 * mean['brightness']:+.1f}% | {told} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
