@@ -11,8 +11,10 @@ al., SIGGRAPH Asia 2016) in the raw domain, on the CPU:
   three costs on each axis around the best shift give its sub-pixel part (a parabola's minimum).
   One affine motion per frame (translation and a little rotation: a hand's shake) is fitted to
   the tile shifts, robustly and weighted by how sharply each tile fixes its shift
-  (:func:`fit_motion`: in a dark frame a tile alone is mostly noise, thousands agree), and each
-  packed plane is resampled by it (bilinear).
+  (:func:`fit_motion`: in a dark frame a tile alone is mostly noise, thousands agree); it, the
+  whole frame's shift by cross-correlation (:func:`global_translation`) or no motion, whichever
+  lays the frame on the reference best (:func:`estimate_motion`), resamples each packed plane
+  (bilinear).
 - **Merge** robustly: at each packed pixel a frame's weight falls from 1 to 0 as the 5x5 mean of
   its difference from the reference, in the channel where it is largest, grows from 3 to 5
   standard deviations of that mean's noise (the noise law of the reference at that level): a
@@ -27,8 +29,8 @@ al., SIGGRAPH Asia 2016) in the raw domain, on the CPU:
   much noise is left where, the single-frame law (taken from the reference, never from the
   merge) times it.
 
-Frames are merged one at a time into running sums, so memory holds the reference, the sums and
-one frame, whatever the burst's length. TensorFlow-free.
+Frames are merged one at a time into running sums (each let go once merged: the caller reads
+them all first, to refuse a burst that is not one before any work). TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ SAME_EXPOSURE = 0.02  # relative difference of exposure time or ISO still taken 
 
 @dataclasses.dataclass(frozen=True)
 class BurstReport:
-    """What the merge did: each other frame's median shift (packed pixels, y and x) and the share
-    of the reference it contributed to (mean weight), and the frames merged at each pixel on
+    """What the merge did: each other frame's shift at the centre (packed pixels, y and x: where
+    the reference's content lies in it) and the share of the reference it contributed to (mean
+    weight), and the frames merged at each pixel on
     average (``1 / mean noise variance scale``: N where every frame counted fully)."""
 
     shifts: tuple[tuple[float, float], ...]
@@ -99,11 +102,6 @@ def check_burst(frames: Sequence[raw.RawFrame]) -> None:
             if (a is None) != (b is None) or (a and abs(b / a - 1) > SAME_EXPOSURE):
                 raise SidError(f"{frame.path}: {name.replace('_', ' ')} {b} differs from the reference "
                                f"{first.path}'s ({a}): a burst is frames of one exposure; enhance them apart")
-
-
-def _signal(frame: raw.RawFrame) -> np.ndarray:
-    """Packed raw signal (units of white minus black), float32."""
-    return raw.raw_signal(frame)
 
 
 def _grey(packed: np.ndarray) -> np.ndarray:
@@ -370,7 +368,7 @@ def merge(reference: raw.RawFrame, others, law: raw.NoiseLaw) -> tuple[raw.RawFr
     metadata whose mosaic holds the merged values (float32, sensor units) and whose
     ``noise_variance_scale`` says how much of the single-frame noise variance is left where.
     """
-    base = _signal(reference)
+    base = raw.raw_signal(reference)
     base_grey = _grey(base)
     noise = noise_variance(base, law)
     total = base.copy()
@@ -378,7 +376,7 @@ def merge(reference: raw.RawFrame, others, law: raw.NoiseLaw) -> tuple[raw.RawFr
     square_sum = np.ones(base.shape[:2], np.float32)  # sum of w^2, the reference's 1 included
     shifts, weights = [], []
     for frame in others:
-        signal = _signal(frame)
+        signal = raw.raw_signal(frame)
         motion = estimate_motion(base_grey, _grey(signal))
         aligned, inside, variance = warp(signal, motion)
         del signal
