@@ -296,6 +296,8 @@ def warp(packed: np.ndarray, motion: np.ndarray):
     pixels the shift's integer part takes one to four values, each a plain slice of the frame
     (a gather of every pixel's own neighbours took five times as long)."""
     h, w, channels = packed.shape
+    if np.abs(motion[:, :2]).max() * max(h, w) < 1e-3:  # a shift alone: the whole frame is one block
+        return _shifted(packed, float(motion[0, 2]), float(motion[1, 2]))
     dy, dx = motion_field(motion, (h, w))
     y = np.arange(h, dtype=np.float32)[:, None] + dy
     x = np.arange(w, dtype=np.float32)[None, :] + dx
@@ -326,6 +328,23 @@ def warp(packed: np.ndarray, motion: np.ndarray):
                 out[block] = value if len(combinations) == 1 else np.where(where[..., None], value, out[block])
     variance = ((1 - fy) ** 2 + fy**2) * ((1 - fx) ** 2 + fx**2)
     return out, inside, variance[..., 0].astype(np.float32)
+
+
+def _shifted(packed: np.ndarray, dy: float, dx: float):
+    """:func:`warp` by one shift: four slices of the frame, one fraction for all."""
+    h, w, _ = packed.shape
+    iy, ix = int(np.floor(dy)), int(np.floor(dx))
+    fy, fx = np.float32(dy - iy), np.float32(dx - ix)
+    pad = max(abs(iy), abs(ix)) + 2
+    padded = np.pad(packed, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    y0, x0 = pad + iy, pad + ix
+    a, b = padded[y0 : y0 + h, x0 : x0 + w], padded[y0 : y0 + h, x0 + 1 : x0 + 1 + w]
+    c, d = padded[y0 + 1 : y0 + 1 + h, x0 : x0 + w], padded[y0 + 1 : y0 + 1 + h, x0 + 1 : x0 + 1 + w]
+    out = (a + (b - a) * fx) * (1 - fy) + (c + (d - c) * fx) * fy
+    y, x = np.arange(h)[:, None] + dy, np.arange(w)[None, :] + dx
+    inside = (y >= 0) & (y <= h - 1) & (x >= 0) & (x <= w - 1)
+    variance = np.full((h, w), ((1 - fy) ** 2 + fy**2) * ((1 - fx) ** 2 + fx**2), np.float32)
+    return out.astype(np.float32), inside, variance
 
 
 def noise_variance(reference: np.ndarray, law: raw.NoiseLaw) -> np.ndarray:
