@@ -310,22 +310,28 @@ def warp(packed: np.ndarray, motion: np.ndarray):
     for top in range(0, h, WARP_BLOCK):
         for left in range(0, w, WARP_BLOCK):
             block = np.s_[top : top + WARP_BLOCK, left : left + WARP_BLOCK]
-            rows, cols = iy[block], ix[block]
-            bh, bw = rows.shape
-            combinations = [(oy, ox) for oy in range(int(rows.min()), int(rows.max()) + 1)
-                            for ox in range(int(cols.min()), int(cols.max()) + 1)]
+            bh, bw = min(WARP_BLOCK, h - top), min(WARP_BLOCK, w - left)
+            # an affine shift is extreme at a block's corners: one integer part there is one for all
+            corners = np.array([[y, x, 1.0] for y in (top, top + bh - 1) for x in (left, left + bw - 1)]) @ motion.T
+            low, high = np.floor(corners.min(axis=0)).astype(int), np.floor(corners.max(axis=0)).astype(int)
+            if (low == high).all():
+                combinations, rows, cols = [tuple(low)], None, None
+            else:
+                rows, cols = iy[block], ix[block]
+                combinations = [(oy, ox) for oy in range(low[0] - 1, high[0] + 2) for ox in range(low[1] - 1, high[1] + 2)]
             for oy, ox in combinations:
-                where = (rows == oy) & (cols == ox)
-                if len(combinations) > 1 and not where.any():
-                    continue
+                if rows is not None:
+                    where = (rows == oy) & (cols == ox)
+                    if not where.any():
+                        continue
                 y0, x0 = pad + top + oy, pad + left + ox
                 a = padded[y0 : y0 + bh, x0 : x0 + bw]
                 b = padded[y0 : y0 + bh, x0 + 1 : x0 + 1 + bw]
                 c = padded[y0 + 1 : y0 + 1 + bh, x0 : x0 + bw]
                 d = padded[y0 + 1 : y0 + 1 + bh, x0 + 1 : x0 + 1 + bw]
-                by, bx = fy[block], fx[block]
+                by, bx = dy[block][..., None] - oy, dx[block][..., None] - ox  # this offset's own fractions
                 value = (a + (b - a) * bx) * (1 - by) + (c + (d - c) * bx) * by
-                out[block] = value if len(combinations) == 1 else np.where(where[..., None], value, out[block])
+                out[block] = value if rows is None else np.where(where[..., None], value, out[block])
     variance = ((1 - fy) ** 2 + fy**2) * ((1 - fx) ** 2 + fx**2)
     return out, inside, variance[..., 0].astype(np.float32)
 
