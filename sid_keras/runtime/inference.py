@@ -614,9 +614,16 @@ class Enhancer:
         the merge did."""
         from sid_keras.runtime import burst
 
+        from concurrent.futures import ThreadPoolExecutor
+
         if not sources:
             raise SidError("a burst needs at least one raw file")
-        frames = [self.prepare(s if isinstance(s, raw.RawFrame) else raw.read_raw(s)) for s in sources]
+
+        def read(source):
+            return self.prepare(source if isinstance(source, raw.RawFrame) else raw.read_raw(source))
+
+        with ThreadPoolExecutor(os.cpu_count() or 1, "sid-read") as pool:  # LibRaw decodes without the GIL
+            frames = list(pool.map(read, sources))
         burst.check_burst(frames)
         reference = frames[0]
         law = raw.noise_law(reference, self.noise_profile)
