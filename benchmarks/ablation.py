@@ -42,8 +42,9 @@ def stress(enhancer, pairs, out: pathlib.Path, baseline: dict | None) -> tuple[d
     with contextlib.redirect_stdout(io.StringIO()):
         summary = evaluate(enhancer, pairs, out, denoiser=baseline is None, figures=False)
     cells = {name: row["model"]["psnr"] for name, row in summary["per_cell"].items()}
-    nlm = {name: row["scaled_nlm"]["psnr"] for name, row in summary["per_cell"].items()} if baseline is None else baseline
-    return {"overall": summary["overall"]["model"], "cells": cells}, nlm
+    if baseline is None:
+        baseline = {name: row["scaled_nlm"]["psnr"] for name, row in summary["per_cell"].items()}
+    return {"overall": summary["overall"]["model"], "cells": cells}, baseline
 
 
 def blackmagic(enhancer, path: str) -> tuple[float, float]:

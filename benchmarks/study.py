@@ -30,9 +30,10 @@ verdict per paper claim against the run-to-run spread.
 Widths (the fairness rule): every SID-family variant keeps the shipped model's base width (12) and
 depth (5), so each adds its own mechanism (attention gates, a discriminator, a second U-Net, a VAE
 branch) to the same U-Net, and the GANs' U-Net discriminator has that width too (at its default
-32 it cost five generator steps a step: 2.6 s against 0.42 on an AVX2 machine); ``unet_deep`` is one level deeper (6) at width 8, GroupNorm needing a
-multiple of 8; ``fast_unet`` keeps its own design (8x packing, depth 3) at width 24. Parameters and
-GMACs are in the table, so equal-cost comparisons can be read off it.
+32 it cost five generator steps a step: 2.6 s against 0.42 on an AVX2 machine); ``unet_deep`` is
+one level deeper (6) at width 8, GroupNorm needing a multiple of 8; ``fast_unet`` keeps its own
+design (8x packing, depth 3) at width 24. Parameters and GMACs are in the table, so equal-cost
+comparisons can be read off it.
 
 Measured per run: parameters, GMACs per output megapixel, CPU seconds of the network for a 12 MP
 frame (forward pass on 1 MP tiles, x12, median of 3, on the machine that trained it), the stress
@@ -500,10 +501,9 @@ def report(results: pathlib.Path, page: pathlib.Path, figures: pathlib.Path) -> 
 
 def write_figures(records: dict, results: pathlib.Path, folder: pathlib.Path) -> None:
     from PIL import Image, ImageDraw, ImageFont
-
-    from sid_keras.apps.evaluation import side_by_side
     from PIL import Image as PILImage
 
+    from sid_keras.apps.evaluation import side_by_side
     from sid_keras.runtime.io import write_image
 
     size, margin, right = (860, 480), 60, 200  # room on the right for the labels

@@ -94,7 +94,8 @@ def write_dng(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_model_file(tmp_path_factory):
     """A 4-wide, 3-level U-Net saved as a .keras file: what the CLI tests enhance with."""
-    keras = pytest.importorskip("keras")
+    import keras
+
     from sid_keras.models import UNet
 
     keras.utils.set_random_seed(0)

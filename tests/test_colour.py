@@ -1,5 +1,6 @@
 """Colour from the file: white-balanced input, linear output, LibRaw's render, DNG out."""
 
+import keras
 import numpy as np
 import pytest
 from conftest import BLACKMAGIC_DNG
@@ -8,8 +9,6 @@ from sid_keras.apps.evaluation import psnr_8bit
 from sid_keras.runtime import raw, render
 from sid_keras.runtime.dng import write_cfa_dng
 from sid_keras.synth.synthetic import SONY_A7S2_XYZ_TO_CAM
-
-keras = pytest.importorskip("keras")
 
 
 def _psnr(a, b):

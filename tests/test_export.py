@@ -4,11 +4,9 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-pytest.importorskip("ai_edge_litert")
 
 from sid_keras.apps.cli import main
 from sid_keras.apps.export import gpu_problems

@@ -11,14 +11,13 @@ import subprocess
 import sys
 import tempfile
 
+import keras
 import numpy as np
 import pytest
 from conftest import one_line_failure
 
 from sid_keras.apps.cli import main
 from sid_keras.errors import SidError
-
-keras = pytest.importorskip("keras")
 
 
 def _train(root, out, *extra):

@@ -1,5 +1,6 @@
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 from conftest import BAYER_PHASES
@@ -21,8 +22,6 @@ from sid_keras.runtime.inference import (
     plan_outputs,
     run_tiled,
 )
-
-keras = pytest.importorskip("keras")
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,8 @@
 """Every registered architecture: shapes, training lowers the loss, .keras round trips."""
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
 
 from sid_keras.errors import SidError
 from sid_keras.models import MODELS, UNet, build_model, count_macs, inference_model
@@ -231,7 +230,8 @@ def test_precision_is_held_by_the_model_and_saved_with_it(tmp_path):
     from sid_keras.training.task import Task
 
     before = keras.config.dtype_policy().name
-    model = Task(load_config("synthetic", ["train.precision='mixed_float16'", "model.args={width=4, depth=2}"])).build_model()
+    config = load_config("synthetic", ["train.precision='mixed_float16'", "model.args={width=4, depth=2}"])
+    model = Task(config).build_model()
     assert keras.config.dtype_policy().name == before == "float32"  # nothing process-wide changed
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert {layer.compute_dtype for layer in convs} == {"float16"}

@@ -9,13 +9,12 @@ import pathlib
 import shutil
 import sys
 
+import keras
 import numpy as np
 import pytest
 from conftest import one_line_failure
 
 from sid_keras.apps.cli import main
-
-keras = pytest.importorskip("keras")
 
 
 @pytest.fixture(scope="module")
@@ -181,10 +180,10 @@ def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_writes_no_resu
 
 
 def test_finetune_checks_its_output_before_training(tmp_path, capsys):
-    one_line_failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
-                      "--val-list", "x.txt", "-o", str(tmp_path / "m.txt")], "m.txt", ".keras")
-    one_line_failure(capsys, ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
-                      "--val-list", "x.txt", "-o", str(tmp_path / "nowhere" / "m.keras")], "existing folder")
+    start = ["finetune", "--photos", str(tmp_path), "--noise-profile", "SonyA7S2", "--data", str(tmp_path),
+             "--val-list", "x.txt"]
+    one_line_failure(capsys, [*start, "-o", str(tmp_path / "m.txt")], "m.txt", ".keras")
+    one_line_failure(capsys, [*start, "-o", str(tmp_path / "nowhere" / "m.keras")], "existing folder")
 
 
 def test_unreadable_run_records_are_one_line_at_start(photo_dataset, tmp_path, capsys):
@@ -301,7 +300,6 @@ def test_the_log_matches_the_checkpoint_after_a_resume(photo_dataset, tmp_path):
 
 
 def test_the_weight_average_is_the_mean_of_the_later_epochs_across_a_resume(photo_dataset, tmp_path, capsys):
-    import keras
 
     out = tmp_path / "run"
     averaged = ("--set", "train.average_from=1")
@@ -417,8 +415,8 @@ def test_permission_denied_and_library_log_lines_stay_one_clear_line(tmp_path, w
         raise PermissionError(errno.EACCES, "Permission denied", str(name))
 
     monkeypatch.setattr(raw, "open", denied, raising=False)  # root reads any file: deny it here
-    err = one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model_file)],
-                   str(path))
+    err = one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model",
+                                    str(tiny_model_file)], str(path))
     assert "corrupt" not in err and "permission" in err.lower()
     monkeypatch.undo()
 
@@ -439,7 +437,8 @@ def test_a_savedmodel_folder_given_as_the_model_names_what_to_give(tmp_path, wri
     (export / "saved_model").mkdir(parents=True)
     (export / "saved_model" / "saved_model.pb").write_bytes(b"")
     (export / "model_fp32.tflite").write_bytes(b"")
-    one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(export / "saved_model")],
+    one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model",
+                              str(export / "saved_model")],
                      "a SavedModel folder", f"give {export / 'model_fp32.tflite'}")
     one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model", str(tmp_path)],
                      "a folder, not a model file")

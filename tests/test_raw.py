@@ -300,7 +300,8 @@ def test_a_phone_dngs_corners_are_told_the_noise_their_lens_shading_gain_gave_th
     noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(s * clean + o)
     mosaic = np.clip(np.rint(black + noisy * (white - black)), 0, white).astype(np.uint16)
     grid_r, grid_c = np.mgrid[0:9, 0:9]
-    grid_radius2 = ((grid_r / 8 * (h - 1) - h / 2) ** 2 + (grid_c / 8 * (w - 1) - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
+    grid_radius2 = (((grid_r / 8 * (h - 1) - h / 2) ** 2 + (grid_c / 8 * (w - 1) - w / 2) ** 2)
+                    / ((h / 2) ** 2 + (w / 2) ** 2))
     maps = [GainMap(dy, dx, h, w, 2, 2, (1 + 1.5 * grid_radius2).astype(np.float32), (1 / 8, 1 / 8))
             for dy in (0, 1) for dx in (0, 1)]
     path = tmp_path / "phone.dng"

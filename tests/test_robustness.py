@@ -18,8 +18,6 @@ from sid_keras.apps.cli import main
 from sid_keras.errors import SidError
 from sid_keras.runtime import raw
 
-keras = pytest.importorskip("keras")
-
 
 def test_a_user_sees_only_the_package_lines_unless_verbose(tmp_path, tiny_model_file):
     bad = tmp_path / "bad.dng"

@@ -6,12 +6,12 @@ import json
 import pathlib
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 from sid_keras.apps.cli import main
 
-keras = pytest.importorskip("keras")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from sid_keras.errors import SidError
 from sid_keras.runtime import noise
 from sid_keras.runtime.raw import BAYER
 from sid_keras.synth import synthetic
-
-tf = pytest.importorskip("tensorflow")
 
 
 def _camera(**overrides):

@@ -1,8 +1,7 @@
 """Search space defaults and overrides without a search, and real searches on tiny data."""
 
+import keras_tuner as kt
 import pytest
-
-kt = pytest.importorskip("keras_tuner")
 
 from sid_keras import CONFIGS_DIR
 from sid_keras.apps.cli import main

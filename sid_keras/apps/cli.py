@@ -117,7 +117,8 @@ def _errors_only(record: logging.LogRecord) -> bool:
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="make a SID-layout dataset (DNG pairs + list) from clean photos")
     p.add_argument("--photos", required=True, help="folder of clean sRGB photos (jpg/png/tif)")
-    p.add_argument("-o", "--out", type=_path_arg, required=True, help="dataset root to write (./Sony/short, ./Sony/long, lists)")
+    p.add_argument("-o", "--out", type=_path_arg, required=True,
+                   help="dataset root to write (./Sony/short, ./Sony/long, lists)")
     p.add_argument("--split", default="train", help="list name: <camera>_<split>_list.txt (default train)")
     p.add_argument("--ratios", type=int, nargs="+", default=[100, 250, 300])
     p.add_argument("--seed", type=int, default=0)
@@ -549,7 +550,8 @@ def _run_finetune(args) -> int:
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="your camera's noise profile from dark and flat frames")
     p.add_argument("frames", nargs="+", help="dark and flat raw frames (files or folders, e.g. iso800/)")
-    p.add_argument("-o", "--out", type=_path_arg, required=True, help="noise profile TOML to write (e.g. mycamera.toml)")
+    p.add_argument("-o", "--out", type=_path_arg, required=True,
+                   help="noise profile TOML to write (e.g. mycamera.toml)")
     p.add_argument("--name", default=None, help="the camera's name in the profile (default: the file's stem)")
     p.add_argument("--figure", default=None, help="PNG of the fits (default: next to the profile; needs matplotlib)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing profile, shading map and figure")
@@ -597,8 +599,10 @@ def _run_calibrate(args) -> int:
 
 
 def _add_tune(sub) -> None:
-    p = sub.add_parser("tune", help="hyperparameter search (keras-tuner) from a search job (a shipped name or a TOML file)")
-    p.add_argument("--job", required=True, help="search job: a TOML file or a shipped name (synthetic_quick, sid_sony_lr_depth)")
+    p = sub.add_parser("tune",
+                       help="hyperparameter search (keras-tuner) from a search job (a shipped name or a TOML file)")
+    p.add_argument("--job", required=True,
+                   help="search job: a TOML file or a shipped name (synthetic_quick, sid_sony_lr_depth)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override job.*, space.* or training keys, e.g. --set data.root=/data/SID")
     p.set_defaults(run=_run_tune)

@@ -194,7 +194,8 @@ def count_macs(model: keras.Model, packed_size: tuple[int, int] = (256, 256)) ->
 
 
 # What `sid-keras models` prints without importing TensorFlow (a test keeps it equal to
-# describe_models(); after changing a model: python -c "from sid_keras.models import write_catalogue; write_catalogue()").
+# describe_models(); after changing a model:
+#   python -c "from sid_keras.models import write_catalogue; write_catalogue()"
 CATALOGUE = ASSETS_DIR / "models.json"
 
 

@@ -264,7 +264,8 @@ def estimate_motion(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     translation = 2 * global_translation(small_reference, small_other)
     candidates = [fit_motion(*align(reference, other)), np.hstack([np.zeros((2, 2)), translation[:, None]]),
                   np.zeros((2, 3))]  # and no motion at all: a tripod's burst
-    border = np.s_[TILE // 2 : -TILE // 2, TILE // 2 : -TILE // 2] if min(small_reference.shape) > 2 * TILE else np.s_[:, :]
+    margin = TILE // 2 if min(small_reference.shape) > 2 * TILE else 0
+    border = np.s_[margin : small_reference.shape[0] - margin, margin : small_reference.shape[1] - margin]
 
     def cost(motion):  # the mean squared difference of the best 3/4 of the pixels: what moves apart is not asked
         half = motion * np.array([[1, 1, 0.5], [1, 1, 0.5]])  # the same turn, half the shift
@@ -318,7 +319,8 @@ def warp(packed: np.ndarray, motion: np.ndarray):
                 combinations, rows, cols = [tuple(low)], None, None
             else:
                 rows, cols = iy[block], ix[block]
-                combinations = [(oy, ox) for oy in range(low[0] - 1, high[0] + 2) for ox in range(low[1] - 1, high[1] + 2)]
+                combinations = [(oy, ox) for oy in range(low[0] - 1, high[0] + 2)
+                                for ox in range(low[1] - 1, high[1] + 2)]
             for oy, ox in combinations:
                 if rows is not None:
                     where = (rows == oy) & (cols == ox)

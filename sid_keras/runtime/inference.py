@@ -612,9 +612,9 @@ class Enhancer:
         the single-frame noise law of its reference (the merged frame says how much of it is
         left where; an estimate from the merge itself would count the merge twice) and what
         the merge did."""
-        from sid_keras.runtime import burst
-
         from concurrent.futures import ThreadPoolExecutor
+
+        from sid_keras.runtime import burst
 
         if not sources:
             raise SidError("a burst needs at least one raw file")

@@ -702,7 +702,8 @@ def dng_raw_tags(path: str | os.PathLike) -> dict:
                 found["iso"] = float(np.atleast_1d(iso)[0]) if iso else None
             raw_data = tags.valueof("PhotometricInterpretation") in (PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW)
             if raw_data and tags.valueof("NewSubfileType", 0) == 0:
-                found.update({code: tags[code].value for code in (TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2) if code in tags})
+                found.update({code: tags[code].value for code in (TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2)
+                              if code in tags})
                 break
         return {key: value for key, value in found.items() if value is not None}
 

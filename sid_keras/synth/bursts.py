@@ -98,10 +98,10 @@ def make_burst(scene: np.ndarray, size: tuple[int, int], frames: int, *, ratio: 
         clean = BAYER.mosaic_of(rgb / gains)  # camera RGB before white balance
         values = noise(clean, ratio, seed * 1000 + i)
         mosaic = np.clip(np.rint(values * (WHITE - BLACK) + BLACK), 0, WHITE).astype(np.uint16)
+        matrix = {} if color_matrix is None else {"color_matrix": np.asarray(color_matrix, np.float32)}
         made.append(RawFrame(mosaic=mosaic, cfa_pattern=REFERENCE_BAYER, black_level=np.full(4, BLACK, np.float32),
                              white_level=float(WHITE), white_balance=np.array([*gains, gains[1]], np.float32),
-                             exposure_time=0.1 / ratio, iso=iso, path=f"<burst frame {i}>",
-                             **({} if color_matrix is None else {"color_matrix": np.asarray(color_matrix, np.float32)})))
+                             exposure_time=0.1 / ratio, iso=iso, path=f"<burst frame {i}>", **matrix))
         shifts.append(shift)
         rotations.append(turn)
         masks.append(disc)

@@ -165,7 +165,8 @@ def run_search(job: SearchJob, *, verbose: int = 1) -> dict:
     data = task.data()
     if verbose:
         print(task.precision.describe())
-    hypermodel = SidHyperModel(lambda hp: trial_config(job.base, define_space(hp, job.space)), data.channels, data.scale)
+    hypermodel = SidHyperModel(lambda hp: trial_config(job.base, define_space(hp, job.space)), data.channels,
+                               data.scale)
     tuner = make_tuner(job, hypermodel)
     fit_kwargs = dict(steps_per_epoch=task.steps_per_epoch(data), validation_data=data.val, verbose=verbose)
     if job.job.tuner != "hyperband":
