@@ -1,6 +1,6 @@
 """One worker of the two-worker tests (run as a script):
 
-    python multiworker_job.py INDEX PORTS ROOT OUT [EPOCHS STEPS]
+    python multiworker_job.py INDEX PORTS ROOT OUT [EPOCHS STEPS [KEY=VALUE ...]]
 """
 
 import json
@@ -8,7 +8,8 @@ import os
 import sys
 
 
-def run(index: int, ports: list[str], root: str, out: str, epochs: int = 2, steps: int = 3) -> None:
+def run(index: int, ports: list[str], root: str, out: str, epochs: int = 2, steps: int = 3,
+        overrides: tuple = ()) -> None:
     os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                           "task": {"type": "worker", "index": index}})
     import numpy as np
@@ -18,7 +19,8 @@ def run(index: int, ports: list[str], root: str, out: str, epochs: int = 2, step
 
     config = load_config("synthetic", [f"data.root='{root}'", f"train.out_dir='{out}'", "model.args={width=4, depth=3}",
                                        "data.patch_size=32", "data.batch_size=4", f"train.epochs={epochs}",
-                                       f"train.steps_per_epoch={steps}", "train.val_every=1", "data.decode_workers=1"])
+                                       f"train.steps_per_epoch={steps}", "train.val_every=1", "data.decode_workers=1",
+                                       *overrides])
     result = train_multi_worker(config, log=lambda line: print(line, flush=True))
     model = result["model"]
     np.savez(f"{out}/weights{index}.npz", *[np.asarray(w) for w in model.get_weights()])
@@ -27,4 +29,5 @@ def run(index: int, ports: list[str], root: str, out: str, epochs: int = 2, step
 
 
 if __name__ == "__main__":
-    run(int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4], *map(int, sys.argv[5:7]))
+    run(int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4], *map(int, sys.argv[5:7]),
+        overrides=tuple(sys.argv[7:]))

@@ -226,14 +226,15 @@ def _free_ports(count: int) -> str:
     return ports
 
 
-def _start_workers(root, out, epochs: int, steps: int) -> list:
+def _start_workers(root, out, epochs: int, steps: int, *overrides: str) -> list:
     import pathlib
 
     script = pathlib.Path(__file__).with_name("multiworker_job.py")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     ports = _free_ports(2)
-    return [subprocess.Popen([sys.executable, str(script), str(i), ports, str(root), str(out), str(epochs), str(steps)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for i in range(2)]
+    return [subprocess.Popen([sys.executable, str(script), str(i), ports, str(root), str(out), str(epochs), str(steps),
+                              *overrides], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            for i in range(2)]
 
 
 def _finish(procs) -> None:
@@ -255,6 +256,8 @@ def test_two_workers_on_loopback_hold_the_same_weights_and_resume_exactly(mini_d
     assert a.files and all(np.array_equal(a[k], b[k]) for k in a.files)
     assert int(np.load(whole / "steps0.npy")) == int(np.load(whole / "steps1.npy")) == epochs * steps  # trained
     assert (whole / "final.keras").exists() and (whole / "best.keras").exists()  # written by the chief
+    rows = (whole / "log.csv").read_text().splitlines()  # the chief's log, as fit writes it
+    assert rows[0].split(",")[:4] == ["epoch", "learning_rate", "loss", "psnr"] and len(rows) == 1 + epochs
     losses = [np.load(whole / f"loss{i}.npy") for i in (0, 1)]  # fit's step: the compiled loss, over both
     assert len(losses[0]) == epochs and np.all(np.isfinite(losses[0])) and np.allclose(losses[0], losses[1])
     # the same run killed with SIGKILL after its first checkpoint, then started again
@@ -273,6 +276,19 @@ def test_two_workers_on_loopback_hold_the_same_weights_and_resume_exactly(mini_d
     resumed = np.load(killed / "weights0.npz")
     assert all(np.array_equal(a[k], resumed[k]) for k in a.files)  # identical to the uninterrupted run
     assert int(np.load(killed / "steps0.npy")) == epochs * steps
+    assert len((killed / "log.csv").read_text().splitlines()) == 1 + epochs  # no row twice after the resume
+
+
+@pytest.mark.slow
+def test_two_workers_stop_at_a_diverging_loss_and_keep_the_last_good_checkpoint(mini_dataset, tmp_path):
+    """The multi-worker loop has fit's guard: a loss that turns non-finite ends the run in one line,
+    writes no final model and leaves the last good checkpoint."""
+    out = tmp_path / "diverged"
+    procs = _start_workers(mini_dataset, out, 2, 3, "train.learning_rate=1e30")
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode != 0 for p in procs)
+    assert all("training diverged at epoch 1" in text for text in outputs), outputs[0][-1500:]
+    assert not (out / "final.keras").exists() and not (out / "checkpoint" / "latest.json").exists()
 
 
 def test_mixed_precision_training_runs(mini_dataset, tmp_path, capsys):
