@@ -27,16 +27,13 @@ import sys
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from fidelity import psnr  # noqa: E402 - the benchmarks' one PSNR
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SETTINGS = ((30, 1600.0), (100, 6400.0), (300, 25600.0))  # ratio, ISO
 FRAMES = (1, 2, 4, 8)
 SIZE = (304, 464)  # sensor pixels: a CBSD68 photo (321 x 481) less the shake's margin
-
-
-def psnr(truth: np.ndarray, image: np.ndarray, where: np.ndarray | None = None) -> float:
-    error = (np.clip(image, 0, 1) - truth) if where is None else (np.clip(image, 0, 1) - truth)[where]
-    return float(10 * np.log10(1 / np.mean(error**2)))
 
 
 def scenes(folder: str, limit: int):

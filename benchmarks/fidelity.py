@@ -135,8 +135,10 @@ def misreported(frame, noise_error: float):
     return dataclasses.replace(frame, noise_profile=(variance,) * 3)
 
 
-def psnr(reference: np.ndarray, image: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.clip(image, 0, 1) - reference) ** 2)))
+def psnr(reference: np.ndarray, image: np.ndarray, where: np.ndarray | None = None) -> float:
+    """PSNR (dB) of an image in [0, 1] (clipped) against a reference, over the pixels ``where`` says."""
+    error = np.clip(image, 0, 1) - reference
+    return float(10 * np.log10(1.0 / np.mean((error if where is None else error[where]) ** 2)))
 
 
 def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int, malvar=None,
