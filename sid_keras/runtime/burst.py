@@ -49,6 +49,9 @@ COARSEST_SIDE = 32  # the pyramid stops before a level's smaller side falls unde
 SEARCH_RADIUS = 4  # integer shifts searched at the coarsest level; 1 at the finer ones
 BAND = (0.01, 0.2)  # the cross-correlation's band (cycles a pixel): lighting below, the finest noise above
 MOTION_SCALE = 0.5  # packed pixels: tiles this far from a frame's fitted motion count half
+# Frames whose packed side is at least this (a 2-megapixel sensor's) are searched tile by tile at
+# half their resolution: a quarter of the work, still thousands of tiles for one motion.
+FULL_RESOLUTION_TILES_UP_TO = 768
 # Robust merge: a frame counts fully below LOW standard deviations of the local mean difference
 # (the largest of the packed channels': for four channels of pure noise, 1% of pixels exceed 3;
 # a noise law estimated from a dark frame can be 10-30% low, which moves that to 2.3-2.7), not
@@ -262,14 +265,18 @@ def estimate_motion(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     # found and compared at half resolution: a quarter of the work, the same verdict
     small_reference, small_other = _half(reference), _half(other)
     translation = 2 * global_translation(small_reference, small_other)
-    candidates = [fit_motion(*align(reference, other)), np.hstack([np.zeros((2, 2)), translation[:, None]]),
+    half = np.array([[1, 1, 0.5], [1, 1, 0.5]])  # a motion at half resolution: the same turn, half the shift
+    if min(reference.shape) >= FULL_RESOLUTION_TILES_UP_TO:  # tiles enough at half resolution too
+        tiled = fit_motion(*align(small_reference, small_other)) / half
+    else:
+        tiled = fit_motion(*align(reference, other))
+    candidates = [tiled, np.hstack([np.zeros((2, 2)), translation[:, None]]),
                   np.zeros((2, 3))]  # and no motion at all: a tripod's burst
     margin = TILE // 2 if min(small_reference.shape) > 2 * TILE else 0
     border = np.s_[margin : small_reference.shape[0] - margin, margin : small_reference.shape[1] - margin]
 
     def cost(motion):  # the mean squared difference of the best 3/4 of the pixels: what moves apart is not asked
-        half = motion * np.array([[1, 1, 0.5], [1, 1, 0.5]])  # the same turn, half the shift
-        warped, inside, _ = warp(small_other[..., None], half)
+        warped, inside, _ = warp(small_other[..., None], motion * half)
         squares = ((small_reference - warped[..., 0])[border][inside[border]]) ** 2
         if squares.size == 0:
             return np.inf
