@@ -15,11 +15,13 @@ al., SIGGRAPH Asia 2016) in the raw domain, on the CPU:
   whole frame's shift by cross-correlation (:func:`global_translation`) or no motion, whichever
   lays the frame on the reference best (:func:`estimate_motion`), resamples each packed plane
   (bilinear).
-- **Merge** robustly: at each packed pixel a frame's weight falls from 1 to 0 as the 5x5 mean of
-  its difference from the reference, in the channel where it is largest, grows from 3 to 5
-  standard deviations of that mean's noise (the noise law of the reference at that level): a
-  moving object or a tile that did not match keeps the reference's content, so nothing ghosts; a
-  pixel sampled outside the frame weighs 0.
+- **Merge** robustly: at each packed pixel a frame's weight falls from 1 to 0 as the 5x5 or 15x15
+  mean of its difference from the reference (less each row's median: row noise is not motion), in
+  the channel and at the scale where it is largest, grows from 3 to 5 standard deviations of that
+  mean's noise (the noise law of the reference at that level; the wide mean sees a faint large
+  object through x300 noise, at the price of a margin of a few pixels around it): a moving object
+  or a tile that did not match keeps the reference's content, so nothing ghosts; a pixel sampled
+  outside the frame weighs 0.
 - **Noise left**: the merged value is ``(ref + sum w_i x_i) / (1 + sum w_i)``; its noise variance
   is the single frame's times ``(1 + sum w_i^2) / (1 + sum w_i)^2`` (1/N where all N frames
   counted). Resampling lowers a frame's per-pixel variance further (to 0.25 half way between
@@ -58,6 +60,9 @@ FULL_RESOLUTION_TILES_UP_TO = 768
 # at all above HIGH (HDR+'s Wiener shrinkage plays the same role).
 DIFFERENCE_BOX = 5
 DIFFERENCE_LOW, DIFFERENCE_HIGH = 3.0, 5.0
+# ... and of the 15x15 mean: at x300 a large moving object can differ from what it covers by less
+# than the 5x5 mean's noise, never by less than the 15x15 mean's (a third of it)
+COARSE_DIFFERENCE_BOX = 15
 SAME_EXPOSURE = 0.02  # relative difference of exposure time or ISO still taken as one setting
 
 
@@ -373,8 +378,8 @@ def noise_variance(reference: np.ndarray, law: raw.NoiseLaw) -> np.ndarray:
 
 def robust_weights(reference: np.ndarray, aligned: np.ndarray, variance: np.ndarray, inside: np.ndarray,
                    noise: np.ndarray) -> np.ndarray:
-    """Each packed pixel's weight of an aligned frame (module doc): 1 where the 5x5 mean difference
-    of every channel from the reference is within the noise, 0 where one is not (a moving object,
+    """Each packed pixel's weight of an aligned frame (module doc): 1 where the 5x5 and 15x15 mean
+    differences of every channel from the reference are within the noise, 0 where one is not (a moving object,
     a tile that did not match; per channel, so a colour that moves is seen even where its grey
     level equals the background's) or where it was sampled outside the frame. ``noise``: the
     reference's :func:`noise_variance`."""
@@ -382,11 +387,15 @@ def robust_weights(reference: np.ndarray, aligned: np.ndarray, variance: np.ndar
 
     worst = np.zeros(reference.shape[:2], np.float32)
     for c in range(reference.shape[-1]):
-        difference = uniform_filter(reference[..., c] - aligned[..., c], DIFFERENCE_BOX, mode="nearest")
-        # the noise of the difference of two values (the aligned one's lowered by its resampling),
-        # and of its 5x5 mean
-        spread = np.sqrt(noise[..., c] * (1 + variance) / DIFFERENCE_BOX**2)
-        np.maximum(worst, np.abs(difference) / np.maximum(spread, 1e-12), out=worst)
+        difference = reference[..., c] - aligned[..., c]
+        # less each row's median: row noise (a new offset for each row of each frame) is not motion
+        difference -= np.median(difference, axis=1, keepdims=True)
+        # the noise of the 5x5 mean of the difference of two values (the aligned one's lowered by
+        # its resampling) and of the 15x15 mean (resampling smooths the noise, not its low frequencies)
+        for box, spread in ((DIFFERENCE_BOX, np.sqrt(noise[..., c] * (1 + variance) / DIFFERENCE_BOX**2)),
+                            (COARSE_DIFFERENCE_BOX, np.sqrt(noise[..., c] * 2 / COARSE_DIFFERENCE_BOX**2))):
+            z = np.abs(uniform_filter(difference, box, mode="nearest")) / np.maximum(spread, 1e-12)
+            np.maximum(worst, z, out=worst)
     weight = np.clip((DIFFERENCE_HIGH - worst) / (DIFFERENCE_HIGH - DIFFERENCE_LOW), 0.0, 1.0)
     # a 5x5 mean straddling a moving edge sees half its difference: a certain difference (beyond
     # HIGH, which noise alone reaches at about 2 pixels in a million) rejects its neighbourhood too
