@@ -15,4 +15,13 @@ from sid_keras.errors import SidError
 ASSETS_DIR = pathlib.Path(__file__).parent / "assets"
 CONFIGS_DIR = pathlib.Path(__file__).parent / "configs"
 
-__all__ = ["SidError", "__version__"]
+__all__ = ["Enhancer", "SidError", "__version__"]
+
+
+def __getattr__(name: str):
+    """``from sid_keras import Enhancer`` without importing it (and numpy, rawpy) up front."""
+    if name == "Enhancer":
+        from sid_keras.runtime.inference import Enhancer
+
+        return Enhancer
+    raise AttributeError(f"module 'sid_keras' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Never lose a file, part two: what a hostile user's probe found (issue 47), one test per promise.
 
-docs/failures.md lists what each bad input or fault gets; README's guarantees name these tests.
+docs/failures.md lists what each bad input or fault gets; docs/guarantees.md names these tests.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""What sid-keras promises a user, one test per promise (README: "What sid-keras guarantees").
+"""What sid-keras promises a user, one test per promise (docs/guarantees.md).
 
 Each test runs the command as a user would, on files the test writes itself.
 """

@@ -333,7 +333,7 @@ def _without_huge_pages() -> None:
     kernel then compacts memory to find them (THP defrag ``madvise``, a common default), a fresh
     process's first touches of its frame-sized arrays stall. `sid-keras enhance` of the 9 MP
     Blackmagic DNG: 2.01 s (median of 16, 0.42 s of it in the kernel) with the advice, 1.81 s
-    (0.25 s) without, faster in 13 of 16 alternated runs (README, Speed).
+    (0.25 s) without, faster in 13 of 16 alternated runs (MODEL_CARD.md, Speed).
     """
     setter = _huge_page_advice_setter()
     if setter is not None and "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
@@ -492,7 +492,7 @@ def _add_finetune(sub) -> None:
     p = sub.add_parser("finetune", help="adapt a model to your camera: a few real pairs and/or its noise profile")
     p.add_argument("-o", "--out", type=_path_arg, required=True, help=".keras file to write")
     p.add_argument("--model", default=None, help="the .keras model to start from (default: the shipped model)")
-    p.add_argument("--data", default=None, help="root of your pairs (SID layout and list, see README)")
+    p.add_argument("--data", default=None, help="root of your pairs (SID layout and list, see docs/training.md)")
     p.add_argument("--list", default=None, help="list file of your short/long pairs (2 per ratio is enough)")
     p.add_argument("--val-list", default=None, help="pairs to validate on (default: --list)")
     p.add_argument("--photos", nargs="*", default=[], help="clean photo folders for pairs with your camera's noise")
