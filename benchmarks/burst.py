@@ -56,7 +56,7 @@ def score(enhancer, made, ratio: float, long=None) -> dict:
     import dataclasses
 
     from sid_keras.apps.evaluation import ssim_8bit
-    from sid_keras.runtime import raw, render
+    from sid_keras.runtime import cfa, noise_law, raw, render
 
     truth = render.render(made.truth.astype(np.float32), made.frames[0].color_matrix)
     regions = {"disc": made.object_mask, "trail": made.trail_mask}
@@ -75,21 +75,21 @@ def score(enhancer, made, ratio: float, long=None) -> dict:
                             "mosaic": np.mean([f.mosaic for f in made.frames], axis=0, dtype=np.float32),
                             "noise_variance_scale": np.full(made.frames[0].mosaic.shape, 1 / len(made.frames),
                                                             np.float32)})
-    law = raw.noise_law(made.frames[0])
+    law = noise_law.noise_law(made.frames[0])
     image = enhancer.enhance_frame(plain, ratio, enhancer.told(law)).image
     rows["plain average of 8"] = {"psnr": psnr(truth, image), "ssim": ssim_8bit(truth, image), "image": image,
                                   **{k: psnr(truth, image, where) for k, where in regions.items()}, "align": None}
     # the ceiling: the model on the noise-free short exposure (told almost no noise), what no merge can pass
     from sid_keras.synth.bursts import BLACK, WHITE
 
-    clean = raw.BAYER.mosaic_of(made.truth / made.frames[0].white_balance[:3]) / ratio * (WHITE - BLACK) + BLACK
+    clean = cfa.BAYER.mosaic_of(made.truth / made.frames[0].white_balance[:3]) / ratio * (WHITE - BLACK) + BLACK
     ideal = dataclasses.replace(made.frames[0], mosaic=clean.astype(np.float32),
                                 noise_variance_scale=np.full(clean.shape, 1e-4, np.float32))
     image = enhancer.enhance_frame(ideal, ratio, enhancer.told(law)).image
     rows["noise-free (ceiling)"] = {"psnr": psnr(truth, image), "ssim": ssim_8bit(truth, image), "image": image,
                                     **{k: psnr(truth, image, where) for k, where in regions.items()}, "align": None}
     if long is not None:  # one exposure as long as the 8 frames (module doc)
-        image = enhancer.enhance_frame(long, ratio / len(made.frames), enhancer.told(raw.noise_law(long))).image
+        image = enhancer.enhance_frame(long, ratio / len(made.frames), enhancer.told(noise_law.noise_law(long))).image
         rows["one exposure of 8 frames' time"] = {"psnr": psnr(truth, image), "ssim": ssim_8bit(truth, image),
                                                  "image": image, "align": None,
                                                  **{k: psnr(truth, image, where) for k, where in regions.items()}}

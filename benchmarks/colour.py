@@ -35,10 +35,10 @@ READ_NOISE_DN = 3.0
 def write_version(path, frame, red: float, blue: float, *, darken: float = 1.0, neutral=None, matrix=True,
                   seed: int = 0):
     """The frame as a sensor whose red and blue respond ``red`` and ``blue`` times as much."""
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import cfa
     from sid_keras.runtime.dng import write_cfa_dng, xyz_to_camera
 
-    top, left, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+    top, left, h, w = cfa.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
     mosaic = frame.mosaic[top : top + h, left : left + w].astype(np.float64)
     black = float(frame.black_level[0])
     factor = np.ones_like(mosaic)

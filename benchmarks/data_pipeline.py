@@ -27,12 +27,12 @@ DEFAULT_RAW = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "
 
 def decode_every_time(path: pathlib.Path, patch: int, count: int, rng) -> float:
     """A training pair without a cache: decode + pack the short, render the long, crop both."""
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import model_input, raw
 
     start = time.perf_counter()
     for _ in range(count):
         frame = raw.read_raw(path)
-        packed = raw.amplify(raw.pack(frame), 100)
+        packed = model_input.amplify(model_input.pack(frame), 100)
         truth = raw.crop_reference(raw.render_reference(path), frame)  # the same file stands in for the long
         top = rng.integers(0, packed.shape[0] - patch + 1)
         left = rng.integers(0, packed.shape[1] - patch + 1)

@@ -70,7 +70,7 @@ def stages(raw_file: str, model: str | None, repeats: int) -> dict:
             f"Enhancer({model!r})\nprint(time.perf_counter() - t)")
     startup = statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                                      text=True).stdout.split()[-1]) for _ in range(repeats))
-    from sid_keras.runtime import inference, raw
+    from sid_keras.runtime import inference, model_input, raw
     from sid_keras.runtime.inference import Enhancer, write_pixels
 
     enhancer = Enhancer(model)
@@ -87,9 +87,9 @@ def stages(raw_file: str, model: str | None, repeats: int) -> dict:
                     clock[key] += time.perf_counter() - start
             return wrapper
 
-        predict, network_input, put = enhancer.predict, raw.network_input, inference.Canvas.put
+        predict, network_input, put = enhancer.predict, model_input.network_input, inference.Canvas.put
         enhancer.predict = timed(predict, "network")
-        raw.network_input = timed(network_input, "pack")
+        model_input.network_input = timed(network_input, "pack")
         inference.Canvas.put = timed(put, "render")
         try:
             start = time.perf_counter()
@@ -103,7 +103,7 @@ def stages(raw_file: str, model: str | None, repeats: int) -> dict:
                 write_pixels(os.path.join(tmp, "o.png"), pixels, frame, "png")
                 write = time.perf_counter() - start
         finally:
-            enhancer.predict, raw.network_input, inference.Canvas.put = predict, network_input, put
+            enhancer.predict, model_input.network_input, inference.Canvas.put = predict, network_input, put
         blend = enhance - clock["network"] - clock["pack"] - clock["render"]
         for key, value in {"read (LibRaw decode)": read, "pack + amplify": clock["pack"],
                            "network": clock["network"], "blend (tiles, strips)": blend,

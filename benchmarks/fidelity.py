@@ -126,11 +126,11 @@ def malvar_enhancer():
 
 def misreported(frame, noise_error: float):
     """``frame`` with a NoiseProfile tag ``noise_error`` times its true noise level (itself at 1)."""
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import noise_law
 
     if noise_error == 1.0:
         return frame
-    law = raw.noise_law(frame)  # the frames are made at one ISO: one law for every colour
+    law = noise_law.noise_law(frame)  # the frames are made at one ISO: one law for every colour
     variance = (float(law.s[0]) * noise_error**2, float(law.o[0]) * noise_error**2)
     return dataclasses.replace(frame, noise_profile=(variance,) * 3)
 

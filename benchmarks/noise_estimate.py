@@ -82,13 +82,13 @@ def sigma_errors(s, o, true: tuple[float, float], levels) -> list[float]:
 
 
 def accuracy_table(stress: pathlib.Path, photos: pathlib.Path, large: pathlib.Path) -> None:
-    from sid_keras.runtime import noise, raw
+    from sid_keras.runtime import noise, noise_law
 
     errors: dict[tuple[str, str], list] = {}
     for name, frame, true in frame_sets(stress, photos, large):
-        sample = raw._noise_sample(frame)
+        sample = noise_law._noise_sample(frame)
         levels = np.maximum(np.quantile(np.concatenate([t.ravel() for t in sample]), [0.5, 0.95]), 0.0)
-        estimate = raw.estimate_noise_law(sample)
+        estimate = noise_law.estimate_noise_law(sample)
         reference = noise.iso_variance(frame.iso, noise.SONY_A7S2)
         errors.setdefault((name, "estimate"), []).append(sigma_errors(*estimate, true, levels))
         errors.setdefault((name, "reference law"), []).append(sigma_errors(*reference, true, levels))
@@ -105,7 +105,7 @@ def accuracy_table(stress: pathlib.Path, photos: pathlib.Path, large: pathlib.Pa
 def psnr_table(stress: pathlib.Path, photos: pathlib.Path, strengths: list[float]) -> None:
     from sid_keras.apps.evaluation import evaluate
     from sid_keras.data import read_sid_list
-    from sid_keras.runtime import noise, raw
+    from sid_keras.runtime import noise, noise_law
     from sid_keras.runtime.inference import Enhancer
 
     plans = stress_plans(photos)
@@ -118,13 +118,13 @@ def psnr_table(stress: pathlib.Path, photos: pathlib.Path, strengths: list[float
         def noise_law(self, frame):
             channels = frame.cfa.channels
             if self.source == "estimate":
-                s, o = raw.estimate_noise_law(raw._noise_sample(frame))
-                return raw.NoiseLaw(s, o, self.source)
+                s, o = noise_law.estimate_noise_law(noise_law._noise_sample(frame))
+                return noise_law.NoiseLaw(s, o, self.source)
             if self.source == "true law":
                 s, o = true_law(plans[int(pathlib.Path(frame.path).name[:5])])
             else:
                 s, o = noise.iso_variance(frame.iso, noise.SONY_A7S2)
-            return raw.NoiseLaw(np.full(channels, s, np.float32), np.full(channels, o, np.float32), self.source)
+            return noise_law.NoiseLaw(np.full(channels, s, np.float32), np.full(channels, o, np.float32), self.source)
 
     pairs = read_sid_list("Stress_val_list.txt", stress)
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_noise_"))

@@ -50,8 +50,8 @@ def falloff(shape) -> tuple[np.ndarray, np.ndarray]:
 
 def write_phone_dng(path, scene: np.ndarray, ratio: float, shaded: bool, seed: int) -> None:
     """A phone's short exposure of ``scene`` (white-balanced linear camera RGB) as its DNG."""
+    from sid_keras.runtime.cfa import BAYER
     from sid_keras.runtime.dng import GainMap, write_cfa_dng
-    from sid_keras.runtime.raw import BAYER
 
     gains = np.array([2.0, 1.0, 1.7])
     light, _ = falloff(scene.shape[:2])
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     import dataclasses
 
     from sid_keras.apps.evaluation import ssim_8bit
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import cfa, model_input, noise_law, raw
     from sid_keras.runtime.inference import Enhancer
     from sid_keras.runtime.render import render
     from sid_keras.synth.synthetic import find_photos, linear_photo, srgb_to_linear
@@ -110,17 +110,17 @@ def main(argv=None) -> int:
                     row = {"psnr": psnr(truth, image),
                            "ssim": ssim_8bit(truth, image), "brightness": float(brightness)}
                     if shaded:
-                        law = raw.noise_law(frame)
-                        told = raw.network_input(frame, ratio, white_balance=True, noise=law)[..., 4:]
-                        before = raw.network_input(dataclasses.replace(frame, lens_gain=None), ratio,
+                        law = noise_law.noise_law(frame)
+                        told = model_input.network_input(frame, ratio, white_balance=True, noise=law)[..., 4:]
+                        before = model_input.network_input(dataclasses.replace(frame, lens_gain=None), ratio,
                                                    white_balance=True, noise=law)[..., 4:]
-                        gain = raw.pack_mosaic(frame.lens_gain, raw.BAYER)
-                        clean = raw.BAYER.pack_rgb(scene / np.array([2.0, 1.0, 1.7])) / ratio
+                        gain = cfa.pack_mosaic(frame.lens_gain, cfa.BAYER)
+                        clean = cfa.BAYER.pack_rgb(scene / np.array([2.0, 1.0, 1.7])) / ratio
                         wb = raw.channel_gains(frame)
-                        true = ratio * wb * gain * np.sqrt(NOISE[0] * clean * raw.pack_mosaic(light, raw.BAYER)[..., :1]
+                        true = ratio * wb * gain * np.sqrt(NOISE[0] * clean * cfa.pack_mosaic(light, cfa.BAYER)[..., :1]
                                                            + NOISE[1])
-                        true = np.minimum(true, raw.NOISE_SIGMA_CLIP)  # as much as a network can be told
-                        where = raw.pack_mosaic(corners.astype(np.float32), raw.BAYER)[..., 0] > 0.5
+                        true = np.minimum(true, model_input.NOISE_SIGMA_CLIP)  # as much as a network can be told
+                        where = cfa.pack_mosaic(corners.astype(np.float32), cfa.BAYER)[..., 0] > 0.5
                         row["told"] = float(told[where].mean() / true[where].mean())
                         row["before"] = float(before[where].mean() / true[where].mean())
                     rows.setdefault((ratio, shaded), []).append(row)

@@ -6,7 +6,7 @@ from conftest import one_line_failure
 from scipy.ndimage import maximum_filter
 
 from sid_keras.apps.cli import main
-from sid_keras.runtime import burst, raw
+from sid_keras.runtime import burst, cfa, model_input, noise_law, raw, tags
 from sid_keras.runtime.dng import write_cfa_dng
 from sid_keras.synth.bursts import BLACK, OBJECT_COLOUR, WHITE, make_burst, poisson_gaussian, render
 
@@ -79,9 +79,9 @@ def test_a_frames_shake_and_turn_are_recovered_where_its_tiles_are_mostly_noise(
 def test_a_merged_burst_has_less_noise_and_a_moving_object_leaves_no_trail():
     made = make_burst(_scene(220), (192, 192), 8, ratio=100, noise=poisson_gaussian(), seed=2, shake=5)
     reference = made.frames[0]
-    law = raw.noise_law(reference)
+    law = noise_law.noise_law(reference)
     merged, report = burst.merge(reference, made.frames[1:], law)
-    truth = raw.BAYER.pack_rgb(made.truth / reference.white_balance[:3]) / 100
+    truth = cfa.BAYER.pack_rgb(made.truth / reference.white_balance[:3]) / 100
     single, combined = raw.raw_signal(reference), raw.raw_signal(merged)
     plain = np.mean([raw.raw_signal(f) for f in made.frames], axis=0)  # unaligned, not robust
     obj, trail = made.object_mask[::2, ::2], made.trail_mask[::2, ::2]
@@ -117,12 +117,12 @@ def test_a_faint_moving_object_leaves_no_trail_and_row_noise_is_not_taken_for_mo
 
     grey = 0.3
     made = make_burst(np.full((220, 220, 3), grey), (192, 192), 8, ratio=1000, noise=noise, seed=4, shake=2)
-    law = raw.noise_law(made.frames[0])
+    law = noise_law.noise_law(made.frames[0])
     merged, _ = burst.merge(made.frames[0], made.frames[1:], law)
     gains = made.frames[0].white_balance[:3]
-    truth = raw.BAYER.pack_rgb(made.truth / gains)
+    truth = cfa.BAYER.pack_rgb(made.truth / gains)
     # how much of the disc came through where only other frames hold it, as a share of its difference
-    difference = raw.BAYER.pack_rgb(np.broadcast_to((np.array(OBJECT_COLOUR) - grey) / gains, (2, 2, 3)))[0, 0]
+    difference = cfa.BAYER.pack_rgb(np.broadcast_to((np.array(OBJECT_COLOUR) - grey) / gains, (2, 2, 3)))[0, 0]
     trail = made.trail_mask[::2, ::2]
     ghost = np.median((raw.raw_signal(merged) * 1000 - truth)[trail].mean(axis=0) / difference)
     assert ghost < 0.25  # 0.57 before the 15x15 test
@@ -132,12 +132,12 @@ def test_a_faint_moving_object_leaves_no_trail_and_row_noise_is_not_taken_for_mo
 
 def test_a_noise_aware_network_is_told_the_noise_left_after_the_merge():
     made = make_burst(_scene(220), (128, 128), 4, ratio=50, noise=poisson_gaussian(), seed=3)
-    law = raw.noise_law(made.frames[0])
+    law = noise_law.noise_law(made.frames[0])
     merged, _ = burst.merge(made.frames[0], made.frames[1:], law)
-    alone = raw.network_input(dataclass_replace(merged, noise_variance_scale=None), 50, white_balance=True,
+    alone = model_input.network_input(dataclass_replace(merged, noise_variance_scale=None), 50, white_balance=True,
                               noise=law)
-    told = raw.network_input(merged, 50, white_balance=True, noise=law)
-    scale = raw.pack_mosaic(merged.noise_variance_scale[: 128, : 128], raw.BAYER)
+    told = model_input.network_input(merged, 50, white_balance=True, noise=law)
+    scale = cfa.pack_mosaic(merged.noise_variance_scale[: 128, : 128], cfa.BAYER)
     np.testing.assert_allclose(told[..., 4:], alone[..., 4:] * np.sqrt(scale), rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(told[..., :4], alone[..., :4])
 
@@ -172,17 +172,17 @@ def test_enhance_burst_writes_one_output_and_the_merged_raw_dng_reads_back(tmp_p
     assert "f0.dng + 3 frames -> " in capsys.readouterr().out
     assert main(["enhance", "--burst", *map(str, paths), "-o", str(tmp_path / "merged.dng"), "--merge-only"]) == 0
     reference = raw.read_raw(paths[0])
-    law = raw.noise_law(reference)
+    law = noise_law.noise_law(reference)
     merged, _ = burst.merge(reference, [raw.read_raw(p) for p in paths[1:]], law)
     back = raw.read_raw(tmp_path / "merged.dng")  # LibRaw reads it, four times the sensor's precision
     assert back.white_level == 4 * WHITE and np.all(back.black_level == 4 * BLACK)
     np.testing.assert_allclose((back.mosaic.astype(np.float64) - 4 * BLACK) / 4, merged.mosaic - BLACK, atol=0.13)
     left = merged.noise_variance_scale.mean()
-    expected = [(float(np.mean(law.s[raw.BAYER.channel_colours == c])) * left,
-                 float(np.mean(law.o[raw.BAYER.channel_colours == c])) * left) for c in range(3)]
+    expected = [(float(np.mean(law.s[cfa.BAYER.channel_colours == c])) * left,
+                 float(np.mean(law.o[cfa.BAYER.channel_colours == c])) * left) for c in range(3)]
     np.testing.assert_allclose(back.noise_profile, expected, rtol=1e-6)
     assert back.exposure_time == pytest.approx(reference.exposure_time) and back.iso == reference.iso
-    assert raw.camera_identity(tmp_path / "merged.dng")["Model"] == "SONY ILCE-7SM2 merged burst"
+    assert tags.camera_identity(tmp_path / "merged.dng")["Model"] == "SONY ILCE-7SM2 merged burst"
 
 
 def test_frames_that_are_not_one_burst_are_refused_before_any_work(tmp_path, tiny_model_file, capsys):

@@ -6,7 +6,7 @@ import pytest
 from conftest import BLACKMAGIC_DNG
 
 from sid_keras.apps.evaluation import psnr_8bit
-from sid_keras.runtime import raw, render
+from sid_keras.runtime import model_input, raw, render
 from sid_keras.runtime.dng import write_cfa_dng
 from sid_keras.synth.synthetic import SONY_A7S2_XYZ_TO_CAM
 
@@ -71,7 +71,7 @@ def test_white_balance_is_libraw_normalised_and_missing_metadata_falls_back_with
 
 def test_amplify_with_gains_clips_once_as_libraw_clips_after_white_balance():
     packed = np.float32([[[0.001, 0.002, 0.004, 0.5]]])
-    out = raw.amplify(packed, 100, np.float32([2.0, 1.0, 1.5, 1.0]))
+    out = model_input.amplify(packed, 100, np.float32([2.0, 1.0, 1.5, 1.0]))
     np.testing.assert_allclose(out[0, 0], [0.2, 0.2, 0.6, 1.0], rtol=1e-6)
 
 
@@ -115,7 +115,7 @@ def test_a_linear_model_gives_the_same_colours_whatever_the_sensor_sensitivities
     # raw balance and would have to guess the colour
     frames = [raw.read_raw(p) for p in paths]
     balanced = [enhancer.network_input(f, 40) for f in frames]
-    unbalanced = [raw.network_input(f, 40, white_balance=False) for f in frames]
+    unbalanced = [model_input.network_input(f, 40, white_balance=False) for f in frames]
     for i in range(1, len(frames)):
         assert np.abs(balanced[i] - balanced[0]).mean() < 0.002
         assert np.abs(unbalanced[i] - unbalanced[0]).mean() > 0.02

@@ -14,7 +14,7 @@ from sid_keras.data import (
     training_dataset,
 )
 from sid_keras.errors import SidError
-from sid_keras.runtime import raw
+from sid_keras.runtime import model_input, raw
 from sid_keras.runtime.render import UINT16_SCALE
 from sid_keras.synth.synthetic import synthesize
 
@@ -62,12 +62,12 @@ def test_synthetic_dataset_is_read_by_the_sid_loader_and_is_reproducible(synth_r
 
 def test_short_exposure_is_dark_and_noisy_and_long_is_clean(synth_root):
     pairs = read_sid_list(synth_root / "Sony_val_list.txt")
-    long = raw.pack(raw.read_raw(pairs[0].long))
+    long = model_input.pack(raw.read_raw(pairs[0].long))
     by_ratio = {}
     for pair in pairs[:3]:
         frame = raw.read_raw(pair.short)
         ratio = raw.exposure_ratio(str(pair.short), str(pair.long), short_exposure=frame.exposure_time)
-        by_ratio[round(ratio)] = raw.pack(frame)
+        by_ratio[round(ratio)] = model_input.pack(frame)
     noise = {}
     for ratio, short in by_ratio.items():
         # mean brightness scales with the exposure (within noise and clipping at black)
@@ -86,7 +86,7 @@ def test_cache_is_reused_rebuilt_on_change_and_safe_across_processes(synth_root,
     assert again == first and again.stat().st_mtime_ns == mtime
     packed = np.load(first, mmap_mode="r")
     assert isinstance(packed, np.memmap) and packed.dtype == np.uint16
-    np.testing.assert_allclose(packed / UINT16_SCALE, raw.pack(raw.read_raw(pairs[0].short)), atol=1e-5)
+    np.testing.assert_allclose(packed / UINT16_SCALE, model_input.pack(raw.read_raw(pairs[0].short)), atol=1e-5)
     os.utime(pairs[0].short, ns=(mtime + 10**9, mtime + 10**9))
     changed, _ = cache.short(pairs[0].short)
     assert changed != first

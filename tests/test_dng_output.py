@@ -143,7 +143,7 @@ def _source_and_enhanced(tmp_path, camera: str):
     from PIL import Image
 
     from sid_keras.apps.demo import DEMO_PHOTO
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import cfa, raw
     from sid_keras.runtime.dng import write_cfa_dng
     from sid_keras.runtime.inference import write_pixels
     from sid_keras.runtime.render import SRGB_TO_XYZ
@@ -155,7 +155,7 @@ def _source_and_enhanced(tmp_path, camera: str):
     scene = camera_rgb / (xyz_to_camera @ SRGB_TO_XYZ @ np.ones(3))  # white-balanced for daylight
     scene = np.clip(scene / scene.max() * 0.92, 0, 1)  # bright, not clipped
     gains = np.array([2.0, 1.0, 1.6])
-    pattern = raw.REFERENCE_BAYER if kind == "bayer" else raw.REFERENCE_XTRANS
+    pattern = cfa.REFERENCE_BAYER if kind == "bayer" else cfa.REFERENCE_XTRANS
     colours = np.tile(pattern, (scene.shape[0] // pattern.shape[0], scene.shape[1] // pattern.shape[1]))
     mosaic = black + np.take_along_axis(scene / gains, colours[..., None], axis=2)[..., 0] * (white - black)
     source = tmp_path / "source.dng"

@@ -10,7 +10,7 @@ import pytest
 
 from sid_keras.apps.cli import main
 from sid_keras.apps.export import gpu_problems
-from sid_keras.runtime import raw
+from sid_keras.runtime import model_input, raw
 from sid_keras.runtime.convention import Convention
 
 BLOCK_TF = """
@@ -77,7 +77,7 @@ def test_int8_calibrates_on_the_users_own_raw_files(write_dng, tmp_path):
     crops = calibration_crops(profile, Convention(), 10, 0)
     assert len(crops) == 10 and crops[0].shape == (16, 16, 4)
     frame = raw.read_raw(path)
-    packed = raw.network_input(frame, auto_ratio(frame, AUTO_TARGET_MEAN["linear"], white_balance=True),
+    packed = model_input.network_input(frame, auto_ratio(frame, AUTO_TARGET_MEAN["linear"], white_balance=True),
                                white_balance=True)
     assert any(np.allclose(crops[0], packed[t:t + 16, c:c + 16]) for t in range(5) for c in range(15))
     assert calibration_source(profile) == f"raw files in {tmp_path / 'dark'} (exposure ratio auto)"

@@ -13,7 +13,7 @@ from sid_keras.apps.evaluation import (
     summarize,
 )
 from sid_keras.errors import SidError
-from sid_keras.runtime import raw
+from sid_keras.runtime import model_input, raw
 from sid_keras.runtime.inference import (
     Enhancer,
     auto_ratio,
@@ -107,7 +107,7 @@ def test_auto_ratio_brings_a_dark_frame_to_a_sensible_brightness():
                          white_level=16383)
     ratio = auto_ratio(frame, target_mean=float(scene.mean()))
     assert ratio == pytest.approx(200, rel=0.05)
-    assert raw.amplify(raw.pack(frame), ratio).mean() == pytest.approx(scene.mean(), rel=0.1)
+    assert model_input.amplify(model_input.pack(frame), ratio).mean() == pytest.approx(scene.mean(), rel=0.1)
     # a linear model's input is white-balanced: the ratio aims the balanced mean at the target
     tinted = dataclasses.replace(frame, white_balance=np.array([2.0, 1.0, 3.0, 1.0], np.float32))
     balanced = auto_ratio(tinted, target_mean=float(scene.mean()), white_balance=True)

@@ -319,7 +319,7 @@ def test_ssim_is_a_validation_metric_only(name):
 def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input():
     """Do no harm: before any training the model returns the bilinear demosaic, which is exact
     inside a linear gradient; training learns the correction."""
-    from sid_keras.runtime.raw import BAYER
+    from sid_keras.runtime.cfa import BAYER
 
     rows, cols = np.mgrid[0:32, 0:48].astype(np.float32)
     image = np.stack([0.01 * rows + 0.02 * cols, 0.3 + 0.005 * rows - 0.003 * cols,
@@ -343,7 +343,7 @@ def test_a_demosaic_residual_unet_starts_from_the_bilinear_demosaic_of_its_input
 def test_a_trusting_unet_keeps_the_classical_demosaic_of_a_clean_frame_and_refines_a_noisy_one(tmp_path):
     """demosaic_trust: where the noise channels are far below tau the output is the Malvar demosaic
     (exact in a linear gradient) whatever the weights; far above it, the plain model's output."""
-    from sid_keras.runtime.raw import BAYER
+    from sid_keras.runtime.cfa import BAYER
 
     rows, cols = np.mgrid[0:32, 0:48].astype(np.float32)
     image = np.stack([0.01 * rows + 0.02 * cols, 0.3 + 0.005 * rows - 0.003 * cols,
@@ -386,7 +386,7 @@ def test_the_malvar_demosaic_base_matches_the_published_filters_and_beats_biline
     share their edges, as a photo's do, it is closer to the scene than the bilinear base."""
     from scipy import ndimage
 
-    from sid_keras.runtime.raw import BAYER
+    from sid_keras.runtime.cfa import BAYER
 
     rng = np.random.default_rng(0)  # a scene like a photo's: sharp luminance, smooth colour
     luminance = ndimage.gaussian_filter(rng.random((40, 48)), 1.2)

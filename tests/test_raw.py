@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sid_keras.errors import SidError
-from sid_keras.runtime import raw
+from sid_keras.runtime import cfa, model_input, noise_law, raw
 
 
 @pytest.mark.parametrize("phase", sorted(BAYER_PHASES))
@@ -15,77 +15,77 @@ def test_every_bayer_phase_packs_to_sid_rggb_order(phase, write_dng):
     path, mosaic = write_dng(pattern=BAYER_PHASES[phase])
     frame = raw.read_raw(path)
     np.testing.assert_array_equal(frame.mosaic, mosaic)
-    top, left, h, w = raw.canonical_window(mosaic.shape, frame.cfa_pattern)
+    top, left, h, w = cfa.canonical_window(mosaic.shape, frame.cfa_pattern)
     canon = mosaic[top : top + h, left : left + w]
-    colours = raw.tile_colours(np.asarray(BAYER_PHASES[phase]), mosaic.shape)[top:, left:]
-    assert colours[0, 0] == raw.RED and colours[1, 1] == raw.BLUE
-    packed = raw.pack_mosaic(canon, raw.BAYER)
+    colours = cfa.tile_colours(np.asarray(BAYER_PHASES[phase]), mosaic.shape)[top:, left:]
+    assert colours[0, 0] == cfa.RED and colours[1, 1] == cfa.BLUE
+    packed = cfa.pack_mosaic(canon, cfa.BAYER)
     # SID's order: R, G (red row), B, G (blue row)
     np.testing.assert_array_equal(packed[..., 0], canon[0::2, 0::2])
     np.testing.assert_array_equal(packed[..., 1], canon[0::2, 1::2])
     np.testing.assert_array_equal(packed[..., 2], canon[1::2, 1::2])
     np.testing.assert_array_equal(packed[..., 3], canon[1::2, 0::2])
-    np.testing.assert_array_equal(raw.unpack_mosaic(packed, raw.BAYER), canon)
-    normalized = raw.pack(frame)
+    np.testing.assert_array_equal(cfa.unpack_mosaic(packed, cfa.BAYER), canon)
+    normalized = model_input.pack(frame)
     assert normalized.shape == (h // 2, w // 2, 4) and normalized.dtype == np.float32
-    np.testing.assert_array_equal(raw.denormalize(normalized, 512, 16383), packed)
+    np.testing.assert_array_equal(model_input.denormalize(normalized, 512, 16383), packed)
 
 
 @pytest.mark.parametrize("shift", [(0, 0), (1, 2), (3, 5), (5, 1)])
 def test_xtrans_every_phase_packs_to_nine_channels_and_round_trips(shift, write_dng):
-    pattern = np.roll(raw.REFERENCE_XTRANS, shift, axis=(0, 1))
+    pattern = np.roll(cfa.REFERENCE_XTRANS, shift, axis=(0, 1))
     path, mosaic = write_dng(name="x.dng", pattern=pattern, shape=(78, 96), black=1024)
     frame = raw.read_raw(path)
     assert frame.cfa.kind == "xtrans"
-    top, left, h, w = raw.canonical_window(mosaic.shape, frame.cfa_pattern)
+    top, left, h, w = cfa.canonical_window(mosaic.shape, frame.cfa_pattern)
     canon = mosaic[top : top + h, left : left + w]
-    colours = raw.tile_colours(pattern, mosaic.shape)[top:, left:]
+    colours = cfa.tile_colours(pattern, mosaic.shape)[top:, left:]
     np.testing.assert_array_equal(np.where(colours[:6, :6] == 3, 1, colours[:6, :6]),
-                                  raw.REFERENCE_XTRANS)
-    packed = raw.pack_mosaic(canon, raw.XTRANS)
+                                  cfa.REFERENCE_XTRANS)
+    packed = cfa.pack_mosaic(canon, cfa.XTRANS)
     assert packed.shape == (h // 3, w // 3, 9)
     # SID's Fuji packing: channel 0 takes R at (0,0), (0,4), (3,1), (3,3) of each 6x6 tile.
     np.testing.assert_array_equal(packed[0::2, 1::2, 0], canon[0::6, 4::6])
     np.testing.assert_array_equal(packed[1::2, 1::2, 0], canon[3::6, 3::6])
     np.testing.assert_array_equal(packed[..., 5], canon[1::3, 0::3])
-    np.testing.assert_array_equal(raw.unpack_mosaic(packed, raw.XTRANS), canon)
-    np.testing.assert_array_equal(raw.denormalize(raw.pack(frame), 1024, 16383), packed)
+    np.testing.assert_array_equal(cfa.unpack_mosaic(packed, cfa.XTRANS), canon)
+    np.testing.assert_array_equal(model_input.denormalize(model_input.pack(frame), 1024, 16383), packed)
 
 
 def test_xtrans_layout_channels_have_one_colour_each():
-    colours = raw.pack_mosaic(raw.tile_colours(raw.REFERENCE_XTRANS, (12, 12)), raw.XTRANS)
+    colours = cfa.pack_mosaic(cfa.tile_colours(cfa.REFERENCE_XTRANS, (12, 12)), cfa.XTRANS)
     per_channel = [set(np.unique(colours[..., c]).tolist()) for c in range(9)]
     assert per_channel == [{0}, {1}, {2}, {0}, {2}, {1}, {1}, {1}, {1}]
-    assert raw.XTRANS.channel_colours.tolist() == [0, 1, 2, 0, 2, 1, 1, 1, 1]
+    assert cfa.XTRANS.channel_colours.tolist() == [0, 1, 2, 0, 2, 1, 1, 1, 1]
 
 
 def test_one_packing_order_serves_the_mosaic_the_rgb_images_and_tensorflow():
     """SID's Bayer order R, G (red row), B, G (blue row), seen by every view of the layout."""
-    assert raw.BAYER.channel_colours.tolist() == [0, 1, 2, 1]
-    assert raw.BAYER.colour_channels() == [[0], [1, 3], [2]]
+    assert cfa.BAYER.channel_colours.tolist() == [0, 1, 2, 1]
+    assert cfa.BAYER.colour_channels() == [[0], [1, 3], [2]]
     rgb = np.random.default_rng(0).random((6, 8, 3))
-    packed = raw.BAYER.pack_rgb(rgb)
+    packed = cfa.BAYER.pack_rgb(rgb)
     np.testing.assert_array_equal(packed, np.stack([rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1],
                                                     rgb[1::2, 1::2, 2], rgb[1::2, 0::2, 1]], -1))
     blocks = rgb.reshape(3, 2, 4, 2, 3).transpose(0, 2, 1, 3, 4).reshape(3, 4, 12)  # space_to_depth(2)
-    np.testing.assert_array_equal(blocks[..., raw.BAYER.rgb_block_indices()], packed)
+    np.testing.assert_array_equal(blocks[..., cfa.BAYER.rgb_block_indices()], packed)
     colour_planes = np.broadcast_to(np.arange(3.0), (12, 12, 3))  # each pixel's value is its colour
-    xtrans = raw.XTRANS.pack_rgb(colour_planes)
+    xtrans = cfa.XTRANS.pack_rgb(colour_planes)
     assert xtrans.shape == (4, 4, 9)
-    np.testing.assert_array_equal(xtrans, np.broadcast_to(raw.XTRANS.channel_colours, (4, 4, 9)))
+    np.testing.assert_array_equal(xtrans, np.broadcast_to(cfa.XTRANS.channel_colours, (4, 4, 9)))
 
 
 @settings(max_examples=40, deadline=None)
 @given(kind=st.sampled_from(["bayer", "xtrans"]), tiles=st.tuples(st.integers(1, 5), st.integers(1, 5)),
        seed=st.integers(0, 2**16))
 def test_pack_unpack_round_trip_property(kind, tiles, seed):
-    layout = raw.BAYER if kind == "bayer" else raw.XTRANS
+    layout = cfa.BAYER if kind == "bayer" else cfa.XTRANS
     shape = (tiles[0] * layout.period, tiles[1] * layout.period)
     mosaic = np.random.default_rng(seed).integers(0, 2**16, shape).astype(np.uint16)
-    packed = raw.pack_mosaic(mosaic, layout)
+    packed = cfa.pack_mosaic(mosaic, layout)
     assert packed.shape[:2] == (shape[0] // layout.scale, shape[1] // layout.scale)
     assert sorted(packed.ravel().tolist()) == sorted(mosaic.ravel().tolist())
-    np.testing.assert_array_equal(raw.unpack_mosaic(packed, layout), mosaic)
+    np.testing.assert_array_equal(cfa.unpack_mosaic(packed, layout), mosaic)
 
 
 def test_pack_subtracts_per_channel_black_and_clips():
@@ -93,7 +93,7 @@ def test_pack_subtracts_per_channel_black_and_clips():
     mosaic = np.tile(mosaic, (1, 8))
     frame = raw.RawFrame(mosaic=mosaic, cfa_pattern=np.array([[0, 1], [3, 2]]),
                          black_level=np.array([200, 500, 600, 700]), white_level=16383)
-    packed = raw.pack(frame)
+    packed = model_input.pack(frame)
     assert packed[0, 0, 0] == 0.0  # 100 below R black 200: clipped, as SID does
     assert packed[0, 0, 1] == pytest.approx((600 - 500) / (16383 - 500))
     assert packed[0, 0, 2] == pytest.approx(1.0)
@@ -113,11 +113,11 @@ def test_exposure_ratio_from_metadata_names_and_cap():
 @pytest.mark.parametrize("bad", [0, -3, float("nan"), float("inf"), "abc"])
 def test_bad_ratios_are_rejected(bad):
     with pytest.raises(SidError):
-        raw.amplify(np.zeros((2, 2, 4), np.float32), bad)
+        model_input.amplify(np.zeros((2, 2, 4), np.float32), bad)
 
 
 def test_amplify_clips_at_one():
-    out = raw.amplify(np.array([0.001, 0.004, 0.5], np.float32), 300)
+    out = model_input.amplify(np.array([0.001, 0.004, 0.5], np.float32), 300)
     np.testing.assert_allclose(out, [0.3, 1.0, 1.0])
 
 
@@ -151,7 +151,7 @@ def test_missing_not_raw_truncated_and_tiny_files_are_rejected(tmp_path, write_d
     with pytest.raises(SidError, match="tiny.dng"):
         raw.read_raw(tiny)
     with pytest.raises(SidError, match="too small"):
-        raw.canonical_window((20, 10), np.array([[0, 1], [3, 2]]), "small.dng")
+        cfa.canonical_window((20, 10), np.array([[0, 1], [3, 2]]), "small.dng")
 
 
 def test_real_blackmagic_dng():
@@ -159,7 +159,7 @@ def test_real_blackmagic_dng():
     assert frame.mosaic.shape == (2176, 4128) and frame.mosaic.dtype == np.uint16
     assert frame.cfa.kind == "bayer" and list(frame.black_level) == [512] * 4
     assert frame.exposure_time is None
-    packed = raw.pack(frame)
+    packed = model_input.pack(frame)
     assert packed.shape == (1088, 2064, 4)
     assert 0 <= packed.min() and packed.max() <= 1 and packed.mean() > 0
 
@@ -218,32 +218,32 @@ def test_the_noise_level_comes_from_the_file_then_the_iso_then_the_frame_itself(
     for name, tags in tags_of.items():
         write_cfa_dng(files[name], mosaic, np.array([[0, 1], [1, 2]]), black_level=64, white_level=4095, **tags)
 
-    law = raw.noise_law(raw.read_raw(files["tagged"]))
+    law = noise_law.noise_law(raw.read_raw(files["tagged"]))
     assert law.source == "the file's NoiseProfile" and np.allclose(law.s, s_true) and np.allclose(law.o, o_true)
-    law = raw.noise_law(raw.read_raw(files["iso"]))
+    law = noise_law.noise_law(raw.read_raw(files["iso"]))
     assert "ISO 800" in law.source and np.allclose(law.s, noise.iso_variance(800, noise.SONY_A7S2)[0])
-    law = raw.noise_law(raw.read_raw(files["iso"]), noise.NIKON_D850)  # a calibrated profile
+    law = noise_law.noise_law(raw.read_raw(files["iso"]), noise.NIKON_D850)  # a calibrated profile
     assert law.source.startswith(noise.NIKON_D850.name)
     assert np.allclose(law.s, noise.iso_variance(800, noise.NIKON_D850)[0])
-    law = raw.noise_law(raw.read_raw(files["plain"]))
+    law = noise_law.noise_law(raw.read_raw(files["plain"]))
     assert law.source.startswith("estimated") and np.allclose(law.s, s_true, rtol=0.3)
 
     # A dark frame at the same ISO, drowned in noise: its own noise is measured, not looked up.
     dark = clean / 50 + rng.normal(0, 1, clean.shape) * np.sqrt(s_true * clean / 50 + o_true)
     write_cfa_dng(tmp_path / "dark.dng", np.rint(512 + dark * (4095 - 512)).astype(np.uint16),
                   np.array([[0, 1], [1, 2]]), black_level=512, white_level=4095, iso=800)
-    law = raw.noise_law(raw.read_raw(tmp_path / "dark.dng"))
+    law = noise_law.noise_law(raw.read_raw(tmp_path / "dark.dng"))
     assert law.source.startswith("estimated from the frame (dark and noisy")
     level = np.median(clean / 50)
     np.testing.assert_allclose(np.sqrt(law.s * level + law.o), np.sqrt(s_true * level + o_true), rtol=0.2)
 
     frame = raw.read_raw(files["tagged"])
-    x = raw.network_input(frame, 4.0, white_balance=True, noise=raw.noise_law(frame))
+    x = model_input.network_input(frame, 4.0, white_balance=True, noise=noise_law.noise_law(frame))
     assert x.shape == (128, 192, 8)
-    signal = raw.pack(frame)
+    signal = model_input.pack(frame)
     expected = np.minimum(4.0 * raw.channel_gains(frame) * np.sqrt(s_true * signal + o_true), 1.0)
     np.testing.assert_allclose(x[..., 4:], expected, rtol=1e-5)
-    np.testing.assert_array_equal(x[..., :4], raw.network_input(frame, 4.0, white_balance=True))
+    np.testing.assert_array_equal(x[..., :4], model_input.network_input(frame, 4.0, white_balance=True))
 
 
 def test_the_frame_noise_estimate_sees_through_texture_and_below_black(tmp_path):
@@ -264,7 +264,7 @@ def test_the_frame_noise_estimate_sees_through_texture_and_below_black(tmp_path)
     path = tmp_path / "no_iso.dng"
     write_cfa_dng(path, np.rint(64 + noisy * (4095 - 64)).astype(np.uint16), np.array([[0, 1], [1, 2]]),
                   black_level=64, white_level=4095)
-    law = raw.noise_law(raw.read_raw(path))
+    law = noise_law.noise_law(raw.read_raw(path))
     assert law.source.startswith("estimated")
     for level in (0.002, 0.1, 0.3):
         sigma = np.sqrt(law.s * level + law.o)
@@ -310,11 +310,11 @@ def test_a_phone_dngs_corners_are_told_the_noise_their_lens_shading_gain_gave_th
     frame = raw.read_raw(path)
     assert frame.lens_gain is not None and frame.lens_gain.max() == pytest.approx(2.5, rel=0.05)
     ratio = 20
-    told = raw.network_input(frame, ratio, white_balance=False, noise=raw.noise_law(frame))[..., 4:]
-    gain = raw.pack_mosaic(frame.lens_gain, raw.BAYER)
-    true = ratio * gain * np.sqrt(s * raw.pack_mosaic(clean.astype(np.float32), raw.BAYER) + o)
-    corners = raw.pack_mosaic(radius2.astype(np.float32), raw.BAYER)[..., 0] > 0.8
-    centre = raw.pack_mosaic(radius2.astype(np.float32), raw.BAYER)[..., 0] < 0.1
+    told = model_input.network_input(frame, ratio, white_balance=False, noise=noise_law.noise_law(frame))[..., 4:]
+    gain = cfa.pack_mosaic(frame.lens_gain, cfa.BAYER)
+    true = ratio * gain * np.sqrt(s * cfa.pack_mosaic(clean.astype(np.float32), cfa.BAYER) + o)
+    corners = cfa.pack_mosaic(radius2.astype(np.float32), cfa.BAYER)[..., 0] > 0.8
+    centre = cfa.pack_mosaic(radius2.astype(np.float32), cfa.BAYER)[..., 0] < 0.1
     for where in (corners, centre):
         assert told[where].mean() == pytest.approx(true[where].mean(), rel=0.10)
     assert told[corners].mean() > 1.5 * told[centre].mean()  # the shading amplified the corners' noise

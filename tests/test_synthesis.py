@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from sid_keras.errors import SidError
 from sid_keras.runtime import noise
-from sid_keras.runtime.raw import BAYER
+from sid_keras.runtime.cfa import BAYER
 from sid_keras.synth import synthetic
 
 
@@ -49,7 +49,7 @@ def test_dark_noise_keeps_its_negative_half_in_files_and_is_clipped_at_black_for
     synthesised files keep it; the network input still clips at black, as it is trained."""
     import dataclasses
 
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import model_input
 
     clean, camera, seed = tf.zeros([200, 200, 4]), _camera(read_sigma=20.0), tf.constant((1, 2), tf.int64)
     clipped = noise.add_noise(clean, camera, seed).numpy() * noise.FULL_SCALE_DN
@@ -60,7 +60,7 @@ def test_dark_noise_keeps_its_negative_half_in_files_and_is_clipped_at_black_for
     plan = synthetic.plan_stress_scenes([str(photo_folder / "a.png")], seed=3, first_id=7, cells_per_photo=1)[0]
     (frame, _), = synthetic.short_frames(dataclasses.replace(plan, iso=40000.0, ratios=(300,)))
     assert (frame.mosaic < synthetic.SONY_BLACK).mean() > 0.1
-    assert raw.network_input(frame, 300.0, white_balance=True).min() == 0.0
+    assert model_input.network_input(frame, 300.0, white_balance=True).min() == 0.0
 
 
 def test_noise_is_reproducible_from_its_seed():

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from sid_keras.errors import SidError, describe
-from sid_keras.runtime import raw
+from sid_keras.runtime import noise_law, raw
 from sid_keras.runtime.render import UINT16_SCALE
 
 PEAK_8BIT = 255.0
@@ -63,7 +63,7 @@ def scaled_reference(short_path: str | os.PathLike, frame: raw.RawFrame, truth: 
 
 def estimate_noise_sigma(rgb: np.ndarray) -> float:
     """Gaussian noise level of an image (Immerkaer, "Fast Noise Variance Estimation", 1996)."""
-    residual = raw.second_difference(rgb[None].astype(np.float64))
+    residual = noise_law.second_difference(rgb[None].astype(np.float64))
     return float(np.mean(np.sqrt(np.pi / 2) * np.abs(residual).mean(axis=(0, 1, 2))))
 
 

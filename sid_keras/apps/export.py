@@ -246,7 +246,7 @@ def calibration_crops(profile: ExportProfile, convention: Convention, count: int
     the tile from the calibration set
     (:func:`calibration_source`): four crops a frame, more from each when a set of files has too
     few frames, so every file is read once."""
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import noise_law
 
     frames, total = _calibration_frames(profile, seed, convention)
     per_frame = 4 if total is None else max(4, -(-count // max(total, 1)))
@@ -256,7 +256,7 @@ def calibration_crops(profile: ExportProfile, convention: Convention, count: int
         if frame.cfa.channels != convention.channels:
             raise SidError(f"the calibration frames pack into {frame.cfa.channels} channels but the model takes "
                            f"{convention.channels}: calibrate on the camera the model is for")
-        packed = convention.network_input(frame, ratio, raw.noise_law(frame) if convention.noise else None)
+        packed = convention.network_input(frame, ratio, noise_law.noise_law(frame) if convention.noise else None)
         crops += [_random_crop(packed, profile.tile, rng) for _ in range(per_frame)]
         if len(crops) >= count:
             break
@@ -379,7 +379,7 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     return report
 
 
-# How an app computes a noise-aware model's noise channels (sid_keras.runtime.raw.noise_sigma).
+# How an app computes a noise-aware model's noise channels (sid_keras.runtime.model_input.noise_sigma).
 NOISE_LEVEL_RECIPE = (
     "sigma = min(ratio x gain x sqrt(S x y + O), 1) per channel, with y the channel's raw value after "
     "(raw - black) / (white - black), clipped at 0 (before the ratio), ratio x gain what the channel was "

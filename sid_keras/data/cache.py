@@ -26,7 +26,7 @@ import numpy as np
 
 from sid_keras.data.lists import SidPair
 from sid_keras.errors import SidError
-from sid_keras.runtime import raw
+from sid_keras.runtime import model_input, noise_law, raw
 from sid_keras.runtime.io import save_npy_atomic, write_json
 from sid_keras.runtime.render import UINT16_SCALE
 
@@ -45,7 +45,7 @@ class CachedPair:
     scale: int
     source: str = ""
     gains: tuple[float, ...] | None = None  # white balance per packed channel, for linear models
-    noise: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (s, o) per packed channel (raw.noise_law)
+    noise: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (s, o) per packed channel (noise_law.noise_law)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Memory-mapped (packed uint16, reference uint16)."""
@@ -78,14 +78,14 @@ class PackedCache:
         """Cached packed short exposure; decodes it on the first call.
 
         Its metadata keeps the file's white-balance gain per packed channel, which ``linear``
-        models get multiplied into their input, and its noise law (:func:`sid_keras.runtime.raw.noise_law`),
+        models get multiplied into their input, and its noise law (:func:`sid_keras.runtime.noise_law.noise_law`),
         which noise-aware models are told; an entry cached before the noise law was kept gets it
         added on first use.
         """
         array_path, meta_path = self._paths(source, "short")
         if not (array_path.exists() and meta_path.exists()):
             frame = raw.read_raw(source)
-            packed = raw.pack(frame)
+            packed = model_input.pack(frame)
             save_npy_atomic(array_path, np.rint(packed * UINT16_SCALE).astype(np.uint16))
             meta = {"source": str(source), "exposure_time": frame.exposure_time,
                     "channels": frame.cfa.channels, "scale": frame.cfa.scale,
@@ -128,7 +128,7 @@ class PackedCache:
 
 
 def _noise_of(frame: raw.RawFrame) -> list[list[float]]:
-    law = raw.noise_law(frame)
+    law = noise_law.noise_law(frame)
     return [law.s.tolist(), law.o.tolist()]
 
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from sid_keras.data.cache import CachedPair, cache_photos, default_cache_dir
 from sid_keras.errors import SidError
-from sid_keras.runtime.raw import BAYER, noise_sigma
+from sid_keras.runtime.cfa import BAYER
+from sid_keras.runtime.model_input import noise_sigma
 from sid_keras.runtime.render import UINT16_SCALE
 
 ENDLESS = 2**62  # training streams do not end; fit's steps_per_epoch cuts them into epochs
@@ -137,7 +138,7 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
     (:mod:`sid_keras.runtime.noise`, default the virtual family). The target is the clean scene in
     white-balanced camera RGB, clipped at white as LibRaw clips it (before any mosaicking, so it
     carries no demosaicking error); the input is the noisy short exposure, packed, amplified,
-    white-balanced and clipped, as :func:`sid_keras.runtime.raw.network_input` makes it from a file.
+    white-balanced and clipped, as :func:`sid_keras.runtime.model_input.network_input` makes it from a file.
     Inputs are (p, p, 4), targets (2p, 2p, 3), float32. With ``noise_input`` the inputs are
     followed by their noise level (p, p, 4) from the virtual camera's true law, off by
     :data:`NOISE_LAW_ERROR` as a file's law is in practice. With ``saturation`` > 1, a
@@ -291,7 +292,7 @@ def _noise_laws(entries: Sequence[CachedPair]) -> np.ndarray:
 
 def _input_factors(entries: Sequence[CachedPair]) -> np.ndarray:
     """Per pair and packed channel, what the packed short is multiplied by before the clip at 1:
-    the exposure ratio, times the white-balance gains for ``linear`` targets (raw.amplify)."""
+    the exposure ratio, times the white-balance gains for ``linear`` targets (model_input.amplify)."""
     return np.array([e.ratio * np.asarray(e.gains if e.gains is not None else [1.0] * e.channels)
                      for e in entries], np.float32)
 

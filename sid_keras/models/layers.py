@@ -165,7 +165,7 @@ def _packed_demosaic_kernel(weights) -> np.ndarray:
     ``weights(colour_at, colour)`` gives, for the output ``colour`` at a pixel, ``{(oy, ox): w}`` over
     the mosaic around it (offsets up to 2 pixels: one packed cell); ``colour_at(oy, ox)`` is the CFA
     colour at an offset."""
-    from sid_keras.runtime.raw import BAYER
+    from sid_keras.runtime.cfa import BAYER
 
     site_channel = {tuple(int(v) for v in BAYER.layout[c, 0, 0]): c for c in range(4)}
     colour_of_channel = BAYER.channel_colours
@@ -205,7 +205,7 @@ _MALVAR_RED_BLUE_ACROSS = ((0, 0, -1.5, 0, 0), (0, 2, 0, 2, 0), (-1.5, 0, 6, 0, 
 def _malvar_weights(colour_at, colour) -> dict:
     """Malvar-He-Cutler's gradient-corrected linear demosaic: 5x5 filters, sharper than bilinear
     at no cost in the network (still one 3x3 packed convolution)."""
-    from sid_keras.runtime.raw import GREEN
+    from sid_keras.runtime.cfa import GREEN
 
     if colour_at(0, 0) == colour:
         return {(0, 0): 1.0}

@@ -80,7 +80,7 @@ MODEL_KWARGS = ("name", "trainable", "dtype")
 
 def packed_input(in_channels: int, noise_input: bool = False):
     """Every model's input: ``in_channels`` packed raw channels, followed for a noise-aware model
-    (``noise_input``) by as many channels of their noise level (:func:`sid_keras.runtime.raw.noise_sigma`)."""
+    (``noise_input``) by as many channels of their noise level (:func:`sid_keras.runtime.model_input.noise_sigma`)."""
     return keras.Input((None, None, in_channels * (2 if noise_input else 1)), name="packed")
 
 
@@ -202,7 +202,7 @@ class UNet(SidModel):
             demosaic and drop a noisy one's, which an additive correction alone could not cancel
             (measured: the darkest stress frames at 14-16 dB instead of 21).
         noise_input: the input's packed channels are followed by as many channels of their noise
-            level (:func:`sid_keras.runtime.raw.noise_sigma`), so the model knows a clean frame from a
+            level (:func:`sid_keras.runtime.model_input.noise_sigma`), so the model knows a clean frame from a
             noisy one of the same brightness.
         demosaic_trust: with ``demosaic_residual`` and ``noise_input``, a noise level ``tau`` (units
             of white; 0: off) below which the classical demosaic is kept: the network's change to

@@ -45,7 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from sid_keras.errors import SidError
-from sid_keras.runtime import raw
+from sid_keras.runtime import cfa, noise_law, raw, tags
 
 TILE = 16  # packed pixels of an alignment tile (HDR+: 16 at the finest level)
 COARSEST_SIDE = 32  # the pyramid stops before a level's smaller side falls under this
@@ -93,7 +93,7 @@ def signature(frame: raw.RawFrame) -> dict:
         "CFA pattern": np.asarray(frame.cfa_pattern).tolist(),
         "black level": np.asarray(frame.black_level).round(1).tolist(),
         "white level": round(float(frame.white_level), 1),
-        "camera": raw.camera_name(frame.path) if os.path.isfile(frame.path) else None,
+        "camera": tags.camera_name(frame.path) if os.path.isfile(frame.path) else None,
     }
 
 
@@ -369,7 +369,7 @@ def _shifted(packed: np.ndarray, dy: float, dx: float):
     return out.astype(np.float32), inside, variance
 
 
-def noise_variance(reference: np.ndarray, law: raw.NoiseLaw) -> np.ndarray:
+def noise_variance(reference: np.ndarray, law: noise_law.NoiseLaw) -> np.ndarray:
     """Each packed value's noise variance under ``law``, at its local (5x5) mean level: a noisy
     pixel's own value would put dark pixels below their noise. Once per burst."""
     from scipy.ndimage import uniform_filter
@@ -406,7 +406,7 @@ def robust_weights(reference: np.ndarray, aligned: np.ndarray, variance: np.ndar
     return np.where(inside & ~certain, weight, 0.0).astype(np.float32)
 
 
-def merge(reference: raw.RawFrame, others, law: raw.NoiseLaw) -> tuple[raw.RawFrame, BurstReport]:
+def merge(reference: raw.RawFrame, others, law: noise_law.NoiseLaw) -> tuple[raw.RawFrame, BurstReport]:
     """The reference frame with ``others`` (an iterable of frames, read one at a time) aligned and
     merged into it, and what the merge did. ``law``: the single-frame noise law of the reference.
 
@@ -457,18 +457,18 @@ def _with_packed(reference: raw.RawFrame, signal: np.ndarray, scale: np.ndarray)
     """The reference frame holding a merged packed signal (back in sensor units, float32) and its
     noise variance scale per mosaic pixel."""
     layout = reference.cfa
-    top, left, h, w = raw.canonical_window(reference.mosaic.shape, reference.cfa_pattern, reference.path)
+    top, left, h, w = cfa.canonical_window(reference.mosaic.shape, reference.cfa_pattern, reference.path)
     black, white = raw.channel_levels(reference)
     values = signal * (np.float32(white) - black) + black
     mosaic = reference.mosaic.astype(np.float32)
-    mosaic[top : top + h, left : left + w] = raw.unpack_mosaic(values.astype(np.float32), layout)
+    mosaic[top : top + h, left : left + w] = cfa.unpack_mosaic(values.astype(np.float32), layout)
     variance = np.ones(mosaic.shape, np.float32)
-    variance[top : top + h, left : left + w] = raw.unpack_mosaic(
+    variance[top : top + h, left : left + w] = cfa.unpack_mosaic(
         np.repeat(scale[..., None], layout.channels, axis=-1), layout)
     return dataclasses.replace(reference, mosaic=mosaic, noise_variance_scale=variance)
 
 
-def write_merged_dng(path, frame: raw.RawFrame, law: raw.NoiseLaw, *, overwrite: bool = False) -> None:
+def write_merged_dng(path, frame: raw.RawFrame, law: noise_law.NoiseLaw, *, overwrite: bool = False) -> None:
     """The merged mosaic as a raw DNG a developer opens (darktable, RawTherapee, LibRaw): the
     reference's CFA, levels, white balance, colour matrix, exposure and orientation, and a
     NoiseProfile of the noise left (the single-frame law times the mean variance scale).
@@ -483,7 +483,7 @@ def write_merged_dng(path, frame: raw.RawFrame, law: raw.NoiseLaw, *, overwrite:
 
     factor = 2 ** int(np.floor(np.log2(UINT16_SCALE / float(frame.white_level))))
     pattern = np.asarray(frame.cfa_pattern)
-    black = np.asarray(frame.black_level, np.float32)[raw.tile_colours(pattern, frame.mosaic.shape)]
+    black = np.asarray(frame.black_level, np.float32)[cfa.tile_colours(pattern, frame.mosaic.shape)]
     values = (np.asarray(frame.mosaic, np.float32) - black) * factor + black * factor
     mosaic = np.clip(np.rint(values), 0, UINT16_SCALE).astype(np.uint16)
     blacks = np.asarray(frame.black_level, np.float64)
@@ -491,9 +491,9 @@ def write_merged_dng(path, frame: raw.RawFrame, law: raw.NoiseLaw, *, overwrite:
         else [float(blacks.mean()) * factor]
     left = float(frame.noise_variance_scale.mean()) if frame.noise_variance_scale is not None else 1.0
     colours = frame.cfa.channel_colours
-    profile = [v for c in (raw.RED, raw.GREEN, raw.BLUE)
+    profile = [v for c in (cfa.RED, cfa.GREEN, cfa.BLUE)
                for v in (float(np.mean(law.s[colours == c])) * left, float(np.mean(law.o[colours == c])) * left)]
-    camera = (raw.camera_name(frame.path) if os.path.isfile(frame.path) else None) or "camera"
+    camera = (tags.camera_name(frame.path) if os.path.isfile(frame.path) else None) or "camera"
     matrix = np.asarray(frame.color_matrix, np.float64)[:, :3]
     if os.path.exists(path) and not overwrite:
         raise SidError(f"{path}: already exists; pass --overwrite to replace it")

@@ -4,7 +4,7 @@ A ``linear`` model is fed the packed raw amplified and white-balanced, and retur
 linear camera RGB that the file's colour matrix and LibRaw's curve render (colour from each file's
 metadata). An ``srgb`` model (SID's original) is fed the packed raw amplified and returns sRGB. A
 noise-aware model's input is followed by the noise level of each packed channel
-(:func:`sid_keras.runtime.raw.noise_sigma`).
+(:func:`sid_keras.runtime.model_input.noise_sigma`).
 
 The convention travels with the model: a Keras model's config holds ``output`` and
 ``noise_input`` (:func:`sid_keras.models.convention_of`), an exported file names its input after
@@ -82,11 +82,11 @@ class Convention:
         return -(-side // self.multiple) * self.multiple
 
     def network_input(self, frame, ratio: float, noise_law=None, rows=None) -> np.ndarray:
-        """What the model is fed of ``frame`` (:func:`sid_keras.runtime.raw.network_input`); ``noise_law``
-        (:func:`sid_keras.runtime.raw.noise_law`) only for a noise-aware model."""
-        from sid_keras.runtime import raw
+        """What the model is fed of ``frame`` (:func:`sid_keras.runtime.model_input.network_input`); ``noise_law``
+        (:func:`sid_keras.runtime.noise_law.noise_law`) only for a noise-aware model."""
+        from sid_keras.runtime import model_input, noise_law
 
-        return raw.network_input(frame, ratio, white_balance=self.white_balanced, rows=rows,
+        return model_input.network_input(frame, ratio, white_balance=self.white_balanced, rows=rows,
                                  noise=noise_law if self.noise else None)
 
     def to_srgb(self, output: np.ndarray, color_matrix) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from sid_keras import ASSETS_DIR
 from sid_keras.errors import SidError, describe, unexpected
-from sid_keras.runtime import raw
+from sid_keras.runtime import cfa, noise_law, raw, tags
 from sid_keras.runtime.burst import BurstReport
 from sid_keras.runtime.convention import Convention
 from sid_keras.runtime.render import OUTPUT_KINDS
@@ -223,7 +223,7 @@ def run_tiled(predict: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, s
 
 def restore_frame_geometry(rgb: np.ndarray, frame: raw.RawFrame) -> np.ndarray:
     """Pad the output (of the packed window) back to the full visible size, in sensor orientation."""
-    top, left, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+    top, left, h, w = cfa.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
     full_h, full_w = frame.mosaic.shape
     return np.pad(rgb, ((top, full_h - top - h), (left, full_w - left - w), (0, 0)), mode="edge")
 
@@ -387,7 +387,7 @@ class Canvas:
             raise SidError(f"{frame.path}: DNG output needs a 'linear' model (camera RGB out); this model "
                            "predicts sRGB: write png, png16 or tiff16")
         self.frame, self.convention, self.fmt = frame, convention, fmt
-        self.window = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+        self.window = cfa.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
         dtype = np.uint8 if FORMAT_BITS[fmt] == 8 else np.uint16
         self.pixels = np.empty((*frame.mosaic.shape, 3), dtype)
 
@@ -520,12 +520,12 @@ class Enhancer:
         """The frame as the network should see it: less the camera's calibrated dark shading."""
         return raw.subtract_dark_shading(frame, self.dark_shading)
 
-    def noise_law(self, frame: raw.RawFrame) -> raw.NoiseLaw | None:
-        """The noise law a noise-aware model is told of the frame (:func:`sid_keras.runtime.raw.noise_law`),
+    def noise_law(self, frame: raw.RawFrame) -> noise_law.NoiseLaw | None:
+        """The noise law a noise-aware model is told of the frame (:func:`sid_keras.runtime.noise_law.noise_law`),
         its standard deviation times :attr:`denoise`; None for a blind model."""
-        return self.told(raw.noise_law(frame, self.noise_profile))
+        return self.told(noise_law.noise_law(frame, self.noise_profile))
 
-    def told(self, law: raw.NoiseLaw) -> raw.NoiseLaw | None:
+    def told(self, law: noise_law.NoiseLaw) -> noise_law.NoiseLaw | None:
         """What a noise-aware model is told of a frame whose noise follows ``law``: its standard
         deviation times :attr:`denoise`; None for a blind model."""
         if not self.convention.noise:
@@ -533,7 +533,7 @@ class Enhancer:
         if self.denoise == 1:
             return law
         variance = np.float32(self.denoise**2)
-        return raw.NoiseLaw(law.s * variance, law.o * variance, f"{law.source}, x{self.denoise:g} (denoise)")
+        return noise_law.NoiseLaw(law.s * variance, law.o * variance, f"{law.source}, x{self.denoise:g} (denoise)")
 
     def network_input(self, frame: raw.RawFrame, ratio: float) -> np.ndarray:
         """The packed, amplified (and for linear models white-balanced) input of ``frame``, with
@@ -555,7 +555,7 @@ class Enhancer:
         return raw.check_ratio(ratio), "given"
 
     def stream(self, frame: raw.RawFrame, ratio: float, emit: Callable[[int, np.ndarray], None],
-               noise: raw.NoiseLaw | None = None) -> None:
+               noise: noise_law.NoiseLaw | None = None) -> None:
         """Enhance ``frame`` strip by strip; ``emit(y, rows)`` gets the output rows of the packed window.
         ``noise``: the frame's :meth:`noise_law` where the caller has it already."""
         layout = frame.cfa
@@ -576,11 +576,11 @@ class Enhancer:
                     overlap=self.overlap, align=layout.layout.shape[1], multiple=self.multiple)
 
     def enhance_frame(self, frame: raw.RawFrame, ratio: float | str | None = "auto",
-                      noise: raw.NoiseLaw | None = None) -> Enhanced:
+                      noise: noise_law.NoiseLaw | None = None) -> Enhanced:
         """The frame's output as float arrays (:class:`Enhanced`). ``noise``: as in :meth:`stream`."""
         check_memory(frame, 2 * 3 * 4, self.tile)  # the float output and its padded copy
         value, source = self.resolve_ratio(frame, ratio)
-        _, _, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
+        _, _, h, w = cfa.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
         output = np.empty((h, w, 3), np.float32)
 
         def emit(y: int, rows: np.ndarray) -> None:
@@ -590,7 +590,7 @@ class Enhancer:
         return Enhanced(restore_frame_geometry(output, frame), self.convention, frame, value, source)
 
     def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str,
-                          noise: raw.NoiseLaw | None = None):
+                          noise: noise_law.NoiseLaw | None = None):
         """The frame's output as the 8- or 16-bit pixels of format ``fmt`` (memory: one such image
         and a strip of floats); returns ``(pixels, ratio, ratio source)``. ``noise``: as in :meth:`stream`."""
         from sid_keras.runtime.io import FORMAT_BITS
@@ -606,7 +606,7 @@ class Enhancer:
         frame = source if isinstance(source, raw.RawFrame) else raw.read_raw(source)
         return self.enhance_frame(self.prepare(frame), ratio).image
 
-    def merge_burst(self, sources: Sequence) -> tuple[raw.RawFrame, raw.NoiseLaw, BurstReport]:
+    def merge_burst(self, sources: Sequence) -> tuple[raw.RawFrame, noise_law.NoiseLaw, BurstReport]:
         """Read a burst (files or frames of one scene, the first the reference), check that it is
         one, and align and merge it (:mod:`sid_keras.runtime.burst`). Returns the merged frame,
         the single-frame noise law of its reference (the merged frame says how much of it is
@@ -626,7 +626,7 @@ class Enhancer:
             frames = list(pool.map(read, sources))
         burst.check_burst(frames)
         reference = frames[0]
-        law = raw.noise_law(reference, self.noise_profile)
+        law = noise_law.noise_law(reference, self.noise_profile)
         if len(frames) == 1:
             return reference, law, burst.BurstReport((), (), 1.0)
 
@@ -715,7 +715,7 @@ def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, 
     if fmt == "dng":
         from sid_keras.runtime.dng import write_linear_dng
 
-        names = raw.camera_identity(frame.path) if os.path.isfile(frame.path) else {}
+        names = tags.camera_identity(frame.path) if os.path.isfile(frame.path) else {}
         write_linear_dng(target, pixels, white_balance=frame.white_balance, color_matrix=frame.color_matrix,
                          orientation=frame.orientation, crop=frame.crop, overwrite=overwrite,
                          make=names.get("Make"), model=names.get("Model"),

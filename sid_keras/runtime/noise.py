@@ -277,7 +277,7 @@ def add_noise(clean, camera: dict, seed, floor: float = 0.0):
     """A noisy packed Bayer frame from a clean one (h, w, 4), both normalised to [0, 1].
 
     ``clean`` is the signal the sensor integrates (before white balance); the result is what
-    :func:`sid_keras.runtime.raw.pack` gives for a real file: black-subtracted, clipped to [0, 1]
+    :func:`sid_keras.runtime.model_input.pack` gives for a real file: black-subtracted, clipped to [0, 1]
     (to ``[floor, 1]``: a file keeps the values below its black level, :data:`FILE_FLOOR`).
     Packed channels are SID's R, G (red row), B, G (blue row): rows of channels 0-1 and 2-3 are
     different sensor rows, so each gets its own row offset.

@@ -1,8 +1,10 @@
-"""Camera raw frames: reading, CFA canonicalisation, packing and the exposure ratio.
+"""Camera raw frames: reading a file into a :class:`RawFrame`, its levels, and the exposure ratio.
 
-The data path starts here: a raw file becomes a :class:`RawFrame` (the mosaic and
-the metadata needed to interpret it), the mosaic is brought to the reference CFA phase, packed into
-channels the network sees (SID's order) and normalised by the file's own black and white levels.
+The data path starts here: a raw file becomes a :class:`RawFrame` (the mosaic and the metadata
+needed to interpret it: levels, white balance, colour, exposure, the DNG tags LibRaw leaves out),
+refused in one line when it is missing, damaged or not a CFA raw. The CFA's packing is
+:mod:`~sid_keras.runtime.cfa`'s, the tags' reading :mod:`~sid_keras.runtime.tags`', the noise law
+:mod:`~sid_keras.runtime.noise_law`'s and what a model is fed :mod:`~sid_keras.runtime.model_input`'s.
 Only numpy is imported at module level; rawpy is imported by :func:`read_raw`.
 """
 
@@ -12,120 +14,44 @@ import dataclasses
 import math
 import os
 import re
-import struct
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from sid_keras.errors import SidError
+from sid_keras.runtime.cfa import (
+    BLUE,
+    GREEN,
+    GREEN2,
+    RED,
+    CfaLayout,
+    canonical_offset,
+    canonical_window,
+    cfa_layout,
+    pack_mosaic,
+    tile_colours,
+)
+from sid_keras.runtime.tags import (
+    apply_gain_maps,
+    default_crop,
+    dng_data_end,
+    dng_ifds,
+    dng_raw_tags,
+    noise_profile_tag,
+    read_tiff,
+)
 
 # SID's exposure-ratio cap: its test set only has x100, x250 and x300 (Chen et al. 2018).
 DEFAULT_RATIO_CAP = 300.0
 # Amplifications outside these are typos, not exposures (a 14-bit sensor spans 2^14 = 16384).
 RATIO_BOUNDS = (0.01, 10000.0)
 
-# Colour indices used by rawpy's raw_pattern / raw_colors: 0 = R, 1 = G, 2 = B, 3 = second G.
-RED, GREEN, BLUE, GREEN2 = 0, 1, 2, 3
-
-BAYER_PERIOD = 2
-XTRANS_PERIOD = 6
-# Output pixels per packed pixel along each axis (the model's depth_to_space block size).
-BAYER_SCALE = 2
-XTRANS_SCALE = 3
-
-# The reference Bayer phase is RGGB, the layout SID's Sony code assumes.
-REFERENCE_BAYER = np.array([[RED, GREEN], [GREEN, BLUE]])
-# The reference X-Trans phase: the one SID's Fuji packing (train_Fuji.py) was written for.
-REFERENCE_XTRANS = np.array(
-    [
-        [RED, BLUE, GREEN, BLUE, RED, GREEN],
-        [GREEN, GREEN, RED, GREEN, GREEN, BLUE],
-        [GREEN, GREEN, BLUE, GREEN, GREEN, RED],
-        [BLUE, RED, GREEN, RED, BLUE, GREEN],
-        [GREEN, GREEN, BLUE, GREEN, GREEN, RED],
-        [GREEN, GREEN, RED, GREEN, GREEN, BLUE],
-    ]
-)
-
-# Packing layouts: for each output channel, the (row, col) of its mosaic pixel inside one CFA
-# period, for each of the packed cells that period yields (1x1 for Bayer, 2x2 for X-Trans).
-# Bayer: SID's [R, G(red row), B, G(blue row)].
-BAYER_LAYOUT = np.array([[[(0, 0)]], [[(0, 1)]], [[(1, 1)]], [[(1, 0)]]])
-# X-Trans: SID's nine channels for the Fuji model (R, G, B, R, B, then four G planes).
-XTRANS_LAYOUT = np.array(
-    [
-        [[(0, 0), (0, 4)], [(3, 1), (3, 3)]],
-        [[(0, 2), (0, 5)], [(3, 2), (3, 5)]],
-        [[(0, 1), (0, 3)], [(3, 0), (3, 4)]],
-        [[(1, 2), (2, 5)], [(5, 2), (4, 5)]],
-        [[(2, 2), (1, 5)], [(4, 2), (5, 5)]],
-        [[(1, 0), (1, 3)], [(4, 0), (4, 3)]],
-        [[(1, 1), (1, 4)], [(4, 1), (4, 4)]],
-        [[(2, 0), (2, 3)], [(5, 0), (5, 3)]],
-        [[(2, 1), (2, 4)], [(5, 1), (5, 4)]],
-    ]
-)
 
 # Grey-world gains beyond this are a colourful scene, not an illuminant: cap them.
 GREY_WORLD_MAX_GAIN = 8.0
 
-# Smallest frame worth enhancing: a few CFA periods so every model can pad and pool.
-MIN_FRAME_SIDE = 16
 
 _SID_EXPOSURE_RE = re.compile(r"_(\d+(?:\.\d+)?)s\.[A-Za-z0-9]+$")
-
-
-@dataclasses.dataclass(frozen=True)
-class CfaLayout:
-    """How a colour filter array is canonicalised and packed.
-
-    Attributes:
-        kind: ``"bayer"`` or ``"xtrans"``.
-        period: side of the repeating CFA tile (2 or 6).
-        scale: output pixels per packed pixel along each axis (2 or 3).
-        reference: the canonical pattern (colour index per tile position).
-        layout: per channel, the tile positions that feed each packed cell.
-    """
-
-    kind: str
-    period: int
-    scale: int
-    reference: np.ndarray
-    layout: np.ndarray
-
-    @property
-    def channels(self) -> int:
-        return self.layout.shape[0]
-
-    @property
-    def channel_colours(self) -> np.ndarray:
-        """Per packed channel its colour, 0 R, 1 G, 2 B (Bayer: R, G, B, G)."""
-        first = self.layout[:, 0, 0]
-        return _as_rgbg(self.reference)[first[:, 0], first[:, 1]]
-
-    def colour_channels(self) -> list[list[int]]:
-        """Per colour (R, G, B), the packed channels that hold it."""
-        return [[int(c) for c in np.flatnonzero(self.channel_colours == colour)] for colour in range(3)]
-
-    def mosaic_of(self, rgb: np.ndarray) -> np.ndarray:
-        """The mosaic a sensor with this CFA records of an RGB image (whole tiles, h, w, 3)."""
-        which = tile_colours(_as_rgbg(self.reference), rgb.shape[:2])
-        return np.take_along_axis(rgb, which[..., None], axis=-1)[..., 0]
-
-    def pack_rgb(self, rgb: np.ndarray) -> np.ndarray:
-        """An RGB image's mosaic, packed: what the network is given of a scene."""
-        return pack_mosaic(self.mosaic_of(rgb), self)
-
-    def rgb_block_indices(self) -> list[int]:
-        """For Bayer, the channels of ``space_to_depth(2)`` of an RGB image (each 2x2 block as
-        (row, col, colour)) that the packed channels are, in order: packing in TensorFlow."""
-        if self.period != 2:
-            raise ValueError("rgb_block_indices is defined for 2x2 Bayer packing")
-        return [int((r * 2 + c) * 3 + colour) for (r, c), colour in zip(self.layout[:, 0, 0], self.channel_colours)]
-
-
-BAYER = CfaLayout("bayer", BAYER_PERIOD, BAYER_SCALE, REFERENCE_BAYER, BAYER_LAYOUT)
-XTRANS = CfaLayout("xtrans", XTRANS_PERIOD, XTRANS_SCALE, REFERENCE_XTRANS, XTRANS_LAYOUT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,98 +111,12 @@ class RawFrame:
         return np.asarray(self.black_level, np.float32)[colours]
 
 
-def tile_colours(pattern: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Colour index of every pixel of a mosaic of ``shape`` tiled with ``pattern``."""
-    p = pattern.shape[0]
-    reps = (-(-shape[0] // p), -(-shape[1] // p))
-    return np.tile(pattern, reps)[: shape[0], : shape[1]]
-
-
-def cfa_layout(pattern: np.ndarray | None, path: str = "<array>") -> CfaLayout:
-    """The Bayer or X-Trans layout matching a raw_pattern; a clear error for anything else."""
-    if pattern is None:
-        raise SidError(
-            f"{path}: has no colour filter array (a linear DNG, scanner or already-demosaiced "
-            "file); sid-keras needs a Bayer or X-Trans camera raw"
-        )
-    side = np.asarray(pattern).shape
-    if side == (BAYER_PERIOD, BAYER_PERIOD):
-        return BAYER
-    if side == (XTRANS_PERIOD, XTRANS_PERIOD):
-        return XTRANS
-    raise SidError(f"{path}: unsupported CFA pattern of size {side}; only Bayer 2x2 and X-Trans 6x6")
-
-
-def _as_rgbg(pattern: np.ndarray) -> np.ndarray:
-    """Pattern with both greens as GREEN, for comparing phases."""
-    out = np.asarray(pattern).copy()
-    out[out == GREEN2] = GREEN
-    return out
-
-
-def canonical_offset(pattern: np.ndarray, path: str = "<array>") -> tuple[int, int]:
-    """(rows, cols) to crop from the top-left so the mosaic starts at the reference phase."""
-    layout = cfa_layout(pattern, path)
-    rgbg = _as_rgbg(pattern)
-    for dy in range(layout.period):
-        for dx in range(layout.period):
-            if np.array_equal(np.roll(rgbg, (-dy, -dx), axis=(0, 1)), layout.reference):
-                return dy, dx
-    raise SidError(f"{path}: CFA pattern {rgbg.tolist()} is no phase of the {layout.kind} layout")
-
-
-def canonical_window(shape: Sequence[int], pattern: np.ndarray, path: str = "<array>"):
-    """The (top, left, height, width) window of a mosaic that packs: reference phase, whole tiles."""
-    layout = cfa_layout(pattern, path)
-    dy, dx = canonical_offset(pattern, path)
-    p = layout.period
-    h = (shape[0] - dy) // p * p
-    w = (shape[1] - dx) // p * p
-    if min(h, w) < max(MIN_FRAME_SIDE, p):
-        raise SidError(
-            f"{path}: frame of {shape[0]}x{shape[1]} pixels is too small to enhance "
-            f"(need at least {MIN_FRAME_SIDE} pixels a side)"
-        )
-    return dy, dx, h, w
-
-
-def pack_mosaic(mosaic: np.ndarray, layout: CfaLayout) -> np.ndarray:
-    """Rearrange a canonical mosaic (reference phase, whole tiles) into packed channels.
-
-    A pure rearrangement: values and dtype are kept, so :func:`unpack_mosaic` inverts it exactly.
-    """
-    p, cells = layout.period, layout.layout.shape[1]
-    h, w = mosaic.shape[:2]
-    if h % p or w % p:
-        raise SidError(f"mosaic of {h}x{w} is not a whole number of {p}x{p} CFA tiles")
-    out = np.empty((h // p * cells, w // p * cells, layout.channels), mosaic.dtype)
-    for ch, grid in enumerate(layout.layout):
-        for cy in range(cells):
-            for cx in range(cells):
-                r, c = grid[cy][cx]
-                out[cy::cells, cx::cells, ch] = mosaic[r::p, c::p]
-    return out
-
-
-def unpack_mosaic(packed: np.ndarray, layout: CfaLayout) -> np.ndarray:
-    """Inverse of :func:`pack_mosaic`: packed channels back to the canonical mosaic."""
-    p, cells = layout.period, layout.layout.shape[1]
-    ph, pw = packed.shape[:2]
-    out = np.empty((ph // cells * p, pw // cells * p), packed.dtype)
-    for ch, grid in enumerate(layout.layout):
-        for cy in range(cells):
-            for cx in range(cells):
-                r, c = grid[cy][cx]
-                out[r::p, c::p] = packed[cy::cells, cx::cells, ch]
-    return out
-
-
 def channel_levels(frame: RawFrame) -> tuple[np.ndarray, float]:
     """Per packed channel black level (from the canonical tile) and the white level."""
-    return _per_channel(frame, frame.black_level), float(frame.white_level)
+    return per_channel(frame, frame.black_level), float(frame.white_level)
 
 
-def _per_channel(frame: RawFrame, per_colour: Sequence[float]) -> np.ndarray:
+def per_channel(frame: RawFrame, per_colour: Sequence[float]) -> np.ndarray:
     """A per-colour-index quantity (4 values) mapped onto the packed channels."""
     dy, dx = canonical_offset(frame.cfa_pattern, frame.path)
     tile = np.roll(np.asarray(frame.cfa_pattern), (-dy, -dx), axis=(0, 1))
@@ -286,44 +126,7 @@ def _per_channel(frame: RawFrame, per_colour: Sequence[float]) -> np.ndarray:
 
 def channel_gains(frame: RawFrame) -> np.ndarray:
     """The file's white-balance gain of each packed channel."""
-    return _per_channel(frame, frame.white_balance)
-
-
-def pack(frame: RawFrame) -> np.ndarray:
-    """Packed, black-subtracted float32 in [0, 1]: (H/2, W/2, 4) Bayer or (H/3, W/3, 9) X-Trans.
-
-    Each channel is normalised by its own black level and the white level, as SID does with
-    ``max(raw - black, 0) / (white - black)`` but with the file's levels instead of Sony's.
-    """
-    return network_input(frame, 1.0, white_balance=False)
-
-
-def denormalize(packed: np.ndarray, black: np.ndarray, white: float) -> np.ndarray:
-    """Inverse of :func:`pack`'s normalisation for values inside [black, white], back to uint16."""
-    black = np.asarray(black, np.float32)
-    values = np.asarray(packed, np.float32) * (np.float32(white) - black) + black
-    return np.rint(values).astype(np.uint16)
-
-
-def amplify(packed: np.ndarray, ratio: float = 1.0, gains: np.ndarray | None = None, *,
-            black: np.ndarray | float = 0.0, white: float = 1.0) -> np.ndarray:
-    """Black-subtract, normalise, multiply by the exposure ratio (and white-balance gains), clip.
-
-    ``(packed - black) / (white - black) * ratio * gains``, clipped to 0 below and, above, to what
-    a saturated pixel becomes (1 whenever ratio x gain >= 1). With the defaults it amplifies an
-    already normalised input, as SID feeds its network (``min(packed * ratio, 1)``); with a
-    file's levels and ratio 1 it is SID's ``max(raw - black, 0) / (white - black)``. A
-    ``linear`` model's gains go in before the one clip, which equals LibRaw's clips (the
-    sensor's, then one after white balance with gains >= 1), so its input saturates where the
-    ground truth does.
-    """
-    black = np.asarray(black, np.float32)
-    gain = np.float32(check_ratio(ratio)) * (np.float32(1) if gains is None else np.asarray(gains, np.float32))
-    out = np.asarray(packed).astype(np.float32)
-    out -= black
-    out *= gain / (np.float32(white) - black)
-    np.minimum(out, np.minimum(gain, np.float32(1)), out=out)
-    return np.maximum(out, np.float32(0), out=out)
+    return per_channel(frame, frame.white_balance)
 
 
 def packed_shape(frame: RawFrame) -> tuple[int, int]:
@@ -334,7 +137,7 @@ def packed_shape(frame: RawFrame) -> tuple[int, int]:
     return h // layout.period * cells, w // layout.period * cells
 
 
-def _packed_rows(frame: RawFrame, rows: tuple[int, int] | None, mosaic: np.ndarray | None = None) -> np.ndarray:
+def packed_rows(frame: RawFrame, rows: tuple[int, int] | None, mosaic: np.ndarray | None = None) -> np.ndarray:
     """The frame's packed raw values (uint16), all rows or packed ``rows = (start, stop)``; or
     those of another array of the mosaic's shape (``mosaic``)."""
     top, left, h, w = canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
@@ -352,221 +155,10 @@ def raw_signal(frame: RawFrame, rows: tuple[int, int] | None = None, packed: np.
     values below black stay negative, as the dark noise's negative half is, where the file keeps it.
     ``packed``: the frame's packed values when the caller has them."""
     black, white = channel_levels(frame)
-    signal = (_packed_rows(frame, rows) if packed is None else packed).astype(np.float32)
+    signal = (packed_rows(frame, rows) if packed is None else packed).astype(np.float32)
     signal -= black
     signal /= np.float32(white) - black
     return signal
-
-
-def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
-                  rows: tuple[int, int] | None = None, noise: NoiseLaw | None = None) -> np.ndarray:
-    """The packed, amplified (and, for ``linear`` models, white-balanced) input of a frame.
-
-    ``rows = (start, stop)`` packs only those packed rows (multiples of the layout's cells per
-    period: 1 for Bayer, 2 for X-Trans), so a large frame can be processed strip by strip.
-    With ``noise`` (a model that takes its input's noise level) the packed channels are followed
-    by as many channels of :func:`noise_sigma`.
-    """
-    black, white = channel_levels(frame)
-    packed = _packed_rows(frame, rows)
-    gains = channel_gains(frame) if white_balance else None
-    amplified = amplify(packed, ratio, gains, black=black, white=white)
-    if noise is None:
-        return amplified
-    channels = amplified.shape[-1]
-    out = np.empty((*amplified.shape[:-1], 2 * channels), np.float32)
-    out[..., :channels] = amplified
-    signal = raw_signal(frame, packed=packed)
-    scale = np.float32(ratio) * (np.float32(1) if gains is None else gains)
-    if frame.lens_gain is not None:  # the sensor's noise, then amplified with the signal: g sqrt(s y/g + o)
-        gain = _packed_rows(frame, rows, frame.lens_gain)
-        signal /= gain
-        scale = scale * gain
-    if frame.noise_variance_scale is not None:  # a merged burst: less noise, pixel by pixel
-        scale = scale * np.sqrt(_packed_rows(frame, rows, frame.noise_variance_scale))
-    out[..., channels:] = noise_sigma(signal, scale, noise.s, noise.o, out=signal)
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class NoiseLaw:
-    """Variance ``s * y + o`` of a raw signal ``y`` (units of white minus black), per packed
-    channel, and where it came from (said with ``--verbose``)."""
-
-    s: np.ndarray
-    o: np.ndarray
-    source: str
-
-
-# The largest noise level a network is told: a standard deviation of its whole input range.
-NOISE_SIGMA_CLIP = 1.0
-
-
-def noise_sigma(signal, scale, s, o, xp=np, out=None):
-    """The standard deviation of each amplified input value: ``scale * sqrt(s * y + o)`` with
-    ``scale`` the exposure ratio times the white-balance gain and ``y`` the raw signal (its noisy
-    value, clipped at 0: what an app has too). ``xp``: numpy or TensorFlow. ``out`` (numpy, float32,
-    may be ``signal``): computed in place, without a frame-sized temporary per step."""
-    if out is None:
-        return xp.minimum(scale * xp.sqrt(s * xp.maximum(signal, 0.0) + o), NOISE_SIGMA_CLIP)
-    np.maximum(signal, np.float32(0), out=out)
-    out *= s
-    out += o
-    np.sqrt(out, out=out)
-    out *= scale
-    return np.minimum(out, np.float32(NOISE_SIGMA_CLIP), out=out)
-
-
-# Below this signal-to-noise ratio at its median level (by the reference law) a frame is dark and
-# noisy enough for its own noise to be measured better than a law at its ISO can say: its fine
-# detail is small against its noise. Every stress-grid frame is below it (at most 17; there, told
-# the estimate, the shipped model scores 24.92 dB against 24.80 told the reference law, and 24.90
-# told each camera's true law); the clean frames of the fidelity set are far above (84 and more),
-# where the estimate reads fine detail as noise and the law is kept.
-NOISY_FRAME_SNR = 30.0
-
-
-def noise_law(frame: RawFrame, profile=None) -> NoiseLaw:
-    """The frame's noise, in this order: the DNG ``NoiseProfile`` tag; a calibrated ``profile``
-    (:mod:`sid_keras.runtime.noise`, `sid-keras calibrate`) at the file's ISO; the package's reference
-    law (the Sony A7S II calibration) at the ISO, except for a dark, noisy frame (below
-    :data:`NOISY_FRAME_SNR`), whose own estimate is closer; else an estimate from the frame itself
-    (:func:`estimate_noise_law`: on clean frames full of fine detail it reads detail as noise, up
-    to 16x the noise of ISO 100, so it never replaces a law for a clean frame)."""
-    from sid_keras.runtime import noise
-
-    def one_law(law: tuple[float, float], source: str) -> NoiseLaw:  # the same (s, o) for every channel
-        return NoiseLaw(*(np.full(frame.cfa.channels, v, np.float32) for v in law), source)
-
-    if frame.noise_profile is not None:
-        per_colour = np.array(frame.noise_profile + frame.noise_profile[1:2], np.float32)  # R, G, B, G2
-        s, o = _per_channel(frame, per_colour[:, 0]), _per_channel(frame, per_colour[:, 1])
-        return NoiseLaw(s, o, "the file's NoiseProfile")
-    if frame.iso and profile:
-        return one_law(noise.iso_variance(frame.iso, profile), f"{profile.name} noise law at ISO {frame.iso:g}")
-    sample = _noise_sample(frame)
-    if frame.iso:
-        s, o = noise.iso_variance(frame.iso, noise.SONY_A7S2)
-        level = max(float(np.median(np.concatenate([t.ravel() for t in sample]))), 0.0)
-        snr = level / np.sqrt(s * level + o)
-        if snr >= NOISY_FRAME_SNR:
-            return one_law((s, o), f"the reference noise law at ISO {frame.iso:g}")
-        s, o = estimate_noise_law(sample)
-        return NoiseLaw(s, o, f"estimated from the frame (dark and noisy: signal-to-noise {snr:.0f} at its "
-                              f"median level by the reference law at ISO {frame.iso:g})")
-    s, o = estimate_noise_law(sample)
-    return NoiseLaw(s, o, "estimated from the frame (no NoiseProfile, no ISO)")
-
-
-def _noise_sample(frame: RawFrame, side: int = 64, grid: int = 6) -> list[np.ndarray]:
-    """``grid`` x ``grid`` packed tiles of ``side`` pixels spread over the frame, of its raw signal
-    (:func:`raw_signal`; the whole packed frame when it is small): plenty of pixels for a noise
-    estimate, packed in a fraction of a large frame's time."""
-    h, w = packed_shape(frame)
-    if h <= side * grid and w <= side * grid:
-        return [raw_signal(frame)]
-    cells = frame.cfa.layout.shape[1]
-    rows = (np.linspace(0, max(h - side, 0), grid) // cells * cells).astype(int)
-    cols = np.linspace(0, max(w - side, 0), grid).astype(int)
-    bands = [raw_signal(frame, rows=(r, min(r + side, h // cells * cells))) for r in rows]
-    return [band[:, c:c + side] for band in bands for c in cols]
-
-
-def second_difference(y: np.ndarray) -> np.ndarray:
-    """Immerkaer's noise residual ("Fast Noise Variance Estimation", 1996) over axes 1 and 2 of
-    ``y`` (tiles, h, w, channels), where it is defined (h - 2, w - 2): the kernel
-    ``[[1, -2, 1], [-2, 4, -2], [1, -2, 1]] / 6``, a second difference across and down, zero on any
-    plane (smooth shading is not taken for noise); on independent noise it has the noise's variance."""
-    across = y[:, :, :-2] - 2 * y[:, :, 1:-1] + y[:, :, 2:]
-    return (across[:, :-2] - 2 * across[:, 1:-1] + across[:, 2:]) / 6
-
-
-def _box_mean(y: np.ndarray, size: int) -> np.ndarray:
-    """The mean over ``size`` x ``size`` windows of axes 1 and 2, where they fit."""
-    h, w = y.shape[1] - size + 1, y.shape[2] - size + 1
-    rows = sum(y[:, i:i + h] for i in range(size))
-    return sum(rows[:, :, j:j + w] for j in range(size)) / (size * size)
-
-
-def estimate_noise_law(tiles, bins: int = 16, flattest: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """``(s, o)`` per channel of packed tiles of a raw signal (one array or a list), from the frame
-    alone: at each pixel the :func:`second_difference` residual, the local level (5x5 mean) and the
-    local activity (the gradient of the 3x3 mean); in bins of equal counts by level, the robust
-    variance (median absolute deviation) of the ``flattest`` share of the bin's residuals, where
-    texture leaks least, fitted by ``s * level + o`` (s, o >= 0; :func:`_noise_line`).
-
-    The noise level it gives (``python benchmarks/noise_estimate.py``): within 5% of the truth for
-    half the stress grid's frames, 3% for half of larger ones; fine detail of a clean frame reads
-    as noise (1.8x for half, up to 16x the noise of ISO 100 on the fidelity set's photos).
-    """
-    tiles = [tiles] if isinstance(tiles, np.ndarray) else list(tiles)
-    channels = tiles[0].shape[-1]
-    stacks: dict[tuple, list] = {}  # tiles of one shape are filtered together
-    for tile in tiles:
-        if min(tile.shape[:2]) >= 8:
-            stacks.setdefault(tile.shape, []).append(tile)
-    fits = [[] for _ in range(channels)]  # (residual, level, activity) of each channel's pixels
-    for stack in stacks.values():
-        # At the pixels whose 5x5 neighbourhood is in the tile, (h - 4, w - 4):
-        y = np.stack(stack).astype(np.float32)  # (tiles, h, w, channels)
-        residual = second_difference(y)[:, 1:-1, 1:-1]
-        level = _box_mean(y, 5)
-        smooth = _box_mean(y, 3)  # centred on the pixels inside the outermost ring
-        activity = (np.abs(smooth[:, 2:, 1:-1] - smooth[:, :-2, 1:-1])
-                    + np.abs(smooth[:, 1:-1, 2:] - smooth[:, 1:-1, :-2]))
-        for c, fit in enumerate(fits):
-            fit.append((residual[..., c].ravel(), level[..., c].ravel(), activity[..., c].ravel()))
-    laws = []
-    for fit in fits:
-        arrays = [np.concatenate(a) for a in zip(*fit)] if fit else [np.zeros(0, np.float32)] * 3
-        laws.append(_noise_line(*_noise_points(*arrays, bins, flattest)))
-    s, o = np.array(laws, np.float64).T
-    return s.astype(np.float32), np.maximum(o, 1e-10).astype(np.float32)
-
-
-def _noise_points(residual, level, activity, bins: int, flattest: float) -> tuple[np.ndarray, np.ndarray]:
-    """(level, robust residual variance) of bins of equal counts by level, of the flattest pixels."""
-    # Fewer bins for a small frame; a partition at the bins' edges is all they need, a third of a
-    # full sort's time.
-    bins = max(1, min(bins, level.size // 400))
-    edges = [i * (level.size // bins) + min(i, level.size % bins) for i in range(1, bins)]
-    order = np.argpartition(level, edges) if edges and level.size >= 50 * bins else np.argsort(level)
-    points = []
-    for chunk in np.split(order, edges):
-        if chunk.size >= 50:
-            share = max(flattest, min(1.0, 400 / chunk.size))  # at least 400 pixels a bin
-            chunk = chunk[activity[chunk] <= np.quantile(activity[chunk], share)]
-            r = residual[chunk]
-            mad = np.median(np.abs(r - np.median(r)))
-            points.append((level[chunk].mean(), (1.4826 * mad) ** 2))
-    return np.array(points, np.float64).T if points else (np.zeros(1), np.zeros(1))
-
-
-def _noise_line(level: np.ndarray, variance: np.ndarray, quantile: float = 0.35) -> tuple[float, float]:
-    """``(s, o)`` >= 0 of the line ``s * level + o`` under most of the points: texture only ever
-    adds variance, so a level whose pixels are all texture lies above the noise's line, and a
-    least-squares fit would follow it. The line through two points (or one, with s or o zero)
-    with the least quantile loss of the log ratio, refined by least squares (of relative errors)
-    on the points within 50% of it."""
-    variance = np.maximum(variance, 1e-20)
-    if level.size < 2:
-        return 0.0, float(variance.mean())
-    candidates = [(0.0, v) for v in variance] + [(v / max(x, 1e-12), 0.0) for x, v in zip(level, variance)]
-    for i in range(level.size):
-        for j in range(i + 1, level.size):
-            if level[j] != level[i]:
-                s = (variance[j] - variance[i]) / (level[j] - level[i])
-                candidates.append((s, variance[i] - s * level[i]))
-    lines = np.array([c for c in candidates if c[0] >= 0 and c[1] >= 0])
-    error = np.log(variance)[None, :] - np.log(np.maximum(lines[:, :1] * level[None, :] + lines[:, 1:], 1e-20))
-    loss = np.maximum(quantile * error, (quantile - 1) * error).sum(1)
-    s, o = lines[np.argmin(loss)]
-    near = np.abs(np.log(variance / np.maximum(s * level + o, 1e-20))) < np.log(1.5)
-    if near.sum() >= 2 and np.ptp(level[near]) > 0:
-        fit_s, fit_o = np.polyfit(level[near], variance[near], 1, w=1 / variance[near])  # relative errors
-        if fit_s >= 0 and fit_o >= 0:
-            s, o = fit_s, fit_o
-    return float(s), float(o)
 
 
 def subtract_dark_shading(frame: RawFrame, maps: dict[float, np.ndarray]) -> RawFrame:
@@ -630,143 +222,6 @@ def exposure_ratio(
     if cap is not None:
         ratio = min(ratio, check_ratio(cap, "ratio cap"))
     return check_ratio(ratio)
-
-
-def _read_tiff(path: str, read: Callable):
-    """``read(tifffile.TiffFile)`` for a TIFF-based raw (DNG, NEF, ARW, CR2...); None for other
-    formats or a structure tifffile does not follow (LibRaw then decides alone)."""
-    import logging
-
-    with open(path, "rb") as f:
-        if f.read(4) not in (b"II*\x00", b"MM\x00*"):
-            return None
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)  # its complaints about odd tags are not the user's business
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            return read(tif)
-    except Exception:  # noqa: BLE001 - a structure tifffile cannot follow
-        return None
-    finally:
-        logger.setLevel(level)
-
-
-def _dng_ifds(tif):
-    """Every IFD of a DNG, its SubIFDs included, breadth first; nothing for other formats (their
-    makers' tags need not follow the TIFF rules the readers below rely on)."""
-    if "DNGVersion" not in tif.pages[0].tags:
-        return
-    pages = list(tif.pages)
-    while pages:
-        page = pages.pop(0)
-        yield page
-        pages += list(getattr(page, "pages", None) or [])
-
-
-def dng_data_end(path: str) -> int | None:
-    """Where the image data of a DNG ends, from its IFDs and SubIFDs (None for other formats)."""
-    def end_of(tif) -> int | None:
-        ends = [o + c for page in _dng_ifds(tif) for o, c in zip(page.dataoffsets, page.databytecounts)]
-        return max(ends, default=0) if "DNGVersion" in tif.pages[0].tags else None
-
-    return _read_tiff(path, end_of)
-
-
-def camera_name(path: str | os.PathLike) -> str | None:
-    """The camera a TIFF-based raw names (Make and Model, or DNG's UniqueCameraModel); None if
-    the file does not say."""
-    names = camera_identity(path)
-    return " ".join(names[key] for key in ("Make", "Model") if key in names) or names.get("UniqueCameraModel")
-
-
-def dng_raw_tags(path: str | os.PathLike) -> dict:
-    """What LibRaw leaves to the reader of a DNG: its raw image's (NewSubfileType 0: IFD0 or a
-    SubIFD) ``NoiseProfile`` and ``OpcodeList2`` tags, and an ISO written in IFD0 (``"iso"``),
-    those present; empty for other formats."""
-    from sid_keras.runtime.dng import (
-        PHOTOMETRIC_CFA,
-        PHOTOMETRIC_LINEAR_RAW,
-        TAG_NOISE_PROFILE,
-        TAG_OPCODE_LIST_2,
-    )
-
-    def tags_of(tif) -> dict:
-        found = {}
-        for page in _dng_ifds(tif):
-            tags = page.tags
-            if not found:
-                iso = tags.valueof("ISOSpeedRatings")  # in IFD0; LibRaw reads it from the EXIF IFD only
-                found["iso"] = float(np.atleast_1d(iso)[0]) if iso else None
-            raw_data = tags.valueof("PhotometricInterpretation") in (PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW)
-            if raw_data and tags.valueof("NewSubfileType", 0) == 0:
-                found.update({code: tags[code].value for code in (TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2)
-                              if code in tags})
-                break
-        return {key: value for key, value in found.items() if value is not None}
-
-    return _read_tiff(os.fspath(path), tags_of) or {}
-
-
-def _noise_profile(values, path: str, notices: list[str]) -> tuple[tuple[float, float], ...] | None:
-    """A NoiseProfile tag as (S, O) for R, G, B; a malformed one is a notice and None."""
-    values = np.atleast_1d(np.asarray(values, np.float64))
-    pairs = values.reshape(-1, 2) if values.size in (2, 6) else None
-    if pairs is None or not np.all(np.isfinite(pairs)) or np.any(pairs[:, 0] <= 0) or np.any(pairs[:, 1] < 0):
-        notices.append(f"{path}: its NoiseProfile tag is malformed ({values.size} values: {values[:6].tolist()}); "
-                       "ignoring it")
-        return None
-    pairs = np.repeat(pairs, 3 // len(pairs), axis=0)
-    return tuple((float(s), float(o)) for s, o in pairs)
-
-
-def _apply_gain_maps(mosaic: np.ndarray, black_map: np.ndarray, white: float, opcodes: bytes, path: str,
-                     notices: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The mosaic with OpcodeList2's GainMaps (a phone's lens shading) applied to the signal
-    above black, as DNG readers do before developing (LibRaw leaves them out), and the gain each
-    pixel got (None without maps)."""
-    from sid_keras.runtime.dng import decode_gain_maps
-
-    try:
-        maps = decode_gain_maps(bytes(opcodes))
-    except (ValueError, struct.error) as err:
-        notices.append(f"{path}: its lens-shading GainMap is malformed ({err}); developing without it")
-        return mosaic, None
-    if not maps:
-        return mosaic, None
-    gain = np.ones(mosaic.shape, np.float32)
-    for gain_map in maps:
-        rows, cols, gains = gain_map.gains_at(mosaic.shape)
-        gain[rows, cols] *= gains
-    signal = (mosaic.astype(np.float32) - black_map) * gain
-    return np.clip(np.rint(signal + black_map), 0, white).astype(np.uint16), gain
-
-
-def camera_identity(path: str | os.PathLike) -> dict[str, str]:
-    """The Make, Model and UniqueCameraModel a TIFF-based raw names (those it has; empty for
-    other formats), for files written from it."""
-    def names_of(tif) -> dict[str, str]:
-        tags = tif.pages[0].tags
-        names = {key: str(tags[key].value).strip("\x00 ") for key in ("Make", "Model", "UniqueCameraModel")
-                 if key in tags}
-        return {key: value for key, value in names.items() if value}
-
-    return _read_tiff(os.fspath(path), names_of) or {}
-
-
-def _default_crop(sizes) -> tuple[int, int, int, int] | None:
-    """LibRaw's first inset crop (a DNG's DefaultCrop) within the visible area, or None when the
-    file has none or it is the whole area."""
-    top = int(sizes.crop_top_margin) - int(sizes.top_margin)
-    left = int(sizes.crop_left_margin) - int(sizes.left_margin)
-    height, width = int(sizes.crop_height), int(sizes.crop_width)
-    inside = (height > 0 and width > 0 and top >= 0 and left >= 0
-              and top + height <= sizes.height and left + width <= sizes.width)
-    if not inside or (height, width) == (sizes.height, sizes.width):
-        return None
-    return top, left, height, width
 
 
 def open_raw(path: str):
@@ -866,7 +321,7 @@ def read_raw(
             color_matrix = np.array(raw.color_matrix, np.float32)
             other = raw.other
             flip = int(raw.sizes.flip)
-            crop = _default_crop(raw.sizes)
+            crop = default_crop(raw.sizes)
             pattern = np.array(pattern)
     except rawpy.LibRawFileUnsupportedError:
         raise SidError(_unsupported_message(path)) from None
@@ -895,11 +350,11 @@ def read_raw(
     from sid_keras.runtime.dng import TAG_NOISE_PROFILE, TAG_OPCODE_LIST_2
 
     extra = dng_raw_tags(path)
-    noise_profile = (_noise_profile(extra[TAG_NOISE_PROFILE], path, notices) if TAG_NOISE_PROFILE in extra
+    noise_profile = (noise_profile_tag(extra[TAG_NOISE_PROFILE], path, notices) if TAG_NOISE_PROFILE in extra
                      else None)
     if TAG_OPCODE_LIST_2 in extra:
         black_map = np.asarray(blacks, np.float32)[tile_colours(pattern, mosaic.shape)]
-        mosaic, lens_gain = _apply_gain_maps(mosaic, black_map, white, extra[TAG_OPCODE_LIST_2], path, notices)
+        mosaic, lens_gain = apply_gain_maps(mosaic, black_map, white, extra[TAG_OPCODE_LIST_2], path, notices)
     else:
         lens_gain = None
     frame = RawFrame(
@@ -942,13 +397,13 @@ def _unsupported_message(path: str) -> str:
     import rawpy
 
     def compressions(tif):
-        return {page.tags.valueof("Compression") for page in [*_dng_ifds(tif)] or tif.pages[:1]}
+        return {page.tags.valueof("Compression") for page in [*dng_ifds(tif)] or tif.pages[:1]}
 
-    if COMPRESSION_JPEG_XL in (_read_tiff(path, compressions) or set()):
+    if COMPRESSION_JPEG_XL in (read_tiff(path, compressions) or set()):
         return (f"{path}: a DNG 1.7 file compressed with JPEG XL (Apple ProRAW, newer phones), which LibRaw "
                 f"{'.'.join(map(str, rawpy.libraw_version))} in rawpy cannot decode; convert it to an "
                 "uncompressed or lossless-JPEG DNG (Adobe DNG Converter), or shoot plain RAW instead of ProRAW")
-    shape = _read_tiff(path, lambda tif: tif.pages[0].shape[:2])  # None: not a TIFF it follows
+    shape = read_tiff(path, lambda tif: tif.pages[0].shape[:2])  # None: not a TIFF it follows
     if shape is not None and min(shape) < LIBRAW_MIN_SIDE:
         return (f"{path}: a {shape[0]}x{shape[1]} pixel image is too small for LibRaw (it needs at least "
                 f"{LIBRAW_MIN_SIDE} pixels a side)")

@@ -115,7 +115,7 @@ def render(linear_camera: np.ndarray, color_matrix: np.ndarray | None) -> np.nda
 
 def packed_preview(packed: np.ndarray, layout) -> np.ndarray:
     """(h, w, 4|9) packed in [0, 1] -> (h*scale, w*scale, 3) grey-world balanced preview, for the
-    packing ``layout`` (a :class:`sid_keras.runtime.raw.CfaLayout`).
+    packing ``layout`` (a :class:`sid_keras.runtime.cfa.CfaLayout`).
 
     For looking at a network's input (figures, TensorBoard), not for quality; a noise-aware
     model's noise channels (after the packed ones) are left out.

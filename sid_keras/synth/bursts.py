@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from sid_keras.runtime.raw import BAYER, REFERENCE_BAYER, RawFrame
+from sid_keras.runtime.cfa import BAYER, REFERENCE_BAYER
+from sid_keras.runtime.raw import RawFrame
 
 BLACK, WHITE = 512, 16383  # the Sony A7S II's levels, as `sid-keras synth` writes them
 OBJECT_COLOUR = (0.55, 0.08, 0.04)  # a saturated red disc, linear white-balanced camera RGB
@@ -131,7 +132,7 @@ def camera_noise(profile_name: str, iso: float, seed: int = 0):
     camera = {k: float(v) for k, v in _sample_camera(profile, noise_model.iso_to_gain(iso, profile), seed).items()}
 
     def noise(clean: np.ndarray, ratio: float, frame_seed: int) -> np.ndarray:
-        from sid_keras.runtime.raw import pack_mosaic, unpack_mosaic
+        from sid_keras.runtime.cfa import pack_mosaic, unpack_mosaic
 
         packed = pack_mosaic(clean.astype(np.float32), BAYER)
         short = noise_model.numpy_noisy_short_exposure(packed, ratio, camera, (seed, frame_seed))

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from sid_keras.errors import SidError
-from sid_keras.runtime import raw
+from sid_keras.runtime import cfa, raw, tags
 from sid_keras.runtime.noise import NoiseProfile
 
 MIN_DARK_FRAMES = 4  # per ISO, to average the black level and measure row noise; 10+ is better
@@ -134,11 +134,11 @@ def calibrate_iso(iso: float, darks: Sequence[raw.RawFrame], flats: Sequence[raw
                        "better) with the lens capped, at the exposure time used in the dark")
     stack = np.stack([d.mosaic.astype(np.float64) for d in darks])
     pattern = np.asarray(darks[0].cfa_pattern)
-    colours = raw.tile_colours(pattern, stack.shape[1:])
+    colours = cfa.tile_colours(pattern, stack.shape[1:])
     black = np.zeros(4)
     for colour in range(4):
         black[colour] = stack[:, colours == colour].mean() if np.any(colours == colour) else 0.0
-    black[raw.GREEN2] = black[raw.GREEN2] if np.any(colours == raw.GREEN2) else black[raw.GREEN]
+    black[cfa.GREEN2] = black[cfa.GREEN2] if np.any(colours == cfa.GREEN2) else black[cfa.GREEN]
     black_map = black[colours]
     mean_dark = stack.mean(axis=0)
     shading = mean_dark - black_map if len(darks) >= MIN_SHADING_FRAMES else None
@@ -146,7 +146,7 @@ def calibrate_iso(iso: float, darks: Sequence[raw.RawFrame], flats: Sequence[raw
     if shading is not None:  # the mean took 1/n of each frame's own noise with it: give it back
         residual *= math.sqrt(len(darks) / (len(darks) - 1))
     # colour bias: a frame's own black offset, per colour
-    offsets = np.array([[frame[colours == c].mean() for c in (raw.RED, raw.GREEN, raw.BLUE)] for frame in residual])
+    offsets = np.array([[frame[colours == c].mean() for c in (cfa.RED, cfa.GREEN, cfa.BLUE)] for frame in residual])
     bias_sigma = float(offsets.std())
     residual -= offsets.mean(axis=1)[:, None, None]
     row_means = residual.mean(axis=2, keepdims=True)
@@ -225,7 +225,7 @@ def calibrate(items: Sequence[str | os.PathLike], *, name: str | None = None, pr
     paths = find_frames(items)
     names = {}
     for path in paths:
-        names.setdefault(raw.camera_name(path), path)
+        names.setdefault(tags.camera_name(path), path)
     names.pop(None, None)
     if len(names) > 1:
         (first, a), (second, b) = list(names.items())[:2]

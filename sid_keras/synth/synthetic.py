@@ -32,7 +32,8 @@ import numpy as np
 
 from sid_keras.errors import SidError
 from sid_keras.runtime import noise
-from sid_keras.runtime.raw import BAYER, BLUE, GREEN, GREEN2, RED, RawFrame, libraw_normalised, unpack_mosaic
+from sid_keras.runtime.cfa import BAYER, BLUE, GREEN, GREEN2, RED, unpack_mosaic
+from sid_keras.runtime.raw import RawFrame, libraw_normalised
 from sid_keras.runtime.render import SRGB_TO_XYZ
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")

@@ -280,7 +280,7 @@ class ValidationImages(keras.callbacks.Callback):
         import tensorflow as tf
 
         from sid_keras.models import inference_model
-        from sid_keras.runtime.raw import BAYER, XTRANS
+        from sid_keras.runtime.cfa import BAYER, XTRANS
         from sid_keras.runtime.render import packed_preview
 
         if self._writer is None:
