@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     import fidelity
 
     from sid_keras.data import read_sid_list
-    from sid_keras.runtime.inference import DEFAULT_MODEL_FILE, Enhancer
+    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.runtime.runners import DEFAULT_MODEL_FILE
 
     pairs = read_sid_list("Stress_val_list.txt", args.stress)
     work = pathlib.Path(tempfile.mkdtemp(prefix="sid_ablation_"))

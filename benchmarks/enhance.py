@@ -70,8 +70,9 @@ def stages(raw_file: str, model: str | None, repeats: int) -> dict:
             f"Enhancer({model!r})\nprint(time.perf_counter() - t)")
     startup = statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                                      text=True).stdout.split()[-1]) for _ in range(repeats))
+    from sid_keras.apps.batch import write_pixels
     from sid_keras.runtime import inference, model_input, raw
-    from sid_keras.runtime.inference import Enhancer, write_pixels
+    from sid_keras.runtime.inference import Enhancer
 
     enhancer = Enhancer(model)
     totals: dict[str, list[float]] = {}
@@ -125,8 +126,9 @@ def write_frame(path: str, megapixels: float) -> None:
 
 def size_worker(model: str | None, dng: str, out: str) -> None:
     """One enhancement as the CLI does it; prints its seconds and the process's peak RSS."""
+    from sid_keras.apps.batch import write_pixels
     from sid_keras.runtime import raw
-    from sid_keras.runtime.inference import Enhancer, write_pixels
+    from sid_keras.runtime.inference import Enhancer
 
     enhancer = Enhancer(model)
     start = time.perf_counter()
@@ -162,7 +164,8 @@ def write_burst(folder: str, megapixels: float, frames: int) -> list[str]:
 
 def burst_worker(model: str | None, out: str, dngs: list[str]) -> None:
     """One burst enhancement as `enhance --burst` does it; prints its seconds and peak RSS."""
-    from sid_keras.runtime.inference import Enhancer, write_pixels
+    from sid_keras.apps.batch import write_pixels
+    from sid_keras.runtime.inference import Enhancer
 
     enhancer = Enhancer(model)
     start = time.perf_counter()
@@ -174,9 +177,9 @@ def burst_worker(model: str | None, out: str, dngs: list[str]) -> None:
 
 
 def main(argv=None) -> int:
-    from sid_keras.apps.cli import _without_huge_pages
+    from sid_keras.apps.console import without_huge_pages
 
-    _without_huge_pages()  # as `sid-keras enhance` does: this process's stages and the size workers
+    without_huge_pages()  # as `sid-keras enhance` does: this process's stages and the size workers
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
         size_worker(None if sys.argv[2] == "-" else sys.argv[2], sys.argv[3], sys.argv[4])
         return 0

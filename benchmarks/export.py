@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from sid_keras.apps.export import ExportProfile, export_model, format_report
     from sid_keras.models import build_model
-    from sid_keras.runtime.inference import DEFAULT_MODEL_FILE
+    from sid_keras.runtime.runners import DEFAULT_MODEL_FILE
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}")
     print(f"command: python benchmarks/export.py --models {' '.join(args.models)} --tile {args.tile}")

@@ -126,7 +126,7 @@ def main() -> None:
     cli("finetune", *options, "--data", str(pairs), "--list", str(tune_list), "--photos", str(PHOTOS / "train"),
         "--noise-profile", str(profile), "--steps", str(args.steps), "-o", str(tuned), "--overwrite")
     t2 = time.perf_counter()
-    from sid_keras.runtime.inference import DEFAULT_MODEL_FILE
+    from sid_keras.runtime.runners import DEFAULT_MODEL_FILE
 
     before = scores(args.model or str(DEFAULT_MODEL_FILE), pairs, held_list, work / "eval_shipped")
     after = scores(str(tuned), pairs, held_list, work / "eval_finetuned")

@@ -312,7 +312,7 @@ def band_means(rows: list) -> dict:
 
 
 def network_seconds_per_12mp(net) -> float:
-    from sid_keras.runtime.inference import keras_predictor
+    from sid_keras.runtime.runners import keras_predictor
 
     predict = keras_predictor(net)
     tile = np.random.default_rng(0).uniform(0, 1, (1, TILE, TILE, net.inputs[0].shape[-1])).astype(np.float32)
@@ -339,7 +339,8 @@ def measure(run: pathlib.Path, stress_dir: str, work: pathlib.Path) -> dict:
 
     from sid_keras.data import read_sid_list
     from sid_keras.models import count_macs, inference_model, with_precision
-    from sid_keras.runtime.inference import Enhancer, load_model
+    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.runtime.runners import load_model
 
     pairs = read_sid_list("Stress_val_list.txt", stress_dir)
     work.mkdir(parents=True, exist_ok=True)

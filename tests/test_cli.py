@@ -92,11 +92,11 @@ def test_enhance_real_blackmagic_dng(tmp_path, tiny_model_file):
 
 
 def test_enhance_backs_its_arrays_with_ordinary_pages_unless_told(tmp_path, write_dng, monkeypatch):
-    """Huge-page advice made a fresh enhance stall in the kernel (cli._without_huge_pages); a user's
+    """Huge-page advice made a fresh enhance stall in the kernel (console.without_huge_pages); a user's
     NUMPY_MADVISE_HUGEPAGE is kept."""
-    from sid_keras.apps.cli import _huge_page_advice_setter
+    from sid_keras.apps.console import huge_page_advice_setter
 
-    _set_madvise_hugepage = _huge_page_advice_setter()
+    _set_madvise_hugepage = huge_page_advice_setter()
     dng, _ = write_dng()
     previous = _set_madvise_hugepage(True)
     try:
@@ -138,7 +138,7 @@ def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys, p
     header = lines[0].split(",")  # the first epoch does not validate: its columns still hold SSIM's
     assert "ssim" not in header and float(lines[-1].split(",")[header.index("val_ssim")]) > 0
     from sid_keras.models import convention_of
-    from sid_keras.runtime.inference import load_model
+    from sid_keras.runtime.runners import load_model
 
     assert convention_of(load_model(out / "best.keras")).output == "linear"
     # an sRGB model cannot learn from pairs whose targets are camera RGB
@@ -303,7 +303,7 @@ def test_mixed_precision_training_runs(mini_dataset, tmp_path, capsys):
     assert keras.config.dtype_policy().name == "float32"
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["precision"] == "mixed_float16"
-    from sid_keras.runtime.inference import load_model
+    from sid_keras.runtime.runners import load_model
 
     assert load_model(out / "final.keras").get_config()["dtype"] == "mixed_float16"
 

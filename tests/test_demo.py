@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 
 from sid_keras.apps.cli import main
-from sid_keras.runtime.inference import DEFAULT_MODEL_FILE, DEFAULT_TFLITE_FILE
+from sid_keras.runtime.runners import DEFAULT_MODEL_FILE, DEFAULT_TFLITE_FILE
 
 
 def test_the_shipped_model_is_small_and_loads():
     from sid_keras.models import convention_of
-    from sid_keras.runtime.inference import load_model
+    from sid_keras.runtime.runners import load_model
 
     assert DEFAULT_MODEL_FILE.is_file() and DEFAULT_MODEL_FILE.stat().st_size < 10_000_000
     model = load_model()
@@ -21,7 +21,8 @@ def test_the_shipped_model_is_small_and_loads():
 def test_the_shipped_tflite_file_is_the_same_model(write_dng):
     """`enhance` runs the TFLite twin of default.keras: same input and output convention,
     near-identical output."""
-    from sid_keras.runtime.inference import Enhancer, load_model
+    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.runtime.runners import load_model
 
     lite, keras_model = Enhancer(), Enhancer(load_model())
     assert DEFAULT_TFLITE_FILE.stat().st_size < 2_000_000
@@ -55,7 +56,7 @@ def test_demo_enhances_a_dark_raw_better_than_the_classical_pipeline(tmp_path, c
 
 
 def test_experiment_that_reproduces_the_shipped_model_matches_it():
-    from sid_keras.runtime.inference import load_model
+    from sid_keras.runtime.runners import load_model
     from sid_keras.training.config import load_config
 
     config = load_config("shipped")
@@ -69,7 +70,8 @@ def test_a_batch_runs_two_files_at_once_with_the_same_output(tmp_path, write_dng
     the order of the messages are those of enhancing the files one by one."""
     from PIL import Image
 
-    from sid_keras.runtime.inference import Enhancer, enhance_files
+    from sid_keras.apps.batch import enhance_files
+    from sid_keras.runtime.inference import Enhancer
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     sources = [write_dng(name=f"f{i}.dng", shape=(300, 560 - 40 * i), seed=i)[0] for i in range(3)]
@@ -89,9 +91,11 @@ def test_a_batch_runs_two_files_at_once_with_the_same_output(tmp_path, write_dng
 def test_denoise_sets_how_much_the_shipped_model_smooths(tmp_path):
     """`--denoise K` tells the network K times the file's noise: the output of a noisy flat frame
     grows smoother with K, and at 0 it is the classical (Malvar) demosaic the network refines."""
+    from sid_keras.apps.batch import enhance_files
     from sid_keras.models import UNet
     from sid_keras.runtime.dng import write_cfa_dng
-    from sid_keras.runtime.inference import Enhancer, enhance_files, load_model
+    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.runtime.runners import load_model
 
     rng = np.random.default_rng(0)
     mosaic = np.clip(1500 + rng.normal(0, 40, (96, 160)), 0, 16383).astype(np.uint16)

@@ -142,10 +142,10 @@ def _source_and_enhanced(tmp_path, camera: str):
     (here the scene itself, the network's ideal output: what is tested is how it is tagged)."""
     from PIL import Image
 
+    from sid_keras.apps.batch import write_pixels
     from sid_keras.apps.demo import DEMO_PHOTO
     from sid_keras.runtime import cfa, raw
     from sid_keras.runtime.dng import write_cfa_dng
-    from sid_keras.runtime.inference import write_pixels
     from sid_keras.runtime.render import SRGB_TO_XYZ
 
     make, model, matrix, black, white, kind = CAMERAS[camera]

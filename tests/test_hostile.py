@@ -349,7 +349,7 @@ def test_worker_counts_that_would_exhaust_memory_and_a_tflite_init_are_one_line(
     with pytest.raises(SystemExit) as exit_info:
         main(["synth", "--photos", str(tmp_path), "-o", str(tmp_path / "s"), "--workers", "100000"])
     assert exit_info.value.code == 1 and "give at most 64 worker processes" in capsys.readouterr().err
-    from sid_keras.runtime.inference import DEFAULT_TFLITE_FILE
+    from sid_keras.runtime.runners import DEFAULT_TFLITE_FILE
 
     one_line_failure(capsys, _train(mini_dataset, tmp_path / "i", "--set", f"train.init_from='{DEFAULT_TFLITE_FILE}'"),
                      "not a .keras model")

@@ -58,7 +58,7 @@ def test_no_import_cycle_inside_the_package():
 FLOW = ("sid_keras.errors", "sid_keras.runtime", "sid_keras.synth", "sid_keras.models", "sid_keras.data",
         "sid_keras.training", "sid_keras.apps")
 # The one way up: the runtime loads a .keras model through the models package, inside that function.
-UPWARD_ALLOWED = {("sid_keras.runtime.inference", "sid_keras.models")}
+UPWARD_ALLOWED = {("sid_keras.runtime.runners", "sid_keras.models")}
 
 
 def _flow_position(module: str) -> int:

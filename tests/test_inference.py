@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import BAYER_PHASES
 
+from sid_keras.apps.batch import enhance_files, expand_inputs, plan_outputs
 from sid_keras.apps.evaluation import (
     PairResult,
     format_table,
@@ -14,14 +15,8 @@ from sid_keras.apps.evaluation import (
 )
 from sid_keras.errors import SidError
 from sid_keras.runtime import model_input, raw
-from sid_keras.runtime.inference import (
-    Enhancer,
-    auto_ratio,
-    enhance_files,
-    expand_inputs,
-    plan_outputs,
-    run_tiled,
-)
+from sid_keras.runtime.inference import Enhancer, auto_ratio
+from sid_keras.runtime.tiling import run_tiled
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +54,7 @@ def test_a_small_tile_gets_enough_context_by_default(tiny_model):
 @pytest.mark.parametrize("size, tile, step, align", [(2064, 256, 240, 1), (1088, 256, 240, 2), (300, 256, 224, 1),
                                                      (256, 256, 240, 1), (1000, 64, 40, 3)])
 def test_tiles_are_as_few_as_the_overlap_allows_and_spread_evenly(size, tile, step, align):
-    from sid_keras.runtime.inference import _starts
+    from sid_keras.runtime.tiling import _starts
 
     starts = _starts(size, tile, step, align)
     gaps = np.diff(starts)
@@ -72,7 +67,7 @@ def test_tiles_are_as_few_as_the_overlap_allows_and_spread_evenly(size, tile, st
 @pytest.mark.parametrize("size, tile, overlap, multiple", [(1080, 512, 16, 16), (2048, 512, 16, 16), (300, 512, 16, 16),
                                                            (1000, 64, 4, 4), (513, 512, 16, 1)])
 def test_fitted_tiles_cover_the_frame_with_as_few_tiles_and_little_more(size, tile, overlap, multiple):
-    from sid_keras.runtime.inference import _starts, fitted_side
+    from sid_keras.runtime.tiling import _starts, fitted_side
 
     side = fitted_side(size, tile, overlap, multiple)
     count = len(_starts(size, side, side - 2 * overlap))

@@ -407,14 +407,15 @@ def test_permission_denied_and_library_log_lines_stay_one_clear_line(tmp_path, w
     import errno
     import logging
 
-    from sid_keras.runtime import raw
+    from sid_keras.runtime import raw, tags
 
     path, _ = write_dng("locked.dng")
 
     def denied(name, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(name))
 
-    monkeypatch.setattr(raw, "open", denied, raising=False)  # root reads any file: deny it here
+    for reader in (raw, tags):  # root reads any file: deny it where the file is first opened
+        monkeypatch.setattr(reader, "open", denied, raising=False)
     err = one_line_failure(capsys, ["enhance", str(path), "-o", str(tmp_path / "o.png"), "--model",
                                     str(tiny_model_file)], str(path))
     assert "corrupt" not in err and "permission" in err.lower()

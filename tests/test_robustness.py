@@ -229,7 +229,7 @@ def test_export_demo_and_evaluate_keep_existing_outputs(tmp_path, tiny_model_fil
 
 def test_messages_name_the_problem_without_python_reprs(tmp_path, write_dng):
     from sid_keras.runtime.dng import write_cfa_dng
-    from sid_keras.runtime.inference import load_model
+    from sid_keras.runtime.runners import load_model
 
     full, _ = write_dng(name="full.dng")
     truncated = tmp_path / "truncated.dng"

@@ -7,111 +7,24 @@ Subcommand modules (and TensorFlow, rawpy...) are imported only when that subcom
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import sys
-import warnings
 
 from sid_keras import __version__
-from sid_keras.errors import BUG_ADVICE, SidError, describe, native_stderr_hidden, printable, unexpected
+from sid_keras.apps.console import (
+    names_print_as_bytes,
+    only_our_lines,
+    print_while_read,
+    terminate_as_interrupt,
+    without_huge_pages,
+)
+from sid_keras.errors import BUG_ADVICE, SidError, describe, printable, unexpected
 from sid_keras.runtime.io import DEFAULT_JPEG_QUALITY, OUTPUT_FORMATS, PNG_COMPRESSION
 from sid_keras.runtime.progress import on_terminal
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 2
 EXIT_INTERRUPTED = 130
-
-
-# Python loggers of the libraries underneath (deprecation notices and the like).
-_LIBRARY_LOGGERS = ("tensorflow", "absl", "keras", "keras_tuner", "h5py", "tifffile")
-
-
-@contextlib.contextmanager
-def _only_our_lines(verbose: bool):
-    """A user sees the package's own lines, not TensorFlow's.
-
-    TensorFlow's C++ runtime logs to file descriptor 2 (some lines before its log level is even
-    read), so unless ``verbose`` that descriptor points at /dev/null while a command runs, and
-    Python's ``sys.stderr`` keeps writing to the terminal through a copy of it. Python warnings
-    are silenced the same way. Under a harness that captures ``sys.stderr`` (pytest), only the
-    descriptor is redirected.
-    """
-    if verbose:
-        yield
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    loggers = {name: logging.getLogger(name) for name in _LIBRARY_LOGGERS}
-    saved_levels = {name: logger.level for name, logger in loggers.items()}
-    for logger in loggers.values():
-        logger.setLevel(logging.ERROR)
-        logger.addFilter(_errors_only)  # a library that resets its level on import stays quiet
-    saved_stderr = sys.stderr
-    try:
-        real_stderr = sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):
-        real_stderr = False
-    try:
-        with native_stderr_hidden() as terminal, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if real_stderr:  # the package's own lines still reach the terminal
-                sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, errors="surrogateescape")
-            try:
-                yield
-            finally:
-                if real_stderr:
-                    sys.stderr.close()
-                    sys.stderr = saved_stderr
-    finally:
-        for name, logger in loggers.items():
-            logger.setLevel(saved_levels[name])
-            logger.removeFilter(_errors_only)
-
-
-def _print_while_read(line: str) -> None:
-    """``print`` one line (its control characters escaped: :func:`printable`), until the reader
-    of stdout goes away (``| head -1``): the work goes on quietly and its results still count."""
-    if getattr(_print_while_read, "closed", False):
-        return
-    try:
-        print(printable(line), flush=True)
-    except BrokenPipeError:
-        _print_while_read.closed = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail either
-        os.close(devnull)
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM ends a command as Ctrl-C does, so temporary files are removed on the way out
-    (the default would end the process on the spot and leave them)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _names_print_as_bytes() -> None:
-    """A file name that is not UTF-8 (ordinary on Linux) prints as the bytes it is, not a crash."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="surrogateescape")
-
-
-def _errors_only(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR
 
 
 def _add_synth(sub) -> None:
@@ -141,7 +54,7 @@ def _run_synth(args) -> int:
                       camera_dir="Stress" if args.stress else "Sony", progress=on_terminal(),
                       overwrite=args.overwrite)
     lines = sum(1 for _ in open(path))
-    _print_while_read(f"wrote {lines} pairs; list: {path}")
+    print_while_read(f"wrote {lines} pairs; list: {path}")
     return 0
 
 
@@ -165,14 +78,14 @@ def _run_train(args) -> int:
         from sid_keras.training.distributed import train_multi_worker
 
         result = train_multi_worker(config)
-        _print_while_read(f"loss per epoch: {', '.join(f'{v:.4f}' for v in result['loss'])}")
-        _print_while_read(f"run folder: {config.train.out_dir}")
+        print_while_read(f"loss per epoch: {', '.join(f'{v:.4f}' for v in result['loss'])}")
+        print_while_read(f"run folder: {config.train.out_dir}")
         return 0
     tty = sys.stdout.isatty()
     history = train(config, verbose="auto" if tty else 2, progress=tty)
     for key, value in summarize_history(history).items():
-        _print_while_read(f"{key}: last {value['last']:.4f}, best {value['best']:.4f}")
-    _print_while_read(f"run folder: {config.train.out_dir}")
+        print_while_read(f"{key}: last {value['last']:.4f}, best {value['best']:.4f}")
+    print_while_read(f"run folder: {config.train.out_dir}")
     return 0
 
 
@@ -195,10 +108,10 @@ def _run_models(args) -> int:
         from importlib import resources
 
         rows = json.loads(resources.files("sid_keras").joinpath("assets", "models.json").read_text())
-    _print_while_read(f"{'model':<16}{'parameters':>14}{'GMACs/MP':>10}  description")
+    print_while_read(f"{'model':<16}{'parameters':>14}{'GMACs/MP':>10}  description")
     for r in rows:
-        _print_while_read(f"{r['name']:<16}{r['parameters']:>14,}{r['gmacs_per_mp']:>10.1f}  {r['summary']}")
-    _print_while_read("GMACs per output megapixel, counted from the TF graph (generator only for GANs).")
+        print_while_read(f"{r['name']:<16}{r['parameters']:>14,}{r['gmacs_per_mp']:>10.1f}  {r['summary']}")
+    print_while_read("GMACs per output megapixel, counted from the TF graph (generator only for GANs).")
     return 0
 
 
@@ -221,11 +134,11 @@ def _run_cache(args) -> int:
                        "(a config's data.cache_dir)")
     if args.clear:
         count, freed = clear_cache(folder)
-        _print_while_read(f"removed {count} cached files ({freed / 1e6:,.0f} MB) from {folder}")
+        print_while_read(f"removed {count} cached files ({freed / 1e6:,.0f} MB) from {folder}")
         return 0
     files = cache_files(folder)
     size = sum(p.stat().st_size for p in files)
-    _print_while_read(f"cache folder: {folder} ({len(files)} files, {size / 1e6:,.0f} MB)")
+    print_while_read(f"cache folder: {folder} ({len(files)} files, {size / 1e6:,.0f} MB)")
     if not args.folder:
         print("set SID_KERAS_CACHE (or XDG_CACHE_HOME) to move it; sid-keras cache --clear frees it")
     return 0
@@ -276,7 +189,7 @@ def _count_arg(text: str) -> int:
 
 
 def _tile_arg(text: str) -> int:
-    from sid_keras.runtime.inference import SMALLEST_TILE
+    from sid_keras.runtime.tiling import SMALLEST_TILE
 
     try:
         side = int(text)
@@ -326,41 +239,10 @@ def _add_enhance(sub) -> None:
     p.set_defaults(run=_run_enhance)
 
 
-def _without_huge_pages() -> None:
-    """Back numpy's arrays with ordinary pages, unless ``NUMPY_MADVISE_HUGEPAGE`` says otherwise.
-
-    Why: numpy advises the kernel to back large arrays with transparent huge pages; where the
-    kernel then compacts memory to find them (THP defrag ``madvise``, a common default), a fresh
-    process's first touches of its frame-sized arrays stall. `sid-keras enhance` of the 9 MP
-    Blackmagic DNG: 2.01 s (median of 16, 0.42 s of it in the kernel) with the advice, 1.81 s
-    (0.25 s) without, faster in 13 of 16 alternated runs (MODEL_CARD.md, Speed).
-    """
-    setter = _huge_page_advice_setter()
-    if setter is not None and "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
-        setter(False)
-
-
-def _huge_page_advice_setter():
-    """numpy's switch for its huge-page advice (private, in numpy 1.26 and 2 alike; it returns the
-    previous setting), or None where a numpy lacks it."""
-    try:
-        from numpy._core.multiarray import _set_madvise_hugepage  # numpy 2
-    except ImportError:
-        try:
-            from numpy.core.multiarray import _set_madvise_hugepage  # numpy 1.26
-        except ImportError:
-            return None
-    return _set_madvise_hugepage
-
-
 def _run_enhance(args) -> int:
-    _without_huge_pages()
-    from sid_keras.runtime.inference import (
-        Enhancer,
-        enhance_files,
-        expand_inputs,
-        plan_outputs,
-    )
+    without_huge_pages()
+    from sid_keras.apps.batch import enhance_files, expand_inputs, plan_outputs
+    from sid_keras.runtime.inference import Enhancer
 
     inputs = expand_inputs(args.inputs)
     # a folder or pattern that brings no raw file is a typo or a wrong folder: said before any work,
@@ -382,7 +264,7 @@ def _run_enhance(args) -> int:
     if args.burst:
         return _enhance_burst(enhancer, inputs, plan[0][1], fmt, args)
     failures = enhance_files(enhancer, plan, ratio=args.ratio, fmt=fmt, overwrite=args.overwrite,
-                             progress=on_terminal(), log=_print_while_read, verbose=args.verbose,
+                             progress=on_terminal(), log=print_while_read, verbose=args.verbose,
                              quality=args.quality,
                              compression=args.compression)
     for _, message in failures:
@@ -396,8 +278,8 @@ def _run_enhance(args) -> int:
 def _enhance_burst(enhancer, inputs, out, fmt: str, args) -> int:
     """`enhance --burst`: one output from the aligned and merged frames (or, with --merge-only,
     the merged raw DNG)."""
+    from sid_keras.apps.batch import write_pixels
     from sid_keras.runtime.burst import write_merged_dng
-    from sid_keras.runtime.inference import write_pixels
     from sid_keras.runtime.io import check_encoding, refuse_writing_over_inputs
 
     refuse_writing_over_inputs(inputs, [out])
@@ -407,14 +289,14 @@ def _enhance_burst(enhancer, inputs, out, fmt: str, args) -> int:
     merged, law, report = enhancer.merge_burst(inputs)
     if args.merge_only:
         write_merged_dng(out, merged, law, overwrite=args.overwrite)
-        _print_while_read(f"{inputs[0]} + {len(inputs) - 1} frames -> {out} (merged raw; {report.describe()})")
+        print_while_read(f"{inputs[0]} + {len(inputs) - 1} frames -> {out} (merged raw; {report.describe()})")
         return 0
     pixels, value, how = enhancer.enhance_to_pixels(merged, args.ratio, fmt, enhancer.told(law))
     write_pixels(out, pixels, merged, fmt, overwrite=args.overwrite, quality=args.quality,
                  compression=args.compression)
     for notice in merged.notices:
-        _print_while_read(notice)
-    _print_while_read(f"{inputs[0]} + {len(inputs) - 1} frames -> {out} (ratio x{value:.1f} {how}; "
+        print_while_read(notice)
+    print_while_read(f"{inputs[0]} + {len(inputs) - 1} frames -> {out} (ratio x{value:.1f} {how}; "
                       f"{report.describe()})")
     return 0
 
@@ -462,8 +344,8 @@ def _run_evaluate(args) -> int:
                        log=lambda line: print(f"sid-keras evaluate: {printable(line)}", file=sys.stderr))
     print(format_table(summary))
     if args.report:
-        _print_while_read(f"report: {write_html_report(pathlib.Path(args.out), summary)}")
-    _print_while_read(f"metrics: {pathlib.Path(args.out) / 'metrics.json'}")
+        print_while_read(f"report: {write_html_report(pathlib.Path(args.out), summary)}")
+    print_while_read(f"metrics: {pathlib.Path(args.out) / 'metrics.json'}")
     if summary["failures"]:
         print(f"sid-keras evaluate: {len(summary['failures'])} of {len(pairs[: args.limit])} pairs failed",
               file=sys.stderr)
@@ -543,7 +425,7 @@ def _run_finetune(args) -> int:
     if not config.data.val_list:
         raise SidError("fine-tuning on photos alone needs pairs to check the result on: give --data and --val-list")
     finetune(args.model, config, args.out, overwrite=args.overwrite, verbose="auto" if sys.stdout.isatty() else 2)
-    _print_while_read(f"fine-tuned model: {args.out}  (sid-keras enhance DARK.dng -o out.png --model {args.out})")
+    print_while_read(f"fine-tuned model: {args.out}  (sid-keras enhance DARK.dng -o out.png --model {args.out})")
     return 0
 
 
@@ -589,12 +471,12 @@ def _run_calibrate(args) -> int:
     if shadings:
         with atomic_path(shading) as tmp:
             np.savez_compressed(tmp, **{f"iso{iso:g}": m for iso, m in shadings.items()})
-        _print_while_read(f"dark shading (fixed pattern per ISO): {shading}")
+        print_while_read(f"dark shading (fixed pattern per ISO): {shading}")
     if write_figure(figure, calibration, samples):
-        _print_while_read(f"fits: {figure}")
+        print_while_read(f"fits: {figure}")
     else:
         print("fits: not drawn (pip install 'sid-keras[plots]' for the figure)")
-    _print_while_read(f"noise profile: {out}  (sid-keras synth --noise-profile {out}; data.noise_profile = '{out}')")
+    print_while_read(f"noise profile: {out}  (sid-keras synth --noise-profile {out}; data.noise_profile = '{out}')")
     return 0
 
 
@@ -613,7 +495,7 @@ def _run_tune(args) -> int:
 
     result = run_search(load_job(args.job, args.overrides), verbose=1 if sys.stdout.isatty() else 2)
     print(result["table"])
-    _print_while_read(f"best configuration (a training config): {result['best_config']}")
+    print_while_read(f"best configuration (a training config): {result['best_config']}")
     return 0
 
 
@@ -636,7 +518,7 @@ def _run_export(args) -> int:
     report = export_model(args.model, args.out, load_profile(args.profile, overrides), overwrite=args.overwrite,
                           progress=on_terminal())
     print(format_report(report))
-    _print_while_read(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
+    print_while_read(f"report: {args.out}/export_report.json; app sidecar: {args.out}/model_info.json")
     return 0
 
 
@@ -665,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _names_print_as_bytes()
+    names_print_as_bytes()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
@@ -674,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = args.verbose or os.environ.get("SID_KERAS_VERBOSE", "") not in ("", "0")
     from sid_keras.runtime.io import private_temporary_folder
 
-    with _only_our_lines(verbose), _terminate_as_interrupt(), private_temporary_folder():
+    with only_our_lines(verbose), terminate_as_interrupt(), private_temporary_folder():
         try:
             return args.run(args)
         except KeyboardInterrupt as err:

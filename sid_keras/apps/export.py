@@ -72,7 +72,7 @@ def load_profile(path: str | None, overrides: dict | None = None) -> ExportProfi
     if not (profile.fp32 or profile.fp16 or profile.int8_weights or profile.int8):
         raise SidError("[export profile] fp32, fp16, int8_weights and int8 are all false: nothing to export")
     if profile.calibration_dir:
-        from sid_keras.runtime.inference import expand_inputs
+        from sid_keras.apps.batch import expand_inputs
 
         folder = pathlib.Path(profile.calibration_dir)
         if not folder.is_dir() or not expand_inputs([str(folder)]):
@@ -203,11 +203,8 @@ def _calibration_frames(profile: ExportProfile, seed: int, convention: Conventio
 
     rng = np.random.default_rng(seed)
     if profile.calibration_dir:
-        from sid_keras.runtime.inference import (
-            AUTO_TARGET_MEAN,
-            auto_ratio,
-            expand_inputs,
-        )
+        from sid_keras.apps.batch import expand_inputs
+        from sid_keras.runtime.inference import AUTO_TARGET_MEAN, auto_ratio
 
         files = expand_inputs([profile.calibration_dir])  # load_profile checked there are some
 
@@ -298,8 +295,8 @@ def export_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, prof
     Everything is written to a staging folder and moved into ``out_dir`` at the end, so a
     failed export leaves nothing behind; existing outputs are kept unless ``overwrite``.
     """
-    from sid_keras.runtime.inference import load_model
     from sid_keras.runtime.io import check_outputs_free, staged_folder
+    from sid_keras.runtime.runners import load_model
 
     check_outputs_free(out_dir, output_names(profile), overwrite)
     model = load_model(model_path)
@@ -313,9 +310,10 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
     import tensorflow as tf
 
     from sid_keras.models import convention_of, inference_model, with_precision
-    from sid_keras.runtime.inference import checked_output, keras_predictor
     from sid_keras.runtime.io import write_json
     from sid_keras.runtime.lite import tflite_predictor
+    from sid_keras.runtime.runners import keras_predictor
+    from sid_keras.runtime.tiling import checked_output
 
     net = with_precision(inference_model(model), None)  # phones get float32 graphs to quantise
     config = net.get_config()

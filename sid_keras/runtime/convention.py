@@ -81,13 +81,14 @@ class Convention:
         """The least size of at least ``side`` that the model takes (a multiple of :attr:`multiple`)."""
         return -(-side // self.multiple) * self.multiple
 
-    def network_input(self, frame, ratio: float, noise_law=None, rows=None) -> np.ndarray:
-        """What the model is fed of ``frame`` (:func:`sid_keras.runtime.model_input.network_input`); ``noise_law``
-        (:func:`sid_keras.runtime.noise_law.noise_law`) only for a noise-aware model."""
-        from sid_keras.runtime import model_input, noise_law
+    def network_input(self, frame, ratio: float, noise=None, rows=None) -> np.ndarray:
+        """What the model is fed of ``frame`` (:func:`sid_keras.runtime.model_input.network_input`);
+        ``noise``, the frame's law (:func:`sid_keras.runtime.noise_law.noise_law`), only for a
+        noise-aware model."""
+        from sid_keras.runtime import model_input
 
         return model_input.network_input(frame, ratio, white_balance=self.white_balanced, rows=rows,
-                                 noise=noise_law if self.noise else None)
+                                         noise=noise if self.noise else None)
 
     def to_srgb(self, output: np.ndarray, color_matrix) -> np.ndarray:
         """The model's output as sRGB in [0, 1] (rendered with the file's colour for linear models)."""

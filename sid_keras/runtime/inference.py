@@ -1,62 +1,49 @@
 """Enhancer: raw file -> clean sRGB, at any size, in bounded memory.
 
-The packed frame is cut into overlapping tiles; each tile runs through the network with
-``overlap`` packed pixels of real context on every side, and the outputs are blended with linear
-ramps across the overlaps, so memory depends on the tile size, not the frame size. The output is
-padded back to the frame's full visible size and turned to its stored orientation.
-
-The network is anything that maps a batch of packed tiles to RGB: a Keras model, or a TFLite
-interpreter (:mod:`sid_keras.runtime.lite`), so one tiling code serves both.
+An :class:`Enhancer` holds a model (the shipped one by default) and its convention, resolves the
+exposure ratio (``auto``: from the frame's own signal), tells a noise-aware model the frame's
+noise, and streams the output strip by strip through :mod:`~sid_keras.runtime.tiling` into
+floats or the pixels of an output format, checking memory first. The network is anything that
+maps a batch of packed tiles to RGB (:mod:`~sid_keras.runtime.runners`): a Keras model, or a
+TFLite interpreter (:mod:`sid_keras.runtime.lite`), so one tiling code serves both. Bursts are
+merged first (:mod:`~sid_keras.runtime.burst`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import pathlib
 from typing import Callable, Sequence
 
 import numpy as np
 
-from sid_keras import ASSETS_DIR
-from sid_keras.errors import SidError, describe, unexpected
-from sid_keras.runtime import cfa, noise_law, raw, tags
+from sid_keras.errors import SidError
+from sid_keras.runtime import cfa, noise_law, raw
 from sid_keras.runtime.burst import BurstReport
 from sid_keras.runtime.convention import Convention
 from sid_keras.runtime.render import OUTPUT_KINDS
+from sid_keras.runtime.runners import DEFAULT_TFLITE_FILE, keras_predictor, load_model
+from sid_keras.runtime.tiling import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    blend_tiles,
+    default_overlap,
+    orient,
+    restore_frame_geometry,
+    run_tiled,
+)
 
 # --ratio auto: amplify so the frame's mean (white-balanced for linear models) lands at the median
 # mean input of the training data: 0.13 for the sRGB model trained on `sid-keras synth` data,
 # 0.16 for linear models trained on pairs synthesised from the BSDS, Urban100 and Sun-Hays photos.
 AUTO_TARGET_MEAN = {"srgb": 0.13, "linear": 0.16}
 AUTO_RATIO_RANGE = (1.0, 1000.0)
-# Defaults in packed pixels: 512 (1024 output pixels) tiles with 16 packed pixels of context.
-DEFAULT_TILE = 512
-# The smallest tile the command line takes: below it the network sees too little of the frame
-# around each tile, and memory (the frame's own buffers by then) falls no further.
-SMALLEST_TILE = 32
 
 
-def default_overlap(tile: int) -> int:
-    """The context a tile gets unless told: 1/32 of it, cheap and invisible from 256 up, but at
-    least 8 packed pixels where the tile allows (a quarter of it at most). Why: a small tile's
-    1/32 is next to nothing; the Blackmagic frame at --tile 32 came out 48.6 dB from the default
-    tiling with 1 pixel of context (seams 66 levels deep), 54.7 with the 7 it gets now."""
-    return max(tile // 32, min(8, (tile - 1) // 4))
-
-
-DEFAULT_OVERLAP = default_overlap(DEFAULT_TILE)  # 16
-
-# The shipped model: training, fine-tuning and export start from the .keras file; enhancing uses
-# the same weights as TFLite (no TensorFlow import; the model card says which variant).
-DEFAULT_MODEL_FILE = ASSETS_DIR / "default.keras"
-DEFAULT_TFLITE_FILE = ASSETS_DIR / "default.tflite"
 # Files a batch enhances side by side at most (each holds a raw frame and its output image).
 MAX_LANES = 4
-RAW_SUFFIXES = (".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".raw",
-                ".3fr", ".erf", ".mef", ".mos", ".nrw", ".rwl", ".iiq", ".x3f", ".srf", ".sr2", ".kdc", ".dcr")
 
 
 def auto_ratio(frame: raw.RawFrame, target_mean: float, *, white_balance: bool = False) -> float:
@@ -78,214 +65,6 @@ def auto_ratio(frame: raw.RawFrame, target_mean: float, *, white_balance: bool =
     if not mean > 0:
         return high
     return float(np.clip(target_mean / mean, low, high))
-
-
-def _ramp(length: int, overlap_before: int, overlap_after: int) -> np.ndarray:
-    """1D blending weights: linear ramps over the overlaps, 1 in between (never exactly 0)."""
-    w = np.ones(length, np.float32)
-    if overlap_before:
-        w[:overlap_before] = (np.arange(overlap_before, dtype=np.float32) + 1) / (overlap_before + 1)
-    if overlap_after:
-        w[length - overlap_after:] = np.minimum(
-            w[length - overlap_after:], (np.arange(overlap_after, 0, -1, dtype=np.float32)) / (overlap_after + 1))
-    return w
-
-
-def _weigh(result: np.ndarray, weights: np.ndarray, axis: int) -> None:
-    """``result *= weights`` along ``axis`` (0: rows, 1: columns), touching only the ramps at the
-    ends: between them the weights are 1, and that is most of a tile."""
-    ones = np.flatnonzero(weights == 1)  # one run, between the ramps
-    parts = [slice(0, ones[0]), slice(ones[-1] + 1, None)] if ones.size else [slice(None)]
-    shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
-    for part in parts:
-        result[(part,) if axis == 0 else (slice(None), part)] *= weights[part].reshape(shape)
-
-
-def _starts(size: int, tile: int, step: int, align: int = 1) -> list[int]:
-    """Tile starts at most ``step`` apart, as few as that allows, spread evenly over ``size`` (so
-    every seam gets about the same overlap, usually more than the minimum); multiples of ``align``
-    except the last, which ends at ``size``."""
-    if size <= tile:
-        return [0]
-    count = -(-(size - tile) // step) + 1
-    starts = [(i * (size - tile) // (count - 1)) // align * align for i in range(count - 1)]
-    return sorted(set(starts)) + [size - tile]
-
-
-def fitted_side(size: int, tile: int, overlap: int, multiple: int) -> int:
-    """The shortest tile side, a multiple of ``multiple`` and at most ``tile``, that covers ``size``
-    with as few tiles (overlapping by ``2 * overlap``) as ``tile`` needs.
-
-    Why: a network's time follows the pixels it runs on, and ``tile``-sized tiles can run a third
-    more than the frame has (the Blackmagic frame, 2048 x 1080 packed: 45 fixed 256 tiles are 2.95 M
-    pixels for its 2.21 M; three rows of 512 would be 1536 rows for its 1080); fitted 512 / 16
-    tiles (15 of 384 x 448) are 2.58 M.
-    """
-    if size <= tile:
-        return size
-    count = -(-(size - tile) // (tile - 2 * overlap)) + 1
-    side = -(-(size + 2 * overlap * (count - 1)) // count)
-    return min(tile, -(-side // multiple) * multiple)
-
-
-# Finished rows are handed on in chunks of at most this many, so the float temporaries of
-# normalising, rendering and quantising stay a few MB whatever the frame's width.
-EMIT_ROWS = 64
-
-
-def blend_tiles(predict: Callable[[np.ndarray], np.ndarray], read_rows: Callable[[int, int], np.ndarray],
-                height: int, width: int, scale: int, emit: Callable[[int, np.ndarray], None], *,
-                tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, align: int = 1,
-                multiple: int | None = None) -> None:
-    """Run ``predict`` over overlapping tiles of a packed frame, strip by strip, and blend.
-
-    ``read_rows(start, stop)`` gives packed rows (h, width, c) of the network's input; ``emit(y,
-    rows)`` receives finished output rows (float32, ``scale`` times the packed size) in order.
-    Tiles are ``tile`` packed pixels a side (a fixed-size model's; ``multiple``: a dynamic-size
-    model's sides must be multiples of it, and tiles shrink to :func:`fitted_side`), overlap by
-    ``2 * overlap`` and are blended with linear ramps. The ramps are separable (weight = row ramp
-    x column ramp), so tiles accumulate into one strip-high buffer and each finished row is divided
-    by its row weight times the column weights: one strip of floats exists at a time, whatever the
-    frame's size. ``align``: strip starts are multiples of it (the packed rows of one CFA period).
-    """
-    if overlap < 0 or tile <= 2 * overlap:
-        raise SidError(f"tile {tile} must be larger than twice the overlap {overlap} (and overlap >= 0)")
-    tile_h, tile_w = min(max(tile // align, 1) * align, height), min(tile, width)
-    step_h = step_w = tile - 2 * overlap
-    if multiple:
-        tile_h = fitted_side(height, tile_h, overlap, math.lcm(multiple, align))
-        tile_w = fitted_side(width, tile_w, overlap, multiple)
-        step_h, step_w = tile_h - 2 * overlap, tile_w - 2 * overlap
-    row_starts = _starts(height, tile_h, max(step_h // align * align, align), align)
-    col_starts = _starts(width, tile_w, step_w)
-    col_weights = [_ramp(tile_w * scale, 2 * overlap * scale if left > 0 else 0,
-                         2 * overlap * scale if left + tile_w < width else 0) for left in col_starts]
-    col_total = np.zeros(width * scale, np.float32)
-    for left, wx in zip(col_starts, col_weights):
-        col_total[left * scale : (left + tile_w) * scale] += wx
-    rows_per_strip = tile_h * scale
-    acc = np.zeros((rows_per_strip, width * scale, 3), np.float32)  # weighted sums, rows from acc_top
-    row_total = np.zeros(rows_per_strip, np.float32)
-    acc_top = 0
-    for i, top in enumerate(row_starts):
-        offset = top * scale - acc_top
-        wy = _ramp(rows_per_strip, 2 * overlap * scale if top > 0 else 0,
-                   2 * overlap * scale if top + tile_h < height else 0)
-        band = read_rows(top, top + tile_h)
-        for left, wx in zip(col_starts, col_weights):
-            result = checked_output(np.asarray(predict(band[None, :, left : left + tile_w]), np.float32)[0],
-                                    (tile_h * scale, tile_w * scale, 3))
-            _weigh(result, wy, 0)
-            _weigh(result, wx, 1)
-            acc[offset:, left * scale : (left + tile_w) * scale] += result[: rows_per_strip - offset]
-        row_total[offset:] += wy[: rows_per_strip - offset]
-        end = (top + tile_h) * scale
-        finished = (row_starts[i + 1] * scale if i + 1 < len(row_starts) else end) - acc_top
-        for y in range(0, finished, EMIT_ROWS):
-            n = min(EMIT_ROWS, finished - y)
-            weight = row_total[y : y + n, None, None] * col_total[None, :, None]
-            emit(acc_top + y, acc[y : y + n] / weight)
-        rest = rows_per_strip - finished  # rows the next strip overlaps: move them to the front
-        acc[:rest] = acc[finished:].copy()
-        acc[rest:] = 0
-        row_total[:rest] = row_total[finished:].copy()
-        row_total[rest:] = 0
-        acc_top += finished
-
-
-def checked_output(result: np.ndarray, shape: tuple[int, int, int] | None = None) -> np.ndarray:
-    """A network's output, checked: NaN or infinity (broken weights) would be written as a black
-    or white image and scored as one, so it stops the frame instead; so does an output of another
-    ``shape`` than an RGB image at the layout's scale (a model that is not a sid-keras network).
-    Every runner's tiles (and the exporter's reference outputs) pass here."""
-    if shape is not None and result.shape != shape:
-        raise SidError(f"the model's output is {'x'.join(map(str, result.shape))} where this frame's tile needs "
-                       f"{'x'.join(map(str, shape))} (RGB at full resolution): not a sid-keras model for this "
-                       "sensor; use another model")
-    if not np.isfinite(result).all():
-        raise SidError("the model's output holds NaN or infinite values: its weights are broken "
-                       "(a diverged training, a damaged file): use another model")
-    return result
-
-
-def run_tiled(predict: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, scale: int, *,
-              tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, multiple: int | None = None) -> np.ndarray:
-    """:func:`blend_tiles` over a packed array (h, w, c) in memory: the output (h*s, w*s, 3)."""
-    h, w = packed.shape[:2]
-    out = np.empty((h * scale, w * scale, 3), np.float32)
-
-    def emit(y: int, rows: np.ndarray) -> None:
-        out[y : y + len(rows)] = rows
-
-    blend_tiles(predict, lambda a, b: packed[a:b], h, w, scale, emit, tile=tile, overlap=overlap, multiple=multiple)
-    return out
-
-
-def restore_frame_geometry(rgb: np.ndarray, frame: raw.RawFrame) -> np.ndarray:
-    """Pad the output (of the packed window) back to the full visible size, in sensor orientation."""
-    top, left, h, w = cfa.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
-    full_h, full_w = frame.mosaic.shape
-    return np.pad(rgb, ((top, full_h - top - h), (left, full_w - left - w), (0, 0)), mode="edge")
-
-
-# LibRaw's flip code -> quarter turns of np.rot90 that show the image upright.
-FLIP_TURNS = {3: 2, 5: 1, 6: -1}
-
-
-def orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
-    """Turn a sensor-oriented image upright by the file's orientation (LibRaw flip code)."""
-    turns = FLIP_TURNS.get(orientation, 0)
-    return np.rot90(rgb, turns) if turns else rgb
-
-
-def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
-    """A tile predictor from a Keras model (the generator of a GAN), compiled once per shape."""
-    import tensorflow as tf
-
-    from sid_keras.models import inference_model, with_precision
-
-    net = with_precision(inference_model(model), None)  # float32, whatever it was trained in
-    fn = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
-    fixed = tuple(net.inputs[0].shape[1:3])
-    if None in fixed:
-        predict = lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()  # noqa: E731
-        predict.fixed_tile = None
-        return predict
-
-    def padded(x: np.ndarray) -> np.ndarray:  # a fixed-size model: tiles padded to its size, as TFLite's
-        h, w = x.shape[1:3]
-        if h > fixed[0] or w > fixed[1]:
-            raise SidError(f"the model takes a fixed {fixed[0]}x{fixed[1]} input, smaller than the tile {h}x{w}; "
-                           f"use --tile {min(fixed)} or less")
-        y = fn(tf.convert_to_tensor(np.pad(x, ((0, 0), (0, fixed[0] - h), (0, fixed[1] - w), (0, 0)),
-                                           mode="symmetric"), tf.float32)).numpy()
-        scale = y.shape[1] // fixed[0]
-        return y[:, : h * scale, : w * scale]
-
-    padded.fixed_tile = min(fixed)
-    return padded
-
-
-def load_model(path: str | os.PathLike | None = None):
-    """A Keras model from a ``.keras`` file (default: the model shipped with the package)."""
-    import keras
-
-    import sid_keras.models  # noqa: F401  (registers the custom classes)
-
-    path = pathlib.Path(path) if path else DEFAULT_MODEL_FILE
-    if not path.is_file():
-        from sid_keras.runtime.lite import missing_model_message
-
-        raise SidError(missing_model_message(path))
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        raise SidError(f"{path}: not a .keras model (not a zip archive: truncated, or another format)")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as err:  # Keras raises many types for a bad file
-        reason = str(err).splitlines()[0] if str(err) else ""
-        raise SidError(f"{path}: not a loadable .keras model ({type(err).__name__}: {reason})") from None
 
 
 @dataclasses.dataclass
@@ -485,9 +264,8 @@ class Enhancer:
 
     def _from_keras(self, model) -> int | None:
         """Run a Keras model; returns the side of its fixed input (None: any size)."""
-        from sid_keras.models import convention_of
-
-        self.predict, self.convention = keras_predictor(model), convention_of(model)
+        self.predict = keras_predictor(model)
+        self.convention = self.predict.convention
         return self.predict.fixed_tile
 
     @property
@@ -644,176 +422,3 @@ class Enhancer:
         return self.enhance_frame(merged, ratio, self.told(law)).image
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
-    """Files, folders (their raw files) and globs, in order, without duplicates.
-
-    An existing file is taken as it is even when its name has glob characters (``shot[1].dng``).
-    """
-    import glob
-
-    found: list[pathlib.Path] = []
-    for item in inputs:
-        path = pathlib.Path(item)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in RAW_SUFFIXES)
-        elif not path.exists() and any(c in item for c in "*?["):
-            found += sorted(pathlib.Path(p) for p in glob.glob(item) if pathlib.Path(p).is_file())
-        else:
-            found.append(path)
-    seen, unique = set(), []
-    for p in found:
-        real = os.path.realpath(p)  # unlike Path.resolve, no error on a symlink loop: read_raw reports it
-        if real not in seen:
-            seen.add(real)
-            unique.append(p)
-    return unique
-
-
-def plan_outputs(inputs: Sequence[pathlib.Path], out: str | os.PathLike, fmt: str | None) -> tuple[str, list]:
-    """The output format and ``[(input, output file)]`` of an enhance command, checked up front.
-
-    ``out`` is a file name for one input (its extension picks the format) or a folder (an
-    existing one, a name ending in a slash, or a name without extension); a ``fmt`` that
-    contradicts the extension, an unknown extension, two inputs that would write the same file
-    and an output that is an input are refused before any work.
-    """
-    from sid_keras.runtime.io import EXTENSION_FORMATS, OUTPUT_FORMATS, format_for, refuse_writing_over_inputs
-
-    named_folder = str(out).endswith(("/", os.sep))
-    out = pathlib.Path(out)
-    is_file_name = not named_folder and not out.is_dir() and out.suffix != ""
-    if is_file_name and out.suffix.lower() not in EXTENSION_FORMATS:
-        raise SidError(f"{out}: unknown output extension {out.suffix!r}; use "
-                       f"{', '.join(sorted(EXTENSION_FORMATS))} or a folder name")
-    if is_file_name and len(inputs) > 1:
-        raise SidError(f"{out}: {len(inputs)} inputs need an output folder, not a file name")
-    if is_file_name:
-        named = EXTENSION_FORMATS[out.suffix.lower()]
-        if fmt is not None and OUTPUT_FORMATS[format_for(out, fmt)] != OUTPUT_FORMATS[named]:
-            raise SidError(f"{out}: the name says {named} but --format is {fmt}; make them agree")
-        chosen = format_for(out, fmt) if fmt else named
-        refuse_writing_over_inputs(inputs, [out])
-        return chosen, [(inputs[0], out)]
-    chosen = format_for(out, fmt) if fmt else "png"
-    plan = [(source, out / f"{source.stem}{OUTPUT_FORMATS[chosen]}") for source in inputs]
-    seen: dict[pathlib.Path, pathlib.Path] = {}
-    for source, target in plan:
-        if target in seen:
-            raise SidError(f"{seen[target]} and {source} would both write {target}; "
-                           "enhance them into separate folders")
-        seen[target] = source
-    refuse_writing_over_inputs(inputs, [target for _, target in plan])
-    return chosen, plan
-
-
-def write_pixels(target: pathlib.Path, pixels: np.ndarray, frame: raw.RawFrame, fmt: str, *,
-                 overwrite: bool = False, **encoding) -> None:
-    """Write the pixels of :meth:`Enhancer.enhance_to_pixels` in format ``fmt``, atomically.
-
-    ``encoding``: ``quality`` (JPEG) and ``compression`` (PNG) of :func:`sid_keras.runtime.io.write_image`.
-    """
-    if fmt == "dng":
-        from sid_keras.runtime.dng import write_linear_dng
-
-        names = tags.camera_identity(frame.path) if os.path.isfile(frame.path) else {}
-        write_linear_dng(target, pixels, white_balance=frame.white_balance, color_matrix=frame.color_matrix,
-                         orientation=frame.orientation, crop=frame.crop, overwrite=overwrite,
-                         make=names.get("Make"), model=names.get("Model"),
-                         unique_model=names.get("UniqueCameraModel"))
-    else:
-        from sid_keras.runtime.io import write_image
-
-        write_image(target, pixels, fmt=fmt, overwrite=overwrite, **encoding)
-
-
-def enhance_files(enhancer: Enhancer, plan: Sequence[tuple[pathlib.Path, pathlib.Path]], *,
-                  ratio: float | str | None = "auto", fmt: str = "png", overwrite: bool = False,
-                  progress: bool = False, log: Callable[[str], None] = print, verbose: bool = False,
-                  **encoding) -> list[tuple[str, str]]:
-    """Enhance ``[(input, output)]`` (:func:`plan_outputs`), going on past bad files and failed
-    writes; returns ``[(file, message)]`` for the failures.
-
-    A small pipeline overlaps the stages of consecutive files: threads decode the next raws, the
-    network runs in the lanes of :meth:`Enhancer.lanes` (two files at once on a 2-core machine),
-    and threads encode finished images; LibRaw, the network runtimes, numpy and zlib release the
-    GIL. A few files are in flight at a time and messages come in the plan's order.
-    ``encoding``: ``quality`` and ``compression`` of :func:`sid_keras.runtime.io.write_image`.
-    ``verbose``: each file's line also says where a noise-aware model's noise level came from.
-    """
-    import collections
-    import queue
-    from concurrent.futures import ThreadPoolExecutor
-
-    from sid_keras.runtime.io import check_encoding
-
-    check_encoding(**encoding)
-    from sid_keras.runtime.progress import Progress
-
-    failures: list[tuple[str, str]] = []
-    bar = Progress(len(plan), "enhance", "file", enabled=progress)
-    log = bar.above(log)
-    lanes = enhancer.lanes(len(plan))
-    idle_lanes: queue.SimpleQueue = queue.SimpleQueue()
-    for lane in lanes:
-        idle_lanes.put(lane)
-
-    def read(source: pathlib.Path, target: pathlib.Path) -> raw.RawFrame:
-        if target.exists() and not overwrite:
-            raise SidError(f"{target}: already exists; pass --overwrite to replace it")
-        return enhancer.prepare(raw.read_raw(source))
-
-    def enhance(reading):
-        frame = reading.result()
-        lane = idle_lanes.get()
-        try:
-            noise = lane.noise_law(frame)
-            return frame, noise, *lane.enhance_to_pixels(frame, ratio, fmt, noise)
-        finally:
-            idle_lanes.put(lane)
-
-    def write(source: pathlib.Path, target: pathlib.Path, enhancing) -> list[str]:
-        frame, noise, pixels, value, how = enhancing.result()
-        write_pixels(target, pixels, frame, fmt, overwrite=overwrite, **encoding)
-        if verbose and noise is not None:
-            how += f"; noise level: {noise.source}"
-        return [*frame.notices, f"{source} -> {target} (ratio x{value:.1f} {how})"]
-
-    def finish(source: pathlib.Path, writing) -> None:
-        """Report a finished file: its lines, or the error of whichever stage failed."""
-        try:
-            lines = writing.result()
-        except Exception as err:  # noqa: BLE001 - a bad file, a full disk, a bug: report it, go on with the next
-            message = describe(err)
-            if message is None and verbose:
-                raise  # the traceback, for the report
-            message = message or unexpected(err)  # a bug that one file meets does not cost the others
-            if str(source) not in message and str(target_of[source]) not in message:
-                message = f"{source}: {message}"  # out of memory, say: the line names the file too
-            failures.append((str(source), message))
-            lines = []
-        for line in lines:  # outside the try: a file written is a success whatever happens to its line
-            log(line)
-        bar.update()
-
-    target_of = dict(plan)
-    in_flight = collections.deque()
-    # As many readers and writers as lanes, so that the lanes start together and the last files'
-    # images are encoded side by side instead of one after another on one core.
-    with ThreadPoolExecutor(len(lanes), "sid-read") as reader, \
-            ThreadPoolExecutor(len(lanes), "sid-enhance") as network, \
-            ThreadPoolExecutor(len(lanes), "sid-write") as writer:
-        try:
-            for source, target in plan:
-                enhancing = network.submit(enhance, reader.submit(read, source, target))
-                in_flight.append((source, writer.submit(write, source, target, enhancing)))
-                if len(in_flight) > len(lanes) + 1:
-                    finish(*in_flight.popleft())
-            while in_flight:
-                finish(*in_flight.popleft())
-        except BaseException:  # Ctrl-C or a bug: drop the files not started; running writes stay atomic
-            for pool in (reader, network, writer):
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        finally:
-            bar.close()
-    return failures

@@ -41,6 +41,10 @@ from sid_keras.runtime.tags import (
     read_tiff,
 )
 
+# What `enhance` and `calibrate` take from a folder: raw files by their suffix.
+RAW_SUFFIXES = (".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".raw",
+                ".3fr", ".erf", ".mef", ".mos", ".nrw", ".rwl", ".iiq", ".x3f", ".srf", ".sr2", ".kdc", ".dcr")
+
 # SID's exposure-ratio cap: its test set only has x100, x250 and x300 (Chen et al. 2018).
 DEFAULT_RATIO_CAP = 300.0
 # Amplifications outside these are typos, not exposures (a 14-bit sensor spans 2^14 = 16384).

@@ -90,13 +90,12 @@ def frame_iso(frame: raw.RawFrame) -> float:
 
 def find_frames(items: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
     """Raw files given directly or inside folders (searched recursively), sorted."""
-    from sid_keras.runtime.inference import RAW_SUFFIXES
 
     files: list[pathlib.Path] = []
     for item in items:
         path = pathlib.Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in RAW_SUFFIXES and p.is_file())
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in raw.RAW_SUFFIXES and p.is_file())
         elif path.is_file():
             files.append(path)
         else:

@@ -98,6 +98,31 @@ def resolve_config_path(name_or_path: str) -> pathlib.Path:
     return shipped_or_path(name_or_path, "experiments")
 
 
+def read_experiment(name_or_path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:
+    """A config file's tables, on top of those of the experiment it ``extends`` (a shipped name,
+    or a path beside the file), table by table: a stage of a recipe says only what it changes."""
+    path = resolve_config_path(os.fspath(name_or_path)) if not _seen else pathlib.Path(name_or_path)
+    table = read_toml(path, "config file")
+    parent = table.pop("extends", None)
+    if parent is None:
+        return table
+    if not isinstance(parent, str) or not parent.strip():
+        raise SidError(f"{path}: extends = {parent!r}: give the name or path of the experiment it builds on")
+    beside = path.parent / parent
+    base_path = beside if beside.is_file() else resolve_config_path(parent)
+    if str(base_path.resolve()) in (*_seen, str(path.resolve())):
+        raise SidError(f"{path}: extends {parent!r}, which extends it back: a loop")
+    return _merged(read_experiment(base_path, (*_seen, str(path.resolve()))), table)
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` laid over it, tables (and a model's ``args``) key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _parse_value(text: str) -> Any:
     """A --set value as TOML would read it (numbers, booleans, strings, lists)."""
     if sys.version_info >= (3, 11):
@@ -192,7 +217,7 @@ def load_config(name_or_path: str | None = None, overrides: list[str] = (),
                 settings: dict[str, Any] | None = None) -> Config:
     """A config file or shipped experiment, then ``settings`` (``{"train.epochs": 10}``: Python
     values, as a program sets them), then ``overrides`` (``KEY=VALUE`` strings, as a user types them)."""
-    raw = read_toml(resolve_config_path(name_or_path), 'config file') if name_or_path else {}
+    raw = read_experiment(name_or_path) if name_or_path else {}
     for key, value in (settings or {}).items():
         *sections, name = key.split(".")
         table = raw

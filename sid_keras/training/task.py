@@ -272,7 +272,7 @@ class Task:
     def init_weights(self, model) -> None:
         """Start from ``train.init_from`` (a .keras file of the same architecture), if set."""
         from sid_keras.models import inference_model
-        from sid_keras.runtime.inference import load_model
+        from sid_keras.runtime.runners import load_model
 
         path = self.config.train.init_from
         if not path:
@@ -512,8 +512,8 @@ def finetune(model_path: str | os.PathLike | None, config: Config, out: str | os
     import keras
 
     from sid_keras.models import convention_of, inference_model, with_precision
-    from sid_keras.runtime.inference import DEFAULT_MODEL_FILE, load_model
     from sid_keras.runtime.io import check_outputs_free, refuse_writing_over_inputs
+    from sid_keras.runtime.runners import DEFAULT_MODEL_FILE, load_model
 
     out = pathlib.Path(out)
     if out.suffix != ".keras" or not out.parent.is_dir():
