@@ -4,27 +4,27 @@
     python benchmarks/study.py train [--only NAME ...] [--out runs/study]
     python benchmarks/study.py report
 
-The study file (``docs/study/study.toml``) fixes the budget and lists the runs: the seven
+The study file (``tuning/study/study.toml``) fixes the budget and lists the runs: the seven
 variants of :data:`VARIANTS` and two second-seed runs that measure the run-to-run spread.
 
 ``time`` trains each variant for a few steps on this machine and prints its seconds a step: what
 sized the budget, and what to check on a new machine before starting a run.
 
 ``train`` trains each run without a record, in order, with the recipe of the shipped model
-(``sid_keras/configs/experiments/shipped.toml``: the same on-the-fly photo stream and seed, noise
+(``tuning/experiments/shipped.toml``: the same on-the-fly photo stream and seed, noise
 input and validation set) under the study's budget, into ``OUT/NAME``, without the shipped model's
 classical demosaic base (a ``unet`` option the other variants lack: the study compares the
 paper's networks as such). Killed at any point, the same command continues from the last
 checkpoint. When a run has trained, it is measured (below) and its record written to
-``docs/study/results/NAME.json``: config, budget, precision, machine, wall time, the validation
+``tuning/study/results/NAME.json``: config, budget, precision, machine, wall time, the validation
 curve, and every figure of the report's table, with a 160x160 crop of one stress frame for the
 crop figure. Commit each record as it is written; a run with a record is never trained again,
 so the next session's ``train`` goes on with the next run. ``double_unet`` starts its first
 network from the trained ``unet`` and keeps it frozen (the U-UNet recipe): the unet's record keeps
 those weights as ``results/unet.keras`` for it.
 
-``report`` rebuilds ``docs/study.md`` and its two figures (``docs/study/quality_vs_gmacs.png``,
-``docs/study/crops.png``) from the records alone, with the paper's table beside ours and a
+``report`` rebuilds ``tuning/study/README.md`` and its two figures (``tuning/study/quality_vs_gmacs.png``,
+``tuning/study/crops.png``) from the records alone, with the paper's table beside ours and a
 verdict per paper claim against the run-to-run spread.
 
 Widths (the fairness rule): every SID-family variant keeps the shipped model's base width (12) and
@@ -67,8 +67,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-STUDY_FILE = REPO / "docs" / "study" / "study.toml"
-RESULTS = REPO / "docs" / "study" / "results"
+STUDY_FOLDER = REPO / "tuning" / "study"
+STUDY_FILE = STUDY_FOLDER / "study.toml"
+RESULTS = STUDY_FOLDER / "results"
 STRESS_PHOTOS = REPO.parent / "shared" / "data" / "photos" / "val"  # CBSD68: never trained on
 
 # name -> (registered model, model.args changed from the shipped recipe's)
@@ -448,7 +449,7 @@ def format_table(records: dict) -> str:
 
 
 def report(results: pathlib.Path, page: pathlib.Path, figures: pathlib.Path) -> int:
-    """docs/study.md and its figures, from the committed records alone."""
+    """tuning/study/README.md and its figures, from the committed records alone."""
     from sid_keras.runtime.io import atomic_path
 
     records = load_records(results)
@@ -466,7 +467,7 @@ def report(results: pathlib.Path, page: pathlib.Path, figures: pathlib.Path) -> 
     text = "\n".join([
         "# The founding paper's experiment, on CPUs",
         "",
-        "Made by `python benchmarks/study.py report` from the records in `docs/study/results/` "
+        "Made by `python benchmarks/study.py report` from the records in `results/` "
         "(`benchmarks/study.py`'s docstring says what each column measures). Every run trains the "
         "shipped model's recipe with its own network, under one budget: "
         f"`{' '.join(study['budget'])}` (8 x 128x128 packed patches a step, "
@@ -544,8 +545,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps timed per variant, for time")
     parser.add_argument("--stress", help="a stress set folder to score on (default: made from the validation photos)")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="the records' folder")
-    parser.add_argument("--page", type=pathlib.Path, default=REPO / "docs" / "study.md", help="report's page")
-    parser.add_argument("--figures", type=pathlib.Path, default=REPO / "docs" / "study", help="report's figures")
+    parser.add_argument("--page", type=pathlib.Path, default=STUDY_FOLDER / "README.md", help="report's page")
+    parser.add_argument("--figures", type=pathlib.Path, default=STUDY_FOLDER, help="report's figures")
     args = parser.parse_args(argv)
     if args.command == "time":
         unknown = [v for v in args.only if v not in VARIANTS]

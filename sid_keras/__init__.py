@@ -10,10 +10,20 @@ import pathlib
 
 from sid_keras.errors import SidError
 
-# Installed package data: the shipped model and demo photo, and the TOML configs
-# (experiments for `train`, search jobs for `tune`, profiles for `export`).
+# Installed package data: the shipped model and demo photo.
 ASSETS_DIR = pathlib.Path(__file__).parent / "assets"
+# The TOML files `--config`, `--job` and `--profile` name: kept at the repository's top level
+# (tuning/ and export/, beside what they belong with) and mapped into sid_keras/configs/KIND
+# when the package is built (setup.cfg's package_dir), so an installed copy has them too.
 CONFIGS_DIR = pathlib.Path(__file__).parent / "configs"
+CONFIG_SOURCES = {"experiments": "tuning/experiments", "tuning": "tuning/jobs", "export": "export/profiles"}
+
+
+def shipped_configs(kind: str) -> pathlib.Path:
+    """The folder of the shipped TOML files of ``kind`` (a key of :data:`CONFIG_SOURCES`): the
+    installed copy, else (a checkout, an editable install) the repository's own folder."""
+    installed = CONFIGS_DIR / kind
+    return installed if installed.is_dir() else pathlib.Path(__file__).resolve().parents[1] / CONFIG_SOURCES[kind]
 
 __all__ = ["Enhancer", "SidError", "__version__"]
 

@@ -63,7 +63,7 @@ def test_the_app_reference_gives_the_package_picture(tmp_path, arrangement):
     top, left, h, w = raw.canonical_window(frame.mosaic.shape, frame.cfa_pattern)
     assert theirs.shape == (h, w, 3)
     difference = np.abs(ours.image[top : top + h, left : left + w] - theirs)
-    assert difference.mean() < 2e-3 and difference.max() < 0.05  # 8-bit pictures equal but for rounding
+    assert difference.mean() < 1e-3 and difference.max() < 0.02  # measured 6e-4 and 6e-3: float rounding
 
 
 def test_the_app_reference_imports_nothing_of_the_package_or_tensorflow():

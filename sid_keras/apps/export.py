@@ -39,7 +39,7 @@ GPU_FORBIDDEN_OPS = {"SHAPE", "FLEX", "CUSTOM", "WHILE", "RANGE", "DYNAMIC_UPDAT
 
 @dataclasses.dataclass
 class ExportProfile:
-    """What to export: a TOML file, or one shipped in ``sid_keras/configs/export/`` (``--profile default``)."""
+    """What to export: a TOML file, or one shipped in ``export/profiles/`` (``--profile default``)."""
 
     fp32: bool = True
     fp16: bool = True

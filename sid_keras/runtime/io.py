@@ -414,22 +414,23 @@ def to_toml(raw: dict) -> str:
     return "\n".join(lines)
 
 
-# What each folder of sid_keras/configs/ holds, as error messages name it.
+# What each kind of shipped TOML file is, as error messages name it.
 SHIPPED_CONFIGS = {"experiments": "config file or experiment", "tuning": "search job", "export": "export profile"}
 
 
 def shipped_or_path(name_or_path: str | pathlib.Path, kind: str) -> pathlib.Path:
-    """A TOML file's path, or the name of one the package ships in ``sid_keras/configs/KIND/``.
+    """A TOML file's path, or the name of one the package ships (:func:`sid_keras.shipped_configs`:
+    ``tuning/experiments``, ``tuning/jobs``, ``export/profiles``).
 
     ``--config shipped``, ``--job synthetic_quick`` and ``--profile default`` work from any folder
     of an installed package; a path that exists always wins.
     """
-    from sid_keras import CONFIGS_DIR
+    from sid_keras import shipped_configs
 
     path = pathlib.Path(name_or_path)
     if path.is_file():
         return path
-    folder = CONFIGS_DIR / kind
+    folder = shipped_configs(kind)
     shipped = folder / f"{path.name}.toml"
     if path.parent == pathlib.Path(".") and shipped.is_file():
         return shipped

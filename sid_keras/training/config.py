@@ -1,7 +1,7 @@
 """Typed training configuration: file / --set overrides -> validated dataclasses -> the recipe.
 
 Config files are TOML with three tables, ``[data]``, ``[model]`` and ``[train]``; ``[model.args]``
-holds the architecture's own arguments. Named experiments ship in ``sid_keras/configs/experiments/``
+holds the architecture's own arguments. Named experiments ship in ``tuning/experiments/``
 (``sid_sony``, ``sid_fuji``, ``synthetic``); ``--config NAME`` finds them.
 """
 

@@ -1,6 +1,6 @@
 """Hyperparameter search with keras-tuner over the same builders and recipe as `sid-keras train`.
 
-A search job is a TOML file (the package ships some in ``sid_keras/configs/tuning/``; ``--job NAME`` finds them)::
+A search job is a TOML file (the package ships some in ``tuning/jobs/``; ``--job NAME`` finds them)::
 
     [job]      tuner, objective budget, directory, project name
     [space]    hyperparameters: learning_rate, depth, width, model, adversarial_weight
