@@ -141,6 +141,7 @@ def test_bad_calibration_frames_are_one_line_each(frames, tmp_path, capsys):
         calibrate([tmp_path / "nowhere"])
 
 
+@pytest.mark.slow
 def test_finetune_adapts_a_model_to_a_few_pairs_and_a_profile(frames, tmp_path, capsys, monkeypatch, photo_folder):
     """`sid-keras finetune`: a model, the camera's pairs and profile in; a .keras that enhance takes out."""
     import keras

@@ -123,6 +123,7 @@ def _train_args(root, out, *extra):
             *extra]
 
 
+@pytest.mark.slow
 def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys, photo_folder):
     """The shipped recipe's data: clean photos, a new virtual camera and noise every step."""
     out = tmp_path / "onfly"
@@ -148,6 +149,7 @@ def test_train_on_pairs_synthesised_on_the_fly(mini_dataset, tmp_path, capsys, p
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_train_evaluate_and_bad_configs(mini_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_train_args(mini_dataset, out, "--set", "train.epochs=3", "--set", "train.learning_rate=2e-3",
@@ -291,6 +293,7 @@ def test_two_workers_stop_at_a_diverging_loss_and_keep_the_last_good_checkpoint(
     assert not (out / "final.keras").exists() and not (out / "checkpoint" / "latest.json").exists()
 
 
+@pytest.mark.slow
 def test_mixed_precision_training_runs(mini_dataset, tmp_path, capsys):
     """In process: the mixed_float16 policy belongs to the model, not to the process."""
     import keras

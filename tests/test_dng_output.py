@@ -167,6 +167,7 @@ def _source_and_enhanced(tmp_path, camera: str):
     return source, enhanced
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("camera", list(CAMERAS))
 def test_the_dng_develops_as_each_developer_develops_the_cameras_own_raw(tmp_path, camera):
     """Our linear DNG of a clean frame (ratio 1), developed by RawTherapee and darktable, has the

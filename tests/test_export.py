@@ -189,11 +189,11 @@ def test_a_noise_aware_model_exports_with_its_noise_input_named_and_described(tm
 
 
 def test_shipped_profiles_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
-    from sid_keras import CONFIGS_DIR
+    from sid_keras import shipped_configs
     from sid_keras.apps.export import load_profile
     from sid_keras.errors import SidError
 
     monkeypatch.chdir(tmp_path)  # an installed package, run from anywhere
-    assert load_profile("default") == load_profile(str(CONFIGS_DIR / "export" / "default.toml"))
-    with pytest.raises(SidError, match=r"phone: no such export profile \(shipped: default\)"):
+    assert load_profile("default") == load_profile(str(shipped_configs("export") / "default.toml"))
+    with pytest.raises(SidError, match=r"phone: no such export profile \(shipped: default, shipped\)"):
         load_profile("phone")

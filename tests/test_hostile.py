@@ -81,6 +81,7 @@ def test_a_checkpoint_is_written_through_an_exclusive_temporary_of_its_process(t
 
 
 # -- B. non-finite or undecodable data ----------------------------------------------------------------
+@pytest.mark.slow
 def test_a_model_that_outputs_nan_writes_nothing_scores_nothing_and_exports_nothing(
         tmp_path, write_dng, broken_model_file, mini_dataset, capsys):
     dng, _ = write_dng()
@@ -227,6 +228,7 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_no_run_folder(mini_dataset, 
 
 
 # -- D. interruption and resume -------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigterm_during_training_leaves_no_temporary_and_the_run_resumes(mini_dataset, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "TMPDIR": str(tmp_path)}

@@ -4,6 +4,8 @@ the folders follow the flows (runtime < synth < models < data < training < apps)
 import ast
 import pathlib
 
+import pytest
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "sid_keras"
 
 
@@ -104,6 +106,7 @@ def test_the_runtime_imports_silently_and_models_lists_without_tensorflow():
     assert "unet_gan" in listing.stdout and "7,760,748" in listing.stdout
 
 
+@pytest.mark.slow
 def test_the_models_table_is_what_the_graphs_count():
     """assets/models.json (what `sid-keras models` prints) against a recount: rewrite it with
     ``python -c "from sid_keras.models import write_catalogue; write_catalogue()"``."""

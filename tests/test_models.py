@@ -69,6 +69,7 @@ def test_every_variant_can_be_told_its_inputs_noise(name, tmp_path):
     assert convention_of(keras.models.load_model(tmp_path / "m.keras")).noise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_training_steps_lower_the_loss_and_keras_file_round_trips(name, tmp_path):
     keras.utils.set_random_seed(0)
@@ -93,6 +94,7 @@ def test_training_steps_lower_the_loss_and_keras_file_round_trips(name, tmp_path
     assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
 
 
+@pytest.mark.slow
 def test_gan_keeps_both_optimizers_state_and_call_is_the_generator(tmp_path):
     model = build_model("unet_gan", **TINY["unet_gan"])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(2e-4))
@@ -110,6 +112,7 @@ def test_gan_keeps_both_optimizers_state_and_call_is_the_generator(tmp_path):
     assert int(loaded.d_optimizer.iterations) == 4
 
 
+@pytest.mark.slow
 def test_gan_cutmix_trains():
     keras.utils.set_random_seed(1)
     model = build_model("unet_gan", cutmix_probability=1.0, **TINY["unet_gan"])
@@ -194,6 +197,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_gan_trains_under_mirrored_strategy():
     import os
     import subprocess
@@ -204,6 +208,7 @@ def test_gan_trains_under_mirrored_strategy():
     assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_gan_resume_restores_both_optimizers(tmp_path):
     """The training recipe's checkpoints bring back both of the GAN's optimizers."""
 
@@ -280,6 +285,7 @@ def test_gan_noise_is_seeded_by_the_training_config():
     assert gan.generator.get_layer("latent_sample").get_config()["seed"] == 7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY))
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_every_variant_trains_under_every_precision_policy(name, policy):
@@ -297,6 +303,7 @@ def test_every_variant_trains_under_every_precision_policy(name, policy):
     assert np.isfinite(logs["loss"]) and np.isfinite(logs["psnr"]), logs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["unet", "unet_gan"])
 def test_ssim_is_a_validation_metric_only(name):
     """SSIM of every training batch cost a sixth of a step and nothing reads it: fit reports it

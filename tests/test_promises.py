@@ -91,6 +91,7 @@ def test_a_raw_cut_at_a_tile_boundary_is_not_developed_half_black(tmp_path, tiny
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.slow
 def test_a_batch_processes_non_utf8_names_and_skips_symlink_loops(tmp_path, write_dng, tiny_model_file):
     folder = tmp_path / "shots"
     folder.mkdir()
@@ -111,6 +112,7 @@ def test_a_batch_processes_non_utf8_names_and_skips_symlink_loops(tmp_path, writ
     assert sorted(os.listdir(os.fsencode(out))) == [b"caf\xe9.png", b"plain.png"]
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_does_not_turn_written_files_into_failures(tmp_path, write_dng, tiny_model_file):
     import subprocess
 
@@ -165,6 +167,7 @@ def test_a_patch_smaller_than_the_models_stride_is_refused_before_the_run_folder
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_writes_no_result(photo_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(photo_dataset, out, "--set", "train.epochs=1") == 0
@@ -206,6 +209,7 @@ def test_an_output_folder_may_have_a_dot_and_a_huge_tile_is_clamped(tmp_path, wr
     assert pathlib.Path(out / "a.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_temporaries_of_killed_runs_are_removed_and_sigterm_leaves_none(tmp_path, write_dng, tiny_model_file):
     import subprocess
 
@@ -284,6 +288,7 @@ def test_evaluate_scores_a_denoising_strength(photo_dataset, tmp_path, capsys):
     assert not (tmp_path / "bad" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_the_log_matches_the_checkpoint_after_a_resume(photo_dataset, tmp_path):
     out = tmp_path / "run"
     every_other = ("--set", "train.val_every=2")  # epoch 0 trains only, the resumed epoch 1 validates
@@ -299,6 +304,7 @@ def test_the_log_matches_the_checkpoint_after_a_resume(photo_dataset, tmp_path):
     assert float(rows[1][header.index("val_psnr")]) > 0 and rows[2][header.index("val_psnr")] == "NA"
 
 
+@pytest.mark.slow
 def test_the_weight_average_is_the_mean_of_the_later_epochs_across_a_resume(photo_dataset, tmp_path, capsys):
 
     out = tmp_path / "run"

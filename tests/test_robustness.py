@@ -19,6 +19,7 @@ from sid_keras.errors import SidError
 from sid_keras.runtime import raw
 
 
+@pytest.mark.slow
 def test_a_user_sees_only_the_package_lines_unless_verbose(tmp_path, tiny_model_file):
     bad = tmp_path / "bad.dng"
     bad.write_text("not a raw file\n" * 50)
@@ -108,6 +109,7 @@ def test_bad_output_paths_are_refused_before_any_work(tmp_path, write_dng, tiny_
     assert main(["enhance", str(bracket), "-o", str(tmp_path / "b.png"), *base]) == 0
 
 
+@pytest.mark.slow
 def test_unvalidated_numbers_and_bad_config_values_are_one_line(tmp_path, capsys):
     run = ["train", "--config", "synthetic", "--set", f"train.out_dir='{tmp_path / 'run'}'"]
     for setting, expected in [("train.steps_per_epoch=-5", "steps_per_epoch = -5"),

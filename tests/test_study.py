@@ -35,6 +35,7 @@ def test_the_study_file_lists_every_variant_and_two_second_seeds_under_one_budge
     assert any(s.startswith("train.epochs=") for s in plan["budget"])
 
 
+@pytest.mark.slow
 def test_the_study_records_each_run_once_and_the_report_is_built_from_the_records(photo_folder, tmp_path, capsys,
                                                                                 monkeypatch):
     study = _study()

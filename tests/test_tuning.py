@@ -56,6 +56,7 @@ def _args(root, directory, trials):
             "--set", "space.width=4", "--set", "data.patch_size=32"]
 
 
+@pytest.mark.slow
 def test_one_trial_search_end_to_end_resumes_without_repeating(tiny_root, tmp_path, capsys):
     assert main(_args(tiny_root, tmp_path, 1)) == 0
     out = capsys.readouterr().out
@@ -106,6 +107,7 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tiny_root, tmp_pat
     assert len(trials) == 3  # header + the two trials the workers ran
 
 
+@pytest.mark.slow
 def test_gan_search_with_adversarial_weight(tiny_root, tmp_path):
     args = _args(tiny_root, tmp_path, 1) + ["--set", "space.model='unet_gan'",
                                             "--set", "space.adversarial_weight={values=[0.01, 0.1]}"]
@@ -114,6 +116,7 @@ def test_gan_search_with_adversarial_weight(tiny_root, tmp_path):
     assert config.model.name == "unet_gan" and config.model.args["adversarial_weight"] in (0.01, 0.1)
 
 
+@pytest.mark.slow
 def test_a_trial_trains_with_the_recipe_schedule(tiny_root, tmp_path):
     """Each trial fits the training recipe's Task: its learning rate follows the step schedule."""
     import json
