@@ -333,3 +333,22 @@ def test_a_jpeg_xl_dng_says_why_it_cannot_be_read_and_what_to_do(tmp_path, write
         raw.read_raw(path)
     assert main(["enhance", str(path), "-o", str(tmp_path / "o.png")]) == 1
     assert "Adobe DNG Converter" in capsys.readouterr().err
+
+
+def test_one_network_input_rule_for_frames_numpy_and_tensorflow(write_dng):
+    """The frame path (in place, strip by strip) and the training pipelines (numpy and TF) feed a
+    model by the one rule of model_input.amplified_input."""
+    import tensorflow as tf
+
+    path, _ = write_dng(black=512, white=16383, noise_profile=[2e-4, 1e-6], as_shot_neutral=(0.5, 1.0, 0.7))
+    frame = raw.read_raw(path)
+    law = noise_law.noise_law(frame)
+    factor = 40.0 * raw.channel_gains(frame)
+    signal = raw.raw_signal(frame)
+    rule = np.concatenate(model_input.amplified_input(signal, factor, (law.s, law.o)), axis=-1)
+    np.testing.assert_allclose(model_input.network_input(frame, 40.0, white_balance=True, noise=law), rule,
+                               rtol=1e-6, atol=1e-7)
+    in_tf = tf.concat(model_input.amplified_input(tf.constant(signal), factor, (law.s, law.o), xp=tf.math), -1)
+    np.testing.assert_allclose(in_tf.numpy(), rule, rtol=1e-6, atol=1e-7)
+    clipped = model_input.amplified_input(np.float32([-0.01, 0.001, 0.5]), np.float32(40.0))[0]
+    np.testing.assert_allclose(clipped, [0.0, 0.04, 1.0], rtol=1e-6)  # clipped at black and at white

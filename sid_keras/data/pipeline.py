@@ -21,7 +21,7 @@ import numpy as np
 from sid_keras.data.cache import CachedPair, cache_photos, default_cache_dir
 from sid_keras.errors import SidError
 from sid_keras.runtime.cfa import BAYER
-from sid_keras.runtime.model_input import noise_sigma
+from sid_keras.runtime.model_input import amplified_input
 from sid_keras.runtime.render import UINT16_SCALE
 
 ENDLESS = 2**62  # training streams do not end; fit's steps_per_epoch cuts them into epochs
@@ -107,9 +107,8 @@ def pair_source(entries: Sequence[CachedPair], *, patch_size: int, seed: int = 0
         x.set_shape([patch_size, patch_size, channels])
         y.set_shape([patch_size * scale, patch_size * scale, 3])
         signal = tf.cast(x, tf.float32) / UINT16_SCALE
-        x = tf.minimum(signal * factors[index], 1.0)
-        if noise_input:
-            x = tf.concat([x, noise_sigma(signal, factors[index], laws[index, 0], laws[index, 1], xp=tf.math)], -1)
+        law = (laws[index, 0], laws[index, 1]) if noise_input else None
+        x = tf.concat(amplified_input(signal, factors[index], law, xp=tf.math), -1)
         y = tf.cast(y, tf.float32) / UINT16_SCALE
         if augment:
             x, y = _augment(x, y, tf.random.stateless_uniform([3], seeds[1]) < 0.5)
@@ -195,12 +194,13 @@ def synthetic_source(photos: Sequence[str], *, patch_size: int, seed: int = 0, p
         camera = noise.sample_camera(profile, seeds[7])
         packed = tf.gather(tf.nn.space_to_depth(scene[None], 2)[0], BAYER.rgb_block_indices(), axis=-1)
         short = noise.noisy_short_exposure(packed / gains, ratio, camera, seeds[8])
-        x = tf.minimum(short * ratio * gains, 1.0)
+        law = None
         if noise_input:
             s, o = noise.camera_variance(camera)
             error = tf.exp(tf.random.stateless_normal([2], tf.random.experimental.stateless_fold_in(seeds[8], 1))
                            * NOISE_LAW_ERROR)
-            x = tf.concat([x, noise_sigma(short, ratio * gains, s * error[0], o * error[1], xp=tf.math)], -1)
+            law = (s * error[0], o * error[1])
+        x = tf.concat(amplified_input(short, ratio * gains, law, xp=tf.math), -1)
         x.set_shape([patch_size, patch_size, 8 if noise_input else 4])
         return x, tf.minimum(scene, 1.0)
 
@@ -334,10 +334,8 @@ def frame_dataset(entries: Sequence[CachedPair], *, multiple: int = 1, max_side:
             top, left = (h - ch) // 2, (w - cw) // 2
             x = short[top : top + ch, left : left + cw].astype(np.float32) / UINT16_SCALE
             y = long[top * scale : (top + ch) * scale, left * scale : (left + cw) * scale]
-            amplified = np.minimum(x * factor, 1.0)
-            if noise_input:
-                amplified = np.concatenate([amplified, noise_sigma(x, factor, law[0], law[1])], axis=-1)
-            yield amplified, y.astype(np.float32) / UINT16_SCALE
+            yield (np.concatenate(amplified_input(x, factor, law if noise_input else None), axis=-1),
+                   y.astype(np.float32) / UINT16_SCALE)
 
     inputs = channels * (2 if noise_input else 1)
     spec = (tf.TensorSpec([None, None, inputs], tf.float32), tf.TensorSpec([None, None, 3], tf.float32))

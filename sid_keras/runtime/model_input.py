@@ -31,9 +31,20 @@ def amplify(packed: np.ndarray, ratio: float = 1.0, gains: np.ndarray | None = N
     return np.maximum(out, np.float32(0), out=out)
 
 
+def amplified_input(signal, factor, law=None, xp=np) -> list:
+    """The network-input rule, for numpy and TensorFlow alike (``xp``: numpy or ``tf.math``): a
+    black-subtracted, normalised packed ``signal`` clipped at black, times ``factor`` (the exposure
+    ratio, times the white-balance gains for a ``linear`` model), at most 1; with ``law = (s, o)``
+    followed by each value's noise level (:func:`noise_sigma`). The channel groups, for the caller
+    to concatenate on the last axis. :func:`network_input` is its in-place form for a whole frame."""
+    x = xp.minimum(xp.maximum(signal, 0.0) * factor, 1.0)
+    return [x] if law is None else [x, noise_sigma(signal, factor, law[0], law[1], xp=xp)]
+
+
 def network_input(frame: RawFrame, ratio: float, *, white_balance: bool,
                   rows: tuple[int, int] | None = None, noise: NoiseLaw | None = None) -> np.ndarray:
-    """The packed, amplified (and, for ``linear`` models, white-balanced) input of a frame.
+    """The packed, amplified (and, for ``linear`` models, white-balanced) input of a frame:
+    :func:`amplified_input`'s rule, computed in place strip by strip.
 
     ``rows = (start, stop)`` packs only those packed rows (multiples of the layout's cells per
     period: 1 for Bayer, 2 for X-Trans), so a large frame can be processed strip by strip.
