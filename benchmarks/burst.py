@@ -30,7 +30,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from fidelity import psnr  # noqa: E402 - the benchmarks' one PSNR
+from sid_keras.apps.evaluation import psnr  # noqa: E402 - the package's one PSNR
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SETTINGS = ((30, 1600.0), (100, 6400.0), (300, 25600.0))  # ratio, ISO

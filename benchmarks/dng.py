@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     import tifffile
     from PIL import Image
 
+    from sid_keras.apps import evaluation
     from sid_keras.apps.cli import main as cli
     from sid_keras.apps.demo import make_demo_raw
     from sid_keras.runtime import raw
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
             with rawpy.imread(str(dng_path)) as developed:
                 libraw = developed.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8,
                                                adjust_maximum_thr=0.0)
-            psnr = 10 * np.log10(255.0 ** 2 / np.mean((libraw.astype(np.float64) - png) ** 2))
+            psnr = evaluation.psnr(libraw, png, peak=255)
             size, plain = dng_path.stat().st_size / 1e6, pixels.nbytes / 1e6
             cells = []
             crop = raw.read_raw(source).crop

@@ -135,17 +135,12 @@ def misreported(frame, noise_error: float):
     return dataclasses.replace(frame, noise_profile=(variance,) * 3)
 
 
-def psnr(reference: np.ndarray, image: np.ndarray, where: np.ndarray | None = None) -> float:
-    """PSNR (dB) of an image in [0, 1] (clipped) against a reference, over the pixels ``where`` says."""
-    error = np.clip(image, 0, 1) - reference
-    return float(10 * np.log10(1.0 / np.mean((error if where is None else error[where]) ** 2)))
-
 
 def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int, malvar=None,
               noise_error: float = 1.0) -> dict:
     """PSNR and SSIM of the model, the ceiling and the baselines (Malvar's if given its enhancer)
     on every frame of one set, the model told a noise level ``noise_error`` times the true one."""
-    from sid_keras.apps.evaluation import ssim_8bit
+    from sid_keras.apps.evaluation import psnr, ssim_8bit
     from sid_keras.runtime import raw
     from sid_keras.synth import synthetic
 
@@ -160,7 +155,7 @@ def score_set(enhancer, photos, work: pathlib.Path, per_photo: int, seed: int, m
         if malvar:
             images["malvar"] = malvar.enhance(short, ratio=1.0)
         for method, image in images.items():
-            scores[method].append((psnr(reference, image), ssim_8bit(reference, np.clip(image, 0, 1))))
+            scores[method].append((psnr(reference, np.clip(image, 0, 1)), ssim_8bit(reference, np.clip(image, 0, 1))))
         names.append(f"{pathlib.Path(plan.photo).stem} ({plan.camera})")
     return {"scores": {m: np.array(v) for m, v in scores.items()}, "names": names}
 

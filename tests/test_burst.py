@@ -6,6 +6,7 @@ from conftest import one_line_failure
 from scipy.ndimage import maximum_filter
 
 from sid_keras.apps.cli import main
+from sid_keras.apps.evaluation import psnr
 from sid_keras.runtime import burst, cfa, model_input, noise_law, raw, tags
 from sid_keras.runtime.dng import write_cfa_dng
 from sid_keras.synth.bursts import BLACK, OBJECT_COLOUR, WHITE, make_burst, poisson_gaussian, render
@@ -33,9 +34,6 @@ def _write(burst_frames, folder, changes=None):
     return paths
 
 
-def _psnr(a, b, where=None):
-    error = (a - b) if where is None else (a - b)[where]
-    return 10 * np.log10(1 / np.mean(error**2))
 
 
 @pytest.mark.parametrize("shift", [(3.25, -1.5), (-7.7, 12.3), (0.4, 0.0), (25.5, -30.25)])
@@ -85,12 +83,12 @@ def test_a_merged_burst_has_less_noise_and_a_moving_object_leaves_no_trail():
     single, combined = raw.raw_signal(reference), raw.raw_signal(merged)
     plain = np.mean([raw.raw_signal(f) for f in made.frames], axis=0)  # unaligned, not robust
     obj, trail = made.object_mask[::2, ::2], made.trail_mask[::2, ::2]
-    assert _psnr(combined * 100, truth * 100) > _psnr(single * 100, truth * 100) + 6  # 8 frames: up to 9 dB
-    assert _psnr(combined * 100, truth * 100, trail) > _psnr(single * 100, truth * 100, trail) + 3
-    assert _psnr(plain * 100, truth * 100, trail) < _psnr(combined * 100, truth * 100, trail) - 2  # a ghost avoided
+    assert psnr(combined * 100, truth * 100) > psnr(single * 100, truth * 100) + 6  # 8 frames: up to 9 dB
+    assert psnr(combined * 100, truth * 100, trail) > psnr(single * 100, truth * 100, trail) + 3
+    assert psnr(plain * 100, truth * 100, trail) < psnr(combined * 100, truth * 100, trail) - 2  # a ghost avoided
     # the object keeps at least the single frame's quality (the frames where the disc still covers
     # a pixel of it hold the same content there, and count)
-    assert _psnr(combined * 100, truth * 100, obj) > _psnr(single * 100, truth * 100, obj) - 0.5
+    assert psnr(combined * 100, truth * 100, obj) > psnr(single * 100, truth * 100, obj) - 0.5
     # the disc, its trail and the 15x15 test's margin around them (one frame counts there) are a
     # large share of this small frame
     assert 4 < report.effective_frames <= 8 and len(report.shifts) == 7

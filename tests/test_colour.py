@@ -5,14 +5,10 @@ import numpy as np
 import pytest
 from conftest import BLACKMAGIC_DNG
 
-from sid_keras.apps.evaluation import psnr_8bit
+from sid_keras.apps.evaluation import psnr, psnr_8bit
 from sid_keras.runtime import model_input, raw, render
 from sid_keras.runtime.dng import write_cfa_dng
 from sid_keras.synth.synthetic import SONY_A7S2_XYZ_TO_CAM
-
-
-def _psnr(a, b):
-    return 10 * np.log10(1 / np.mean((np.asarray(a, np.float64) - b) ** 2))
 
 
 def test_curve_joins_its_toe_and_power_segments_as_dcraw_computes_them():
@@ -27,7 +23,7 @@ def _render_matches_libraw(path):
     frame = raw.read_raw(path)
     linear = raw.render_reference(path, linear=True).astype(np.float32) / 65535
     srgb = raw.render_reference(path).astype(np.float32) / 65535
-    return _psnr(render.render(linear, frame.color_matrix), srgb)
+    return psnr(render.render(linear, frame.color_matrix), srgb)
 
 
 def test_render_reproduces_libraw_on_a_dng_with_a_colour_matrix(tmp_path):

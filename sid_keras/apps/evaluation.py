@@ -40,10 +40,19 @@ def quantize(rgb: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(rgb, 0.0, 1.0) * PEAK_8BIT).astype(np.uint8)
 
 
+def psnr(reference: np.ndarray, image: np.ndarray, where: np.ndarray | None = None, *, peak: float = 1.0) -> float:
+    """The package's one PSNR (dB; inf for equal images) of ``image`` against ``reference``, in
+    float64, over the pixels ``where`` says (a mask of the images' leading axes) or all of them.
+    Evaluation, export and the benchmarks score with it; training's metric is its Keras twin
+    (:func:`sid_keras.models.metrics.psnr`)."""
+    error = np.asarray(image, np.float64) - np.asarray(reference, np.float64)
+    mse = float(np.mean((error if where is None else error[where]) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
 def psnr_8bit(reference: np.ndarray, test: np.ndarray) -> float:
     """PSNR (dB) of 8-bit quantised images, data range 255."""
-    mse = np.mean((quantize(reference).astype(np.float64) - quantize(test)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(PEAK_8BIT**2 / mse))
+    return psnr(quantize(reference), quantize(test), peak=PEAK_8BIT)
 
 
 def ssim_8bit(reference: np.ndarray, test: np.ndarray) -> float:

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from sid_keras import __version__
+from sid_keras.apps.evaluation import psnr
 from sid_keras.errors import SidError
 from sid_keras.runtime.convention import Convention
 from sid_keras.runtime.render import CURVE_BREAK
@@ -262,11 +263,6 @@ def calibration_crops(profile: ExportProfile, convention: Convention, count: int
     return crops[:count]
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
 def _latency_per_mp(predict, crop: np.ndarray, scale: int, repeats: int = 3) -> float:
     predict(crop[None])
     times = []
@@ -362,7 +358,8 @@ def _export(model, out: pathlib.Path, profile: ExportProfile, log, progress: boo
             "bytes": path.stat().st_size,
             "ops": ops,
             "gpu_problems": gpu_problems(ops, signature),
-            "psnr_vs_keras": float(np.mean([_psnr(r, o) for r, o in zip(reference, outputs)])),
+            "psnr_vs_keras": float(np.mean([psnr(np.clip(r, 0, 1), np.clip(o, 0, 1))
+                                             for r, o in zip(reference, outputs)])),
             "seconds_per_mp": _latency_per_mp(predict, held_out[0], scale),
         }
         log(f"{name}: {files[name]['bytes'] / 1e6:.1f} MB, {files[name]['psnr_vs_keras']:.2f} dB vs Keras, "
