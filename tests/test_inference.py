@@ -16,6 +16,7 @@ from sid_keras.apps.evaluation import (
 from sid_keras.errors import SidError
 from sid_keras.runtime import model_input, raw
 from sid_keras.runtime.inference import Enhancer, auto_ratio
+from sid_keras.runtime.runners import DEFAULT_TFLITE_FILE
 from sid_keras.runtime.tiling import run_tiled
 
 
@@ -85,12 +86,30 @@ def test_odd_sizes_are_padded_back_to_the_full_visible_frame(phase, write_dng, t
     assert 0 <= out.min() and out.max() <= 1
 
 
-def test_orientation_is_applied(tiny_model):
-    mosaic = np.random.default_rng(0).integers(0, 4000, (40, 64)).astype(np.uint16)
-    frame = raw.RawFrame(mosaic=mosaic, cfa_pattern=np.array([[0, 1], [3, 2]]),
-                         black_level=np.zeros(4), white_level=4095, orientation=6)
-    out = Enhancer(tiny_model).enhance(frame, ratio=1)
-    assert out.shape == (64, 40, 3)
+@pytest.mark.parametrize("flip", [3, 5, 6])
+def test_orientation_turns_the_picture_as_libraw_does(tmp_path, flip):
+    """A bright sensor corner ends up in the corner where LibRaw's development puts it (a turn
+    the wrong way round keeps the shape and lands it elsewhere)."""
+    import rawpy
+
+    from sid_keras.runtime.dng import write_cfa_dng
+
+    mosaic = np.full((40, 64), 600, np.uint16)
+    mosaic[:10, :16] = 12000  # the sensor's top-left corner, bright
+    path = tmp_path / f"flip{flip}.dng"
+    write_cfa_dng(path, mosaic, np.array([[0, 1], [1, 2]]), black_level=512, white_level=16383, orientation=flip)
+    with rawpy.imread(str(path)) as developed:
+        libraw = developed.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8).mean(axis=-1)
+    ours = Enhancer(DEFAULT_TFLITE_FILE).enhance(path, ratio=1).mean(axis=-1)
+    assert ours.shape == libraw.shape
+
+    def brightest_corner(image):
+        h, w = image.shape
+        corners = {(0, 0): image[: h // 4, : w // 4], (0, 1): image[: h // 4, -w // 4 :],
+                   (1, 0): image[-h // 4 :, : w // 4], (1, 1): image[-h // 4 :, -w // 4 :]}
+        return max(corners, key=lambda k: corners[k].mean())
+
+    assert brightest_corner(ours) == brightest_corner(libraw) != (0, 0)
 
 
 def test_auto_ratio_brings_a_dark_frame_to_a_sensible_brightness():
