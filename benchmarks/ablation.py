@@ -34,19 +34,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def stress(enhancer, pairs, out: pathlib.Path, baseline: dict | None) -> tuple[dict, dict]:
-    """(overall scores, per-cell model PSNR) of the model on the stress pairs; the baseline's
-    per-cell NLM PSNR is computed by the first call (``baseline`` None)."""
-    from sid_keras.apps.evaluation import evaluate
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        summary = evaluate(enhancer, pairs, out, denoiser=baseline is None, figures=False)
-    cells = {name: row["model"]["psnr"] for name, row in summary["per_cell"].items()}
-    if baseline is None:
-        baseline = {name: row["scaled_nlm"]["psnr"] for name, row in summary["per_cell"].items()}
-    return {"overall": summary["overall"]["model"], "cells": cells}, baseline
-
-
 def blackmagic(enhancer, path: str) -> tuple[float, float]:
     from sid_keras.apps.evaluation import psnr_8bit, ssim_8bit
     from sid_keras.runtime import raw
@@ -65,6 +52,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import fidelity
 
+    from sid_keras.apps.evaluation import stress_scores
     from sid_keras.data import read_sid_list
     from sid_keras.runtime.inference import Enhancer
     from sid_keras.runtime.runners import DEFAULT_MODEL_FILE
@@ -77,12 +65,11 @@ def main(argv=None) -> int:
         for spec in args.models:
             name, _, path = spec.partition("=")
             enhancer = Enhancer(DEFAULT_MODEL_FILE if path == "shipped" else path)
-            scores, baseline = stress(enhancer, pairs, work / f"stress_{name}", baseline)
+            scores, baseline = stress_scores(enhancer, pairs, work / f"stress_{name}", baseline)
             with contextlib.redirect_stdout(io.StringIO()):
                 fid = fidelity.score_set(enhancer, photos, work / f"fidelity_{name}", 3, 0)["scores"]
             bm = blackmagic(enhancer, args.raw)
-            margin = min(scores["cells"][c] - baseline[c] for c in scores["cells"])
-            rows.append((name, scores["overall"], margin, fid, bm))
+            rows.append((name, scores["overall"], scores["margin"], fid, bm))
             print(f"measured {name}", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)

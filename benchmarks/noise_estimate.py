@@ -103,7 +103,7 @@ def accuracy_table(stress: pathlib.Path, photos: pathlib.Path, large: pathlib.Pa
 
 
 def psnr_table(stress: pathlib.Path, photos: pathlib.Path, strengths: list[float]) -> None:
-    from sid_keras.apps.evaluation import evaluate
+    from sid_keras.apps.evaluation import stress_scores
     from sid_keras.data import read_sid_list
     from sid_keras.runtime import noise, noise_law
     from sid_keras.runtime.inference import Enhancer
@@ -138,14 +138,9 @@ def psnr_table(stress: pathlib.Path, photos: pathlib.Path, strengths: list[float
     print(f"{'told':<15}{'stress PSNR / SSIM':>20}{'min vs NLM':>12}")
     for name, enhancer in rows:
         with contextlib.redirect_stdout(io.StringIO()):
-            summary = evaluate(enhancer, pairs, work / name.replace(" ", "_"), denoiser=baseline is None,
-                               figures=False)
-        cells = {cell: row["model"]["psnr"] for cell, row in summary["per_cell"].items()}
-        if baseline is None:
-            baseline = {cell: row["scaled_nlm"]["psnr"] for cell, row in summary["per_cell"].items()}
-        overall = summary["overall"]["model"]
-        margin = min(cells[c] - baseline[c] for c in cells)
-        print(f"{name:<15}{overall['psnr']:>12.2f} / {overall['ssim']:.3f}{margin:>+12.2f}", flush=True)
+            scores, baseline = stress_scores(enhancer, pairs, work / name.replace(" ", "_"), baseline)
+        overall = scores["overall"]
+        print(f"{name:<15}{overall['psnr']:>12.2f} / {overall['ssim']:.3f}{scores['margin']:>+12.2f}", flush=True)
 
 
 def main(argv=None) -> int:

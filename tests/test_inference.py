@@ -188,3 +188,19 @@ def test_bad_model_file_is_a_clear_error(tmp_path):
     junk.write_text("junk")
     with pytest.raises(SidError, match="not a .keras model"):
         Enhancer(junk)
+
+
+def test_stress_scores_give_each_cell_and_the_smallest_margin_over_nlm(photo_folder, tmp_path):
+    """The benchmarks' one stress scorer: the baseline is computed once and reused as given."""
+    from sid_keras.apps.cli import main
+    from sid_keras.apps.evaluation import stress_scores
+    from sid_keras.data import read_sid_list
+
+    assert main(["synth", "--photos", str(photo_folder), "--out", str(tmp_path / "stress"), "--split", "val",
+                 "--stress", "--limit", "1", "--workers", "1"]) == 0
+    pairs = read_sid_list("Stress_val_list.txt", tmp_path / "stress")[:3]
+    scores, baseline = stress_scores(Enhancer(), pairs, tmp_path / "a")
+    assert set(scores["cells"]) == set(baseline) and scores["cells"]
+    assert scores["margin"] == pytest.approx(min(scores["cells"][c] - baseline[c] for c in baseline))
+    again, same = stress_scores(Enhancer(denoise=0.5), pairs, tmp_path / "b", baseline)
+    assert same is baseline and again["cells"] != scores["cells"]

@@ -128,6 +128,22 @@ def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str] | None = No
     return np.concatenate([caption, strip], axis=0)
 
 
+def stress_scores(enhancer, pairs, out_dir: str | os.PathLike, baseline: dict | None = None) -> tuple[dict, dict]:
+    """A model's stress-grid figures, as the benchmarks compare models: ``overall`` (its PSNR and
+    SSIM), ``cells`` (its PSNR per ISO band x ratio cell) and ``margin`` (its smallest lead over
+    scaled + non-local means across the cells), and that baseline's per-cell PSNR, computed when
+    ``baseline`` is None and returned for the next model (the baseline does not depend on it)."""
+    summary = evaluate(enhancer, pairs, out_dir, denoiser=baseline is None, figures=False, log=lambda *_: None)
+    cells = {name: row["model"]["psnr"] for name, row in summary["per_cell"].items()}
+    if not cells:
+        raise SidError("no pair is in a stress cell (an ISO band of the stress grid): score a stress set "
+                       "(sid-keras synth --stress)")
+    if baseline is None:
+        baseline = {name: row["scaled_nlm"]["psnr"] for name, row in summary["per_cell"].items()}
+    margin = min(cells[c] - baseline[c] for c in cells)
+    return {"overall": summary["overall"]["model"], "cells": cells, "margin": margin}, baseline
+
+
 def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = True, bm3d: bool = False,
              figures: bool = True, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, progress: bool = False,
              log=print) -> dict:
