@@ -25,10 +25,11 @@ class NoiseLaw:
 
 # Below this signal-to-noise ratio at its median level (by the reference law) a frame is dark and
 # noisy enough for its own noise to be measured better than a law at its ISO can say: its fine
-# detail is small against its noise. Every stress-grid frame is below it (at most 17; there, told
-# the estimate, the shipped model scores 24.92 dB against 24.80 told the reference law, and 24.90
-# told each camera's true law); the clean frames of the fidelity set are far above (84 and more),
-# where the estimate reads fine detail as noise and the law is kept.
+# detail is small against its noise. Every stress-grid frame is below it (at most 17; there the
+# shipped model told the estimate scores as told each camera's true law, above the reference
+# law: `python benchmarks/noise_estimate.py --psnr`, figures in docs/models.md); the clean frames of
+# the fidelity set are far above (84 and more), where the estimate reads fine detail as noise and
+# the law is kept.
 NOISY_FRAME_SNR = 30.0
 
 
