@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--list", default="Stress_val_list.txt")
     args = parser.parse_args()
 
-    from sid_keras.apps.evaluation import load_pair, psnr_8bit
+    from sid_keras.apps.evaluation import psnr_8bit, score_pair
     from sid_keras.data import read_sid_list
     from sid_keras.runtime.inference import Enhancer
     from sid_keras.synth.synthetic import stress_cell
@@ -45,10 +45,11 @@ def main() -> None:
     rows: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
     truths: dict = {}
     for pair in read_sid_list(args.list, args.data):
-        frame, ratio, truth = load_pair(pair, truths=truths)
-        output = enhancer.to_srgb(enhancer.run(enhancer.network_input(frame, ratio), frame.cfa.scale), frame)
+        scored = score_pair(enhancer, pair, truths, denoiser=False)  # the package's one per-pair scoring
+        frame, ratio, truth, output = scored.frame, scored.result.ratio, scored.truth, scored.outputs["model"]
         black = np.min(frame.black_level)
-        scores = {"model": psnr_8bit(truth, output), "gain fit": psnr_8bit(truth, channel_gain_fit(output, truth)),
+        scores = {"model": scored.result.scores["model"]["psnr"],
+                  "gain fit": psnr_8bit(truth, channel_gain_fit(output, truth)),
                   "truth / output mean": float(truth.mean() / max(output.mean(), 1e-12)),
                   "short at black": float((frame.mosaic <= black).mean())}
         for cell in (f"{stress_cell(frame.iso or pair.iso)} x{round(ratio)}", "all"):

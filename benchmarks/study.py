@@ -278,25 +278,19 @@ def score_stress(enhancer, pairs, *, baseline: bool) -> tuple[list, dict, tuple]
     """Per pair, in order: (ISO band, PSNR, SSIM, GHD, saturation ratio to the truth) of the
     model; with ``baseline``, the per-band PSNR of scaled + non-local means; one crop of the first
     pair and its truth, for the figure."""
-    from sid_keras.apps.evaluation import (
-        load_pair,
-        nlm_denoise,
-        psnr_8bit,
-        scaled_reference,
-        ssim_8bit,
-    )
+    from sid_keras.apps.evaluation import score_pair
     from sid_keras.synth.synthetic import stress_cell
 
     rows, nlm, crop = [], {}, None
     truths: dict = {}
     for i, pair in enumerate(pairs):
-        frame, ratio, truth = load_pair(pair, truths=truths)
-        image = enhancer.to_srgb(enhancer.run(enhancer.network_input(frame, ratio), frame.cfa.scale), frame)
-        band = stress_cell(frame.iso or pair.iso)
-        rows.append((band, psnr_8bit(truth, image), ssim_8bit(truth, image), gradient_histogram_distance(truth, image),
+        scored = score_pair(enhancer, pair, truths, denoiser=baseline)  # the package's one per-pair scoring
+        image, truth, scores = scored.outputs["model"], scored.truth, scored.result.scores
+        band = stress_cell(scored.result.iso)
+        rows.append((band, scores["model"]["psnr"], scores["model"]["ssim"], gradient_histogram_distance(truth, image),
                      saturation(image) / saturation(truth)))
         if baseline:
-            nlm.setdefault(band, []).append(psnr_8bit(truth, nlm_denoise(scaled_reference(pair.short, frame, truth))))
+            nlm.setdefault(band, []).append(scores["scaled_nlm"]["psnr"])
         if i == 0:
             h, w = truth.shape[:2]
             window = np.s_[h // 4 : h // 4 + CROP, w // 4 : w // 4 + CROP]

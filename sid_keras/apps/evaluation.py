@@ -162,7 +162,7 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
 
     for pair in tracked(pairs, len(pairs), "evaluate", "pair", enabled=progress):
         try:
-            result, panels = _evaluate_pair(enhancer, pair, truths, denoiser, bm3d, ratio_cap)
+            scored = score_pair(enhancer, pair, truths, denoiser=denoiser, bm3d=bm3d, ratio_cap=ratio_cap)
         except Exception as err:  # noqa: BLE001 - one bad pair does not discard the others
             message = describe(err)
             if message is None:
@@ -170,8 +170,10 @@ def evaluate(enhancer, pairs, out_dir: str | os.PathLike, *, denoiser: bool = Tr
             failures.append((str(pair.short), message))
             log(f"skipped: {message}")
             continue
+        result = scored.result
         results.append(result)
         if figures:
+            panels = [scored.preview] + [scored.outputs[m] for m in METHODS if m in scored.outputs] + [scored.truth]
             labels = (["input (amplified)"] + [f"{m}: {result.scores[m]['psnr']:.2f} dB" for m in METHODS
                                                if m in result.scores] + ["truth (long exposure)"])
             write_image(out / "figures" / f"{pathlib.Path(pair.short).stem}.png", side_by_side(panels, labels))
@@ -199,7 +201,22 @@ def load_pair(pair, *, ratio_cap: float | None = raw.DEFAULT_RATIO_CAP, truths: 
     return frame, ratio, truth
 
 
-def _evaluate_pair(enhancer, pair, truths: dict, denoiser: bool, bm3d: bool, ratio_cap):
+@dataclasses.dataclass
+class ScoredPair:
+    """One pair as the package scores it: the figures, and the images behind them."""
+
+    result: PairResult
+    outputs: dict  # method -> sRGB image in [0, 1] ("model", "scaled", "scaled_nlm"...)
+    truth: np.ndarray
+    preview: np.ndarray  # the amplified input as it looks
+    frame: raw.RawFrame  # the short exposure
+
+
+def score_pair(enhancer, pair, truths: dict | None = None, *, denoiser: bool = True, bm3d: bool = False,
+               ratio_cap: float | None = raw.DEFAULT_RATIO_CAP) -> ScoredPair:
+    """The model's output of a list pair and the classical pipelines' (scaled, and with
+    ``denoiser`` non-local means on it, with ``bm3d`` BM3D), each scored against the truth: the one
+    per-pair scoring of :func:`evaluate`, :func:`stress_scores` and the study."""
     from sid_keras.runtime.render import packed_preview
 
     frame, ratio, truth = load_pair(pair, ratio_cap=ratio_cap, truths=truths)
@@ -215,8 +232,8 @@ def _evaluate_pair(enhancer, pair, truths: dict, denoiser: bool, bm3d: bool, rat
         outputs["scaled_bm3d"] = bm3d_denoise(outputs["scaled"], truth)
     scores = {m: {"psnr": psnr_8bit(truth, o), "ssim": ssim_8bit(truth, o)} for m, o in outputs.items()}
     iso = frame.iso or getattr(pair, "iso", None)
-    panels = [packed_preview(packed, frame.cfa)] + [outputs[m] for m in METHODS if m in outputs] + [truth]
-    return PairResult(str(pair.short), str(pair.long), ratio, scores, int(iso) if iso else None), panels
+    result = PairResult(str(pair.short), str(pair.long), ratio, scores, int(iso) if iso else None)
+    return ScoredPair(result, outputs, truth, packed_preview(packed, frame.cfa), frame)
 
 
 def _mean_scores(results: Sequence[PairResult]) -> dict:
