@@ -10,6 +10,8 @@ import pathlib
 
 from sid_keras.errors import SidError
 
+__all__ = ["Enhancer", "SidError", "__version__"]
+
 # Installed package data: the shipped model and demo photo.
 ASSETS_DIR = pathlib.Path(__file__).parent / "assets"
 # The TOML files `--config`, `--job` and `--profile` name: kept at the repository's top level
@@ -24,8 +26,6 @@ def shipped_configs(kind: str) -> pathlib.Path:
     installed copy, else (a checkout, an editable install) the repository's own folder."""
     installed = CONFIGS_DIR / kind
     return installed if installed.is_dir() else pathlib.Path(__file__).resolve().parents[1] / CONFIG_SOURCES[kind]
-
-__all__ = ["Enhancer", "SidError", "__version__"]
 
 
 def __getattr__(name: str):
