@@ -27,7 +27,10 @@ PACKED_COLOUR = (0, 1, 2, 1)  # R, G, B, G: which of the capture's (R, G, B) eac
 AUTO_TARGET_MEAN = 0.16  # step 5: a linear model's mean input (0.13 for an srgb model)
 AUTO_RATIO_RANGE = (1.0, 1000.0)
 NOISE_LEVEL_CEILING = 1.0  # step 7: the largest noise level a model is told
-LIBRAW_POWER, LIBRAW_TOE_SLOPE = 0.45, 4.5  # step 9: LibRaw's default output curve (BT.709)
+# Step 9: LibRaw's default output curve (BT.709: power 0.45, toe slope 4.5), where its toe meets
+# its power segment smoothly and that segment's offset (dcraw's gamma_curve solves for them).
+LIBRAW_POWER, LIBRAW_TOE_SLOPE = 0.45, 4.5
+CURVE_KNEE, CURVE_OFFSET = 0.018053968510807452, 0.09929682680944099
 
 
 def pack(mosaic: np.ndarray, arrangement: str, black: np.ndarray, white: float) -> np.ndarray:
@@ -100,22 +103,8 @@ def render(camera_rgb: np.ndarray, camera_to_srgb: np.ndarray | None) -> np.ndar
     without one), clipped, then LibRaw's curve: ``4.5 x`` below the knee, else ``(1 + a) x^0.45 - a``."""
     matrix = np.eye(3, dtype=np.float32) if camera_to_srgb is None else np.asarray(camera_to_srgb, np.float32)
     rgb = np.clip(camera_rgb @ matrix.T, 0, 1)
-    knee, offset = _curve_knee()
-    curved = np.power(rgb, np.float32(LIBRAW_POWER)) * np.float32(1 + offset) - np.float32(offset)
-    return np.where(rgb < knee, rgb * np.float32(LIBRAW_TOE_SLOPE), curved)
-
-
-def _curve_knee() -> tuple[float, float]:
-    """Where the curve's toe meets its power segment smoothly, and the segment's offset (dcraw's
-    gamma_curve: 0.018054 and 0.099297 for 0.45 and 4.5)."""
-    low, high = 0.0, 1.0
-    for _ in range(48):
-        knee = (low + high) / 2
-        if ((knee / LIBRAW_TOE_SLOPE) ** -LIBRAW_POWER - 1) / LIBRAW_POWER - 1 / knee > -1:
-            high = knee
-        else:
-            low = knee
-    return knee / LIBRAW_TOE_SLOPE, knee * (1 / LIBRAW_POWER - 1)
+    curved = np.power(rgb, np.float32(LIBRAW_POWER)) * np.float32(1 + CURVE_OFFSET) - np.float32(CURVE_OFFSET)
+    return np.where(rgb < CURVE_KNEE, rgb * np.float32(LIBRAW_TOE_SLOPE), curved)
 
 
 def enhance(model_path: str, mosaic, arrangement, black, white, neutral, noise_profile=None,

@@ -66,6 +66,14 @@ def test_the_app_reference_gives_the_package_picture(tmp_path, arrangement):
     assert difference.mean() < 1e-3 and difference.max() < 0.02  # measured 6e-4 and 6e-3: float rounding
 
 
+def test_the_app_reference_curve_is_the_packages():
+    from sid_keras.runtime import render
+
+    reference = _reference()
+    assert (reference.CURVE_KNEE, reference.CURVE_OFFSET) == (render.CURVE_BREAK, render.CURVE_OFFSET)
+    assert (reference.LIBRAW_POWER, reference.LIBRAW_TOE_SLOPE) == (render.LIBRAW_POWER, render.LIBRAW_TOE_SLOPE)
+
+
 def test_the_app_reference_imports_nothing_of_the_package_or_tensorflow():
     code = (f"import sys; sys.path.insert(0, {str(REFERENCE.parent)!r}); import app_reference; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('sid_keras', 'tensorflow', 'keras')]")
