@@ -20,8 +20,8 @@ checkpoint. When a run has trained, it is measured (below) and its record writte
 curve, and every figure of the report's table, with a 160x160 crop of one stress frame for the
 crop figure. Commit each record as it is written; a run with a record is never trained again,
 so the next session's ``train`` goes on with the next run. ``double_unet`` starts its first
-network from the trained ``unet`` and keeps it frozen (the U-UNet recipe): the unet's record keeps
-those weights as ``results/unet.keras`` for it.
+network from the trained ``unet`` and keeps it frozen (the U-UNet recipe): the unet run leaves
+those weights as ``OUT/unet.keras`` for it (an experiment checkpoint, never committed).
 
 ``report`` rebuilds ``tuning/study/README.md`` and its two figures (``tuning/study/quality_vs_gmacs.png``,
 ``tuning/study/crops.png``) from the records alone, with the paper's table beside ours and a
@@ -88,7 +88,7 @@ PAPER = {"unet": (27.251, 0.756), "attention_unet": (25.447, 0.727), "unet_gan":
 DEMOSAIC_BASE = ("demosaic_residual", "demosaic_gate", "demosaic", "demosaic_trust")
 TILE = 512  # packed pixels of the timing tile: a 1 MP output
 CROP = 160  # output pixels of the crop figure's panels
-FIRST_NETWORK = "unet.keras"  # in the results folder: the trained unet the U-UNet starts from
+FIRST_NETWORK = "unet.keras"  # beside the run folders: the trained unet the U-UNet starts from
 
 
 def load_study(path: pathlib.Path = STUDY_FILE) -> dict:
@@ -180,7 +180,7 @@ def train(out: pathlib.Path, only: list[str], overrides: list[str], results: pat
             continue
         spec = study["runs"][name]
         config = variant_config(spec["variant"], out / name, [*study["budget"], *spec.get("set", []), *overrides],
-                                first=results / FIRST_NETWORK)
+                                first=out / FIRST_NETWORK)
         if not (out / name / "final.keras").is_file():
             print(f"{name}: training into {out / name}", flush=True)
             done = epochs_done(out / name)
@@ -228,7 +228,8 @@ def validation_curve(log: pathlib.Path) -> list:
 
 
 def write_record(results: pathlib.Path, name: str, entry: dict, run: pathlib.Path) -> None:
-    """``results/NAME.json`` and its crop; the unet run keeps its weights for the U-UNet."""
+    """``results/NAME.json`` and its crop; the unet run leaves its weights beside the runs
+    (``OUT/unet.keras``, not committed) for the U-UNet."""
     from sid_keras.runtime.io import atomic_path, write_image
 
     results.mkdir(parents=True, exist_ok=True)
@@ -242,7 +243,7 @@ def write_record(results: pathlib.Path, name: str, entry: dict, run: pathlib.Pat
         from sid_keras.runtime.io import save_model_atomic
 
         net = inference_model(keras.models.load_model(run / "best.keras", compile=False))
-        save_model_atomic(with_precision(net, None), results / FIRST_NETWORK)
+        save_model_atomic(with_precision(net, None), run.parent / FIRST_NETWORK)
     with atomic_path(results / f"{name}.json") as tmp:
         pathlib.Path(tmp).write_text(json.dumps(entry, indent=1) + "\n")
 

@@ -52,7 +52,8 @@ def test_the_study_records_each_run_once_and_the_report_is_built_from_the_record
     argv = ["train", "--out", str(out), "--only", "unet", "double_unet", "--results", str(results),
             "--stress", str(root), *(f"--set={s}" for s in recipe)]
     assert study.main(argv) == 0
-    unet = keras.models.load_model(results / "unet.keras", compile=False)  # kept for the U-UNet
+    unet = keras.models.load_model(out / "unet.keras", compile=False)  # kept for the U-UNet, not in the results
+    assert not list(results.glob("*.keras"))
     double = keras.models.load_model(out / "double_unet" / "final.keras", compile=False)
     np.testing.assert_array_equal(double.get_layer("first_enc1_conv1").get_weights()[0],
                                   unet.get_layer("enc1_conv1").get_weights()[0])  # loaded, then kept frozen
