@@ -31,8 +31,9 @@ al., SIGGRAPH Asia 2016) in the raw domain, on the CPU:
   much noise is left where, the single-frame law (taken from the reference, never from the
   merge) times it.
 
-Frames are merged one at a time into running sums (each let go once merged: the caller reads
-them all first, to refuse a burst that is not one before any work). TensorFlow-free.
+Frames are aligned two at a time (numpy and scipy let go of the GIL) and merged in order into
+running sums, each let go once merged (the caller reads them all first, to refuse a burst that
+is not one before any work). TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -381,10 +382,10 @@ def noise_variance(reference: np.ndarray, law: noise_law.NoiseLaw) -> np.ndarray
 def robust_weights(reference: np.ndarray, aligned: np.ndarray, variance: np.ndarray, inside: np.ndarray,
                    noise: np.ndarray) -> np.ndarray:
     """Each packed pixel's weight of an aligned frame (module doc): 1 where the 5x5 and 15x15 mean
-    differences of every channel from the reference are within the noise, 0 where one is not (a moving object,
-    a tile that did not match; per channel, so a colour that moves is seen even where its grey
-    level equals the background's) or where it was sampled outside the frame. ``noise``: the
-    reference's :func:`noise_variance`."""
+    differences of every channel from the reference are within the noise, 0 where one is not (a
+    moving object, a tile that did not match; per channel, so a colour that moves is seen even
+    where its grey level equals the background's) or where it was sampled outside the frame.
+    ``noise``: the reference's :func:`noise_variance`."""
     from scipy.ndimage import maximum_filter, uniform_filter
 
     worst = np.zeros(reference.shape[:2], np.float32)

@@ -101,7 +101,7 @@ def resolve_config_path(name_or_path: str) -> pathlib.Path:
 def read_experiment(name_or_path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:
     """A config file's tables, on top of those of the experiment it ``extends`` (a shipped name,
     or a path beside the file), table by table: a stage of a recipe says only what it changes."""
-    path = resolve_config_path(os.fspath(name_or_path)) if not _seen else pathlib.Path(name_or_path)
+    path = resolve_config_path(os.fspath(name_or_path))
     table = read_toml(path, "config file")
     parent = table.pop("extends", None)
     if parent is None:
