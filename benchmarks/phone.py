@@ -1,6 +1,6 @@
 """Phone DNGs at night: lens shading undone by GainMaps, and the corners told their noise.
 
-    python benchmarks/phone.py [--photos ../shared/data/photos/val] [--limit 8] [--model PATH]
+    python benchmarks/phone.py [--photos ../shared/data/photos/val] [--limit 8] [--seeds 3] [--model PATH]
 
 A phone's raw frame is darker in its corners (its lens), and its DNG carries OpcodeList2 GainMaps
 that brighten them back, and a NoiseProfile of the sensor's values before that. Frames are made
@@ -8,12 +8,15 @@ as Camera2 writes them from the validation photos (CBSD68): 10-bit, a black leve
 position (60, 64, 68, 72), corners at 1/2.5 of the centre's light with GainMaps x2.5 there, the
 noise of a small sensor at a high ISO (variance 2e-3 x + 4e-5 of a signal x in units of white
 minus black) in its NoiseProfile, at x20, x50 and x100. Each is enhanced with the shipped model
-(or ``--model``) at its ratio, beside, in the same run, its unshaded twin (the same scene and
-noise law, no lens falloff: the corners' fewer photons are physics, the rest is the package's).
+(or ``--model``) at its ratio with ``--seeds`` noise draws, beside, in the same run, the network's
+own output before the package holds a shaded frame's coarse brightness to its raw data's
+(:mod:`sid_keras.runtime.shading`) and the unshaded twin (the same scene and noise law, no lens
+falloff: the corners' fewer photons are physics, the rest is the package's).
 
 Columns: PSNR / SSIM against the truth (the clean scene as LibRaw renders it); corner brightness
-error (the corners' mean linear luminance over the centre's, output against truth, the mean over
-the photos with its sign: a bias, target within 3%, beside the unshaded twin's); the noise level
+error (the corners' mean linear luminance over the centre's, output against truth, less 1: pooled
+over all frames, the bias, target within 3%; then the mean of each frame's own figure and its
+spread, which at x100 is mostly the noise of a few thousand corner pixels); the noise level
 told in the corners over the true one (both at most the network input's ceiling of 1, target
 within 10%), and what it was told before the GainMap's gain counted (the sensor's law at the
 brightened level).
@@ -22,6 +25,7 @@ brightened level).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import pathlib
 import sys
@@ -78,6 +82,7 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", default=str(REPO.parent / "shared" / "data" / "photos" / "val"))
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--seeds", type=int, default=3, help="noise draws per photo and ratio")
     args = parser.parse_args(argv)
 
     import dataclasses
@@ -97,42 +102,71 @@ def main(argv=None) -> int:
             truth = render(np.clip(scene, 0, 1).astype(np.float32), np.zeros((3, 4)))  # no matrix: camera RGB
             light, radius2 = falloff(scene.shape[:2])
             corners, centre = radius2 > 0.8, radius2 < 0.1
-            for ratio in RATIOS:
-                for shaded in (True, False):
-                    path = pathlib.Path(folder) / f"{index}_{ratio}_{shaded}.dng"
-                    write_phone_dng(path, scene, ratio, shaded, seed=index * 100 + ratio)
-                    frame = raw.read_raw(path)
-                    image = enhancer.enhance_frame(frame, float(ratio)).image
+            truth_luminance = srgb_to_linear(truth).mean(axis=-1)
+            for ratio, shaded, seed in itertools.product(RATIOS, (True, False), range(args.seeds)):
+                path = pathlib.Path(folder) / f"{index}_{ratio}_{shaded}_{seed}.dng"
+                write_phone_dng(path, scene, ratio, shaded, seed=index * 100 + ratio + 7919 * seed)
+                frame = raw.read_raw(path)
+                enhanced = enhancer.enhance_frame(frame, float(ratio))
+                outputs = {"": enhanced.image}
+                if shaded:  # the network's own output, before the shift that holds it to the raw data
+                    network = np.empty_like(enhanced.output)
+                    enhancer.stream(frame, float(ratio), lambda y, r: network.__setitem__(slice(y, y + len(r)), r))
+                    outputs["network"] = dataclasses.replace(enhanced, output=np.clip(network, 0, 1)).image
+                row = {}
+                for name, image in outputs.items():
                     luminance = srgb_to_linear(image).mean(axis=-1)
-                    truth_luminance = srgb_to_linear(truth).mean(axis=-1)
-                    brightness = ((luminance[corners].mean() / luminance[centre].mean())
-                                  / (truth_luminance[corners].mean() / truth_luminance[centre].mean()) - 1)
-                    row = {"psnr": psnr(truth, image),
-                           "ssim": ssim_8bit(truth, image), "brightness": float(brightness)}
-                    if shaded:
-                        law = noise_law.noise_law(frame)
-                        told = model_input.network_input(frame, ratio, white_balance=True, noise=law)[..., 4:]
-                        before = model_input.network_input(dataclasses.replace(frame, lens_gain=None), ratio,
-                                                   white_balance=True, noise=law)[..., 4:]
-                        gain = cfa.pack_mosaic(frame.lens_gain, cfa.BAYER)
-                        clean = cfa.BAYER.pack_rgb(scene / np.array([2.0, 1.0, 1.7])) / ratio
-                        wb = raw.channel_gains(frame)
-                        true = ratio * wb * gain * np.sqrt(NOISE[0] * clean * cfa.pack_mosaic(light, cfa.BAYER)[..., :1]
-                                                           + NOISE[1])
-                        true = np.minimum(true, model_input.NOISE_SIGMA_CLIP)  # as much as a network can be told
-                        where = cfa.pack_mosaic(corners.astype(np.float32), cfa.BAYER)[..., 0] > 0.5
-                        row["told"] = float(told[where].mean() / true[where].mean())
-                        row["before"] = float(before[where].mean() / true[where].mean())
-                    rows.setdefault((ratio, shaded), []).append(row)
+                    row |= {name + "psnr": psnr(truth, image), name + "ssim": ssim_8bit(truth, image),
+                            name + "corner": luminance[corners].mean(), name + "centre": luminance[centre].mean()}
+                row |= {"truth corner": truth_luminance[corners].mean(), "truth centre": truth_luminance[centre].mean()}
+                if shaded:
+                    law = noise_law.noise_law(frame)
+                    told = model_input.network_input(frame, ratio, white_balance=True, noise=law)[..., 4:]
+                    before = model_input.network_input(dataclasses.replace(frame, lens_gain=None), ratio,
+                                                       white_balance=True, noise=law)[..., 4:]
+                    gain = cfa.pack_mosaic(frame.lens_gain, cfa.BAYER)
+                    clean = cfa.BAYER.pack_rgb(scene / np.array([2.0, 1.0, 1.7])) / ratio
+                    wb = raw.channel_gains(frame)
+                    true = ratio * wb * gain * np.sqrt(NOISE[0] * clean * cfa.pack_mosaic(light, cfa.BAYER)[..., :1]
+                                                       + NOISE[1])
+                    true = np.minimum(true, model_input.NOISE_SIGMA_CLIP)  # as much as a network can be told
+                    where = cfa.pack_mosaic(corners.astype(np.float32), cfa.BAYER)[..., 0] > 0.5
+                    row["told"] = float(told[where].mean() / true[where].mean())
+                    row["before"] = float(before[where].mean() / true[where].mean())
+                rows.setdefault((ratio, shaded), []).append(row)
             print(f"{pathlib.Path(photo).stem}: done", file=sys.stderr, flush=True)
-    print("| ratio | frame | PSNR / SSIM | corner brightness error | corner noise told / true (before) |")
+    print("| ratio | frame | PSNR / SSIM | corner brightness error: pooled (per frame, sd) "
+          "| corner noise told / true (before) |")
     print("|---|---|---:|---:|---:|")
     for (ratio, shaded), found in rows.items():
-        mean = {k: float(np.mean([r[k] for r in found])) for k in found[0]}
-        told = f"{mean['told']:.2f} ({mean['before']:.2f})" if shaded else ""
-        print(f"| x{ratio} | {'shaded, GainMaps' if shaded else 'unshaded twin'} | {mean['psnr']:.2f} / "
-              f"{mean['ssim']:.3f} | {100 * mean['brightness']:+.1f}% | {told} |")
+        for name in ("", "network") if shaded else ("",):
+            print(f"| x{ratio} | {label(shaded, name)} | {mean(found, name + 'psnr'):.2f} / "
+                  f"{mean(found, name + 'ssim'):.3f} | {brightness(found, name)} | "
+                  f"{noise_told(found) if shaded and not name else ''} |")
     return 0
+
+
+def mean(rows: list[dict], key: str) -> float:
+    return float(np.mean([r[key] for r in rows]))
+
+
+def label(shaded: bool, name: str) -> str:
+    if not shaded:
+        return "unshaded twin"
+    return "shaded, GainMaps" + (", the network's own (no shift)" if name else "")
+
+
+def brightness(rows: list[dict], name: str) -> str:
+    """The corners' brightness relative to the centre's, output over truth, less 1: pooled over the
+    frames (the bias), then the mean of each frame's own figure and its spread (noise included)."""
+    pooled = (sum(r[name + "corner"] for r in rows) / sum(r[name + "centre"] for r in rows)) / (
+        sum(r["truth corner"] for r in rows) / sum(r["truth centre"] for r in rows)) - 1
+    each = [(r[name + "corner"] / r[name + "centre"]) / (r["truth corner"] / r["truth centre"]) - 1 for r in rows]
+    return f"{100 * pooled:+.1f}% ({100 * np.mean(each):+.0f}%, {100 * np.std(each):.0f}%)"
+
+
+def noise_told(rows: list[dict]) -> str:
+    return f"{mean(rows, 'told'):.2f} ({mean(rows, 'before'):.2f})"
 
 
 if __name__ == "__main__":

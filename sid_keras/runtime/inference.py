@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from sid_keras.errors import SidError
-from sid_keras.runtime import cfa, noise_law, raw
+from sid_keras.runtime import cfa, noise_law, raw, shading
 from sid_keras.runtime.burst import BurstReport
 from sid_keras.runtime.convention import Convention
 from sid_keras.runtime.render import OUTPUT_KINDS
@@ -357,6 +357,12 @@ class Enhancer:
                       noise: noise_law.NoiseLaw | None = None) -> Enhanced:
         """The frame's output as float arrays (:class:`Enhanced`). ``noise``: as in :meth:`stream`."""
         check_memory(frame, 2 * 3 * 4, self.tile)  # the float output and its padded copy
+        output, value, source = self.float_output(frame, ratio, noise)
+        return Enhanced(restore_frame_geometry(output, frame), self.convention, frame, value, source)
+
+    def float_output(self, frame: raw.RawFrame, ratio: float | str | None, noise: noise_law.NoiseLaw | None):
+        """The output of the frame's packed window as one float32 array, with a lens-shaded frame's
+        brightness held to its raw data's (:mod:`sid_keras.runtime.shading`); ``(output, ratio, ratio source)``."""
         value, source = self.resolve_ratio(frame, ratio)
         _, _, h, w = cfa.canonical_window(frame.mosaic.shape, frame.cfa_pattern, frame.path)
         output = np.empty((h, w, 3), np.float32)
@@ -365,17 +371,25 @@ class Enhancer:
             output[y : y + len(rows)] = np.clip(rows, 0.0, 1.0)
 
         self.stream(frame, value, emit, noise)
-        return Enhanced(restore_frame_geometry(output, frame), self.convention, frame, value, source)
+        if shading.needs_anchor(frame, self.convention.white_balanced):
+            shading.anchor_brightness(output, frame, value)
+        return output, value, source
 
     def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str,
                           noise: noise_law.NoiseLaw | None = None):
         """The frame's output as the 8- or 16-bit pixels of format ``fmt`` (memory: one such image
-        and a strip of floats); returns ``(pixels, ratio, ratio source)``. ``noise``: as in :meth:`stream`."""
+        and a strip of floats, or for a lens-shaded frame the whole float output, which is shifted
+        as a whole); returns ``(pixels, ratio, ratio source)``. ``noise``: as in :meth:`stream`."""
         from sid_keras.runtime.io import FORMAT_BITS
 
+        canvas = Canvas(frame, self.convention, fmt)
+        if shading.needs_anchor(frame, self.convention.white_balanced):
+            check_memory(frame, 3 * FORMAT_BITS[fmt] // 8 + 3 * 4, self.tile)
+            output, value, source = self.float_output(frame, ratio, noise)
+            canvas.put(0, output)
+            return canvas.finish(), value, source
         check_memory(frame, 3 * FORMAT_BITS[fmt] // 8, self.tile)
         value, source = self.resolve_ratio(frame, ratio)
-        canvas = Canvas(frame, self.convention, fmt)
         self.stream(frame, value, canvas.put, noise)
         return canvas.finish(), value, source
 
