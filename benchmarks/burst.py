@@ -15,13 +15,18 @@ long as the 8 frames together (the same ISO and scene, no motion: 8 times less r
 burst, which reads the sensor 8 times): PSNR / SSIM overall,
 PSNR inside the moving disc (where only the reference can say what is there) and over its trail
 (where an average ghosts), and the alignment error (sensor pixels, each frame's median tile
-shift against its true shift). Targets (issue 48): 8 frames at least 3 dB above one overall,
-more at x300; the trail no worse than one frame; the disc within 0.5 dB of one frame.
+shift against its true shift). A second table is what 8 frames can give at best with the model: a
+tripod's burst of a still scene (no shake, nothing moving), one frame, the merge of 8 and their
+plain mean (a perfect merge), and one frame whose own noise is made a square root of 8 smaller
+(the plain mean's noise level, a single frame's noise shape). Targets (issue 48): 8 frames at
+least 3 dB above one overall, more at x300; the trail no worse than one frame; the disc within
+0.5 dB of one frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -53,7 +58,6 @@ def scenes(folder: str, limit: int):
 
 def score(enhancer, made, ratio: float, long=None) -> dict:
     """Every row's figures for one burst (module doc)."""
-    import dataclasses
 
     from sid_keras.apps.evaluation import ssim_8bit
     from sid_keras.runtime import cfa, noise_law, raw, render
@@ -97,6 +101,32 @@ def score(enhancer, made, ratio: float, long=None) -> dict:
     return rows
 
 
+def still_scene(enhancer, scene, ratio: float, iso: float, index: int, matrix) -> dict:
+    """What 8 frames can give at best with this model: a tripod's burst of a still scene (no
+    shake, nothing moving), its one frame, our merge of 8 and their plain mean (a perfect merge:
+    nothing to align or reject)."""
+    from sid_keras.runtime import cfa, noise_law, render
+    from sid_keras.synth.bursts import BLACK, WHITE, camera_noise, make_burst
+
+    made = make_burst(scene, SIZE, max(FRAMES), ratio=ratio, noise=camera_noise("SonyA7S2", iso, seed=index),
+                      seed=index, iso=iso, color_matrix=matrix, shake=0.0, rotation=0.0, object_radius=0.0)
+    truth = render.render(made.truth.astype(np.float32), made.frames[0].color_matrix)
+    law = noise_law.noise_law(made.frames[0])
+    shape = made.frames[0].mosaic.shape
+    average = np.mean([f.mosaic for f in made.frames], axis=0, dtype=np.float32)
+    mean = dataclasses.replace(made.frames[0], mosaic=average,
+                               noise_variance_scale=np.full(shape, 1 / len(made.frames), np.float32))
+    merged, merged_law, _ = enhancer.merge_burst(made.frames)
+    # one frame's own noise, a square root of 8 smaller: what the plain mean is but for the shape of its noise
+    clean = cfa.BAYER.mosaic_of(made.truth / made.frames[0].white_balance[:3]) / ratio * (WHITE - BLACK) + BLACK
+    quieter = dataclasses.replace(mean, mosaic=(clean + (made.frames[0].mosaic - clean) / np.sqrt(len(made.frames)))
+                                  .astype(np.float32))
+    return {label: psnr(truth, enhancer.enhance_frame(frame, ratio, enhancer.told(told)).image)
+            for label, frame, told in (("still: 1 frame", made.frames[0], law), ("still: 8 merged", merged, merged_law),
+                                       ("still: plain mean of 8", mean, law),
+                                       ("still: 1 frame, its noise / sqrt(8)", quieter, law))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", default=str(REPO.parent / "shared" / "data" / "photos" / "val"))
@@ -111,6 +141,7 @@ def main(argv=None) -> int:
 
     enhancer = Enhancer(args.model)
     table: dict = {}
+    still: dict = {}
     crop = None
     for index, (name, scene, matrix) in enumerate(scenes(args.photos, args.limit)):
         for ratio, iso in SETTINGS:
@@ -122,6 +153,8 @@ def main(argv=None) -> int:
             for label, row in rows.items():
                 if label != "truth":
                     table.setdefault((ratio, label), []).append(row)
+            for label, value in still_scene(enhancer, scene, ratio, iso, index, matrix).items():
+                still.setdefault((ratio, label), []).append(value)
             if crop is None and ratio == 100:
                 crop = [(rows[k]["image"], k) for k in ("1 frame", "8 frames", "plain average of 8", "truth")]
         print(f"{name}: done", file=sys.stderr, flush=True)
@@ -133,6 +166,9 @@ def main(argv=None) -> int:
         iso = dict(SETTINGS)[ratio]
         print(f"| x{ratio} ({iso:.0f}) | {label} | {mean['psnr']:.2f} | {mean['ssim']:.3f} | {mean['disc']:.2f} | "
               f"{mean['trail']:.2f} | {align} |")
+    print("\n| ratio (ISO) | still scene | PSNR |\n|---|---|---:|")
+    for (ratio, label), values in still.items():
+        print(f"| x{ratio} ({dict(SETTINGS)[ratio]:.0f}) | {label.removeprefix('still: ')} | {np.mean(values):.2f} |")
     if args.figure and crop:
         from sid_keras.apps.evaluation import side_by_side
         from sid_keras.runtime.io import write_image

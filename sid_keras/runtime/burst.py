@@ -9,7 +9,7 @@ al., SIGGRAPH Asia 2016) in the raw domain, on the CPU:
   pyramid of 2x box downsamplings: at each level every 16x16 tile searches the integer shifts
   around its coarser level's guess for the least squared difference, and at full resolution the
   three costs on each axis around the best shift give its sub-pixel part (a parabola's minimum).
-  One affine motion per frame (translation and a little rotation: a hand's shake) is fitted to
+  One rigid motion per frame (translation and a little rotation: a hand's shake) is fitted to
   the tile shifts, robustly and weighted by how sharply each tile fixes its shift
   (:func:`fit_motion`: in a dark frame a tile alone is mostly noise, thousands agree); it, the
   whole frame's shift by cross-correlation (:func:`global_translation`) or no motion, whichever
@@ -233,39 +233,46 @@ def align(reference: np.ndarray, other: np.ndarray, tile: int = TILE,
 
 
 def fit_motion(shifts: np.ndarray, sharpness: np.ndarray, tile: int = TILE) -> np.ndarray:
-    """The frame's motion as one affine map of the reference's packed coordinates (2 x 3: shift
-    ``(dy, dx) = A @ (y, x, 1)``), fitted to the tile shifts.
+    """The frame's motion as one rigid map of the reference's packed coordinates (a translation
+    and a small turn, as a 2 x 3 affine: shift ``(dy, dx) = A @ (y, x, 1)``), fitted to the tile shifts.
 
     Why one map: a hand-held burst moves each frame rigidly (a translation, a little rotation),
     and in a dark frame a tile's own shift is noisy (a 16x16 tile at x300 is mostly noise) while
-    thousands of tiles agree on one map to a fraction of a pixel. Tiles weigh by how sharply
-    their content fixes their shift (flat, featureless tiles hardly count, the sharpest no more
-    than twice the median) and, refitted a few times from the median tile's shift, less the
-    further they fall from the map (a Cauchy loss of scale half a pixel), so a moving object
-    does not pull it; where content moves on its own, the robust merge rejects it.
+    thousands of tiles agree on one map to a fraction of a pixel. Why rigid: the three parameters
+    of a hand's motion, where a full affine map's six let x300 noise fit a scaling and shear that
+    moved a static frame's edges by pixels. Tiles weigh by how sharply their content fixes their
+    shift (flat, featureless tiles hardly count, the sharpest no more than twice the median) and,
+    refitted a few times from the median tile's shift, less the further they fall from the map (a
+    Cauchy loss of scale half a pixel), so a moving object does not pull it; where content moves
+    on its own, the robust merge rejects it.
     """
     nty, ntx = shifts.shape[:2]
     y, x = np.meshgrid((np.arange(nty) + 0.5) * tile, (np.arange(ntx) + 0.5) * tile, indexing="ij")
-    design = np.stack([y.ravel(), x.ravel(), np.ones(y.size)], axis=1)
+    y, x = y.ravel(), x.ravel()
+    ones, zeros = np.ones(y.size), np.zeros(y.size)
+    # unknowns (ty, tx, turn): dy = ty - turn * x, dx = tx + turn * y
+    design = np.concatenate([np.stack([ones, zeros, -x], axis=1), np.stack([zeros, ones, y], axis=1)])
     targets = shifts.reshape(-1, 2)
     # a tile's say grows with its sharpness up to twice the median's: a few strong edges (a
     # bright moving object) must not outvote the scene
     confidence = np.clip(sharpness.ravel() / max(float(np.median(sharpness)), 1e-20), 0, 2)
     textured = confidence >= 0.5
-    motion = np.zeros((2, 3))
-    motion[:, 2] = np.median(targets[textured] if textured.any() else targets, axis=0)  # most tiles' shift
+    ty, tx = np.median(targets[textured] if textured.any() else targets, axis=0)  # most tiles' shift
+    params = np.array([ty, tx, 0.0])
     for _ in range(6):
-        residual = np.hypot(*(targets - design @ motion.T).T)
+        predicted = (design @ params).reshape(2, -1).T
+        residual = np.hypot(*(targets - predicted).T)
         weight = confidence / (1 + (residual / MOTION_SCALE) ** 2)
-        if weight.sum() <= 0 or y.size < 3:
+        if weight.sum() <= 0 or y.size < 2:
             break
-        root = np.sqrt(weight)[:, None]
-        motion = np.linalg.lstsq(design * root, targets * root, rcond=None)[0].T
-    return motion
+        root = np.sqrt(np.concatenate([weight, weight]))[:, None]
+        params = np.linalg.lstsq(design * root, targets.T.ravel() * root[:, 0], rcond=None)[0]
+    ty, tx, turn = params
+    return np.array([[0.0, -turn, ty], [turn, 0.0, tx]])
 
 
 def estimate_motion(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """A frame's affine motion against the reference (grey images): the tiles' fitted motion
+    """A frame's motion (a 2 x 3 affine map) against the reference (grey images): the tiles' fitted motion
     (:func:`align`, :func:`fit_motion`: a turn as well as a shift), the whole frame's one shift
     (:func:`global_translation`: in the darkest frames tiles mislead) or none, whichever lays the frame
     on the reference with the smaller squared difference over the three quarters of the pixels
