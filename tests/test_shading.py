@@ -71,6 +71,8 @@ def test_a_shaded_phone_frames_corners_and_centre_keep_their_brightness(tmp_path
     output = enhancer.enhance_frame(frame, ratio).output
     pixels, _, _ = enhancer.enhance_to_pixels(frame, ratio, "dng")  # the CLI's path holds it too
     written = pixels / LINEAR_DNG_WHITE * np.asarray(frame.white_balance)[:3]  # a DNG keeps it before white balance
+    # what evaluate and the study score (the network's output, then Enhancer.anchored) is what enhance writes
+    np.testing.assert_allclose(enhancer.anchored(network.copy(), frame, ratio), output, atol=1e-6)
     for image, good in ((output, True), (written, True), (network, False)):
         luminance = image.mean(axis=-1)
         held = (luminance[corners].mean() / luminance[centre].mean() < 1.35

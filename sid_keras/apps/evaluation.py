@@ -221,7 +221,7 @@ def score_pair(enhancer, pair, truths: dict | None = None, *, denoiser: bool = T
 
     frame, ratio, truth = load_pair(pair, ratio_cap=ratio_cap, truths=truths)
     packed = enhancer.network_input(frame, ratio)
-    outputs = {"model": enhancer.to_srgb(enhancer.run(packed, frame.cfa.scale), frame)}
+    outputs = {"model": enhancer.to_srgb(enhancer.anchored(enhancer.run(packed, frame.cfa.scale), frame, ratio), frame)}
     if outputs["model"].shape != truth.shape:
         raise SidError(f"{pair.short}: output {outputs['model'].shape} and ground truth {truth.shape} "
                        "differ; are short and long from the same camera?")

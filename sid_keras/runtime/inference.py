@@ -371,9 +371,14 @@ class Enhancer:
             output[y : y + len(rows)] = np.clip(rows, 0.0, 1.0)
 
         self.stream(frame, value, emit, noise)
+        return self.anchored(output, frame, value), value, source
+
+    def anchored(self, output: np.ndarray, frame: raw.RawFrame, ratio: float) -> np.ndarray:
+        """The network's ``output`` of the frame's packed window, a lens-shaded frame's brightness
+        held to its raw data's in place (:mod:`sid_keras.runtime.shading`); other frames' as it is."""
         if shading.needs_anchor(frame, self.convention.white_balanced):
-            shading.anchor_brightness(output, frame, value)
-        return output, value, source
+            shading.anchor_brightness(output, frame, ratio)
+        return output
 
     def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str,
                           noise: noise_law.NoiseLaw | None = None):
