@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                 frame = raw.read_raw(path)
                 enhanced = enhancer.enhance_frame(frame, float(ratio))
                 outputs = {"": enhanced.image}
-                if shaded:  # the network's own output, before the shift that holds it to the raw data
+                if shaded:  # the network's own output, before the scaling that holds it to the raw data
                     network = np.empty_like(enhanced.output)
                     enhancer.stream(frame, float(ratio), lambda y, r: network.__setitem__(slice(y, y + len(r)), r))
                     outputs["network"] = dataclasses.replace(enhanced, output=np.clip(network, 0, 1)).image
@@ -153,7 +153,7 @@ def mean(rows: list[dict], key: str) -> float:
 def label(shaded: bool, name: str) -> str:
     if not shaded:
         return "unshaded twin"
-    return "shaded, GainMaps" + (", the network's own (no shift)" if name else "")
+    return "shaded, GainMaps" + (", the network's own (no scaling)" if name else "")
 
 
 def brightness(rows: list[dict], name: str) -> str:

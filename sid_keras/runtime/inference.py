@@ -383,7 +383,7 @@ class Enhancer:
     def enhance_to_pixels(self, frame: raw.RawFrame, ratio: float | str | None, fmt: str,
                           noise: noise_law.NoiseLaw | None = None):
         """The frame's output as the 8- or 16-bit pixels of format ``fmt`` (memory: one such image
-        and a strip of floats, or for a lens-shaded frame the whole float output, which is shifted
+        and a strip of floats, or for a lens-shaded frame the whole float output, which is scaled
         as a whole); returns ``(pixels, ratio, ratio source)``. ``noise``: as in :meth:`stream`."""
         from sid_keras.runtime.io import FORMAT_BITS
 
