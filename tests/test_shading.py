@@ -51,8 +51,12 @@ def test_the_output_is_scaled_to_the_raw_datas_local_mean_and_near_white_is_left
     lifted = 1 + 0.4 * squared_radius(frame.mosaic.shape)  # a clip at black lifted the corners, as the gain grows
     output = (np.full((*frame.mosaic.shape, 3), level) * lifted[..., None]).astype(np.float32)
     output[:8, :8] = 0.95  # near white: the raw mean of a clipped highlight is not its mean
+    output[-64:, -64:] = 0.002  # left almost black: brightened at most MAX_FACTOR times, no speck
+    output[-1, -1] = 0.05
     shading.anchor_brightness(output, frame, ratio)
-    assert abs(output[corners].mean() / level - 1) < 0.35 / 3  # a Gaussian's reach: most of it, at the edge
+    assert np.all(output[-1, -1] <= 0.2 + 1e-6)  # 4x, where the raw mean asked 150x
+    top_left = corners & (np.arange(corners.shape[0])[:, None] < corners.shape[0] // 2)
+    assert abs(output[top_left].mean() / level - 1) < 0.35 / 3  # a Gaussian's reach: most of it, at the edge
     assert output[centre].mean() == pytest.approx(level, rel=0.03)
     assert np.all(output[:8, :8] == np.float32(0.95))
 
