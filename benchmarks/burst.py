@@ -58,9 +58,8 @@ def scenes(folder: str, limit: int):
 
 def score(enhancer, made, ratio: float, long=None) -> dict:
     """Every row's figures for one burst (module doc)."""
-
     from sid_keras.apps.evaluation import ssim_8bit
-    from sid_keras.runtime import cfa, noise_law, raw, render
+    from sid_keras.runtime import noise_law, raw, render
 
     truth = render.render(made.truth.astype(np.float32), made.frames[0].color_matrix)
     regions = {"disc": made.object_mask, "trail": made.trail_mask}
@@ -84,9 +83,7 @@ def score(enhancer, made, ratio: float, long=None) -> dict:
     rows["plain average of 8"] = {"psnr": psnr(truth, image), "ssim": ssim_8bit(truth, image), "image": image,
                                   **{k: psnr(truth, image, where) for k, where in regions.items()}, "align": None}
     # the ceiling: the model on the noise-free short exposure (told almost no noise), what no merge can pass
-    from sid_keras.synth.bursts import BLACK, WHITE
-
-    clean = cfa.BAYER.mosaic_of(made.truth / made.frames[0].white_balance[:3]) / ratio * (WHITE - BLACK) + BLACK
+    clean = noise_free_mosaic(made, ratio)
     ideal = dataclasses.replace(made.frames[0], mosaic=clean.astype(np.float32),
                                 noise_variance_scale=np.full(clean.shape, 1e-4, np.float32))
     image = enhancer.enhance_frame(ideal, ratio, enhancer.told(law)).image
@@ -101,12 +98,20 @@ def score(enhancer, made, ratio: float, long=None) -> dict:
     return rows
 
 
+def noise_free_mosaic(made, ratio: float) -> np.ndarray:
+    """The reference's short exposure without its noise (sensor units)."""
+    from sid_keras.runtime import cfa
+    from sid_keras.synth.bursts import BLACK, WHITE
+
+    return cfa.BAYER.mosaic_of(made.truth / made.frames[0].white_balance[:3]) / ratio * (WHITE - BLACK) + BLACK
+
+
 def still_scene(enhancer, scene, ratio: float, iso: float, index: int, matrix) -> dict:
     """What 8 frames can give at best with this model: a tripod's burst of a still scene (no
     shake, nothing moving), its one frame, our merge of 8 and their plain mean (a perfect merge:
     nothing to align or reject)."""
-    from sid_keras.runtime import cfa, noise_law, render
-    from sid_keras.synth.bursts import BLACK, WHITE, camera_noise, make_burst
+    from sid_keras.runtime import noise_law, render
+    from sid_keras.synth.bursts import camera_noise, make_burst
 
     made = make_burst(scene, SIZE, max(FRAMES), ratio=ratio, noise=camera_noise("SonyA7S2", iso, seed=index),
                       seed=index, iso=iso, color_matrix=matrix, shake=0.0, rotation=0.0, object_radius=0.0)
@@ -118,7 +123,7 @@ def still_scene(enhancer, scene, ratio: float, iso: float, index: int, matrix) -
                                noise_variance_scale=np.full(shape, 1 / len(made.frames), np.float32))
     merged, merged_law, _ = enhancer.merge_burst(made.frames)
     # one frame's own noise, a square root of 8 smaller: what the plain mean is but for the shape of its noise
-    clean = cfa.BAYER.mosaic_of(made.truth / made.frames[0].white_balance[:3]) / ratio * (WHITE - BLACK) + BLACK
+    clean = noise_free_mosaic(made, ratio)
     quieter = dataclasses.replace(mean, mosaic=(clean + (made.frames[0].mosaic - clean) / np.sqrt(len(made.frames)))
                                   .astype(np.float32))
     return {label: psnr(truth, enhancer.enhance_frame(frame, ratio, enhancer.told(told)).image)
