@@ -16,10 +16,8 @@ def shaded_phone_frame(tmp_path, level: float, ratio: float, h: int = 384, w: in
     does (10-bit, NoiseProfile, GainMaps x2.5 in the corners) and read back."""
     from sid_keras.runtime.dng import GainMap, write_cfa_dng
 
-    rows, cols = np.mgrid[0:h, 0:w]
-    radius2 = ((rows - h / 2) ** 2 + (cols - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
     gains = np.array([2.0, 1.0, 1.7])
-    clean = cfa.BAYER.mosaic_of(np.full((h, w, 3), level) / gains) / (1 + 1.5 * radius2) / ratio
+    clean = cfa.BAYER.mosaic_of(np.full((h, w, 3), level) / gains) / (1 + 1.5 * squared_radius((h, w))) / ratio
     noisy = clean + np.random.default_rng(0).normal(0, 1, clean.shape) * np.sqrt(NOISE[0] * clean + NOISE[1])
     mosaic = np.clip(np.rint(BLACK + noisy * (WHITE - BLACK)), 0, WHITE).astype(np.uint16)
     grid_r, grid_c = np.mgrid[0:9, 0:9] / 8
