@@ -89,7 +89,7 @@ def main(argv=None) -> int:
 
     from sid_keras.apps.evaluation import ssim_8bit
     from sid_keras.runtime import cfa, model_input, noise_law, raw
-    from sid_keras.runtime.inference import Enhancer
+    from sid_keras.runtime.inference import Enhanced, Enhancer
     from sid_keras.runtime.render import render
     from sid_keras.synth.synthetic import find_photos, linear_photo, srgb_to_linear
 
@@ -107,12 +107,15 @@ def main(argv=None) -> int:
                 path = pathlib.Path(folder) / f"{index}_{ratio}_{shaded}_{seed}.dng"
                 write_phone_dng(path, scene, ratio, shaded, seed=index * 100 + ratio + 7919 * seed)
                 frame = raw.read_raw(path)
-                enhanced = enhancer.enhance_frame(frame, float(ratio))
-                outputs = {"": enhanced.image}
-                if shaded:  # the network's own output, before the scaling that holds it to the raw data
-                    network = np.empty_like(enhanced.output)
-                    enhancer.stream(frame, float(ratio), lambda y, r: network.__setitem__(slice(y, y + len(r)), r))
-                    outputs["network"] = dataclasses.replace(enhanced, output=np.clip(network, 0, 1)).image
+                # the network's own output, then as enhance writes it (a shaded frame's held to its raw data)
+                network = np.empty((*frame.mosaic.shape, 3), np.float32)  # whole 2x2 cells: the packed window
+                enhancer.stream(frame, float(ratio), lambda y, r: network.__setitem__(slice(y, y + len(r)), r))
+                np.clip(network, 0, 1, out=network)
+                shipped = Enhanced(enhancer.anchored(network.copy(), frame, float(ratio)), enhancer.convention,
+                                   frame, float(ratio), "given")
+                outputs = {"": shipped.image}
+                if shaded:
+                    outputs["network"] = dataclasses.replace(shipped, output=network).image
                 row = {}
                 for name, image in outputs.items():
                     luminance = srgb_to_linear(image).mean(axis=-1)
