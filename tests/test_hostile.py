@@ -61,6 +61,18 @@ def test_a_symlink_planted_in_a_run_folder_is_never_written_through(mini_dataset
         assert victim.read_text() == "precious" and (run / planted).is_symlink()
 
 
+def test_a_run_killed_before_its_first_log_row_starts_again(mini_dataset, tmp_path):
+    """A kill in the first epoch leaves an empty log.csv and no checkpoint: the next start trains."""
+    from sid_keras.apps.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text("")
+    assert main(_train(mini_dataset, run, "--set", "train.epochs=1", "--set", "train.val_every=100")) == 0
+    rows = (run / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) == 2
+
+
 def test_a_checkpoint_is_written_through_an_exclusive_temporary_of_its_process(tmp_path):
     """The checkpoint's temporary is created under a fresh name carrying the process's id, so
     nothing planted is written through and a killed run's leftover is removed by the next run."""

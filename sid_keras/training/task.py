@@ -356,9 +356,10 @@ class Task:
         from sid_keras.runtime.io import atomic_path
 
         log = self.out / "log.csv"
-        if not log.exists():
+        lines = log.read_text().splitlines(keepends=True) if log.exists() else []
+        if not lines:  # no log, or a run killed before its first epoch's row (its header comes with it)
             return
-        header, *rows = log.read_text().splitlines(keepends=True)
+        header, *rows = lines
         epochs = [row.split(",", 1)[0].strip() for row in rows]
         kept = [row for row, epoch in zip(rows, epochs) if epoch.isdigit() and int(epoch) < epochs_done]
         if len(kept) != len(rows):
