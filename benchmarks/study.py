@@ -368,21 +368,36 @@ def load_records(results: pathlib.Path) -> dict:
     return records
 
 
-def spread(records: dict, index: int) -> float | None:
-    """The run-to-run spread of one stress figure (0 PSNR, 1 SSIM, 2 GHD, 3 saturation): the
-    largest difference between a run and its second seed, None before any second seed ran."""
-    gaps = [abs(records[name]["stress"]["all"][index] - records[base]["stress"]["all"][index])
+def stress(index: int):
+    """A record's stress-grid figure: 0 PSNR, 1 SSIM, 2 GHD, 3 saturation."""
+    return lambda record: record["stress"]["all"][index]
+
+
+def best_validation(record: dict) -> float:
+    return record["best"]["val_psnr"]
+
+
+def spread(records: dict, figure) -> float | None:
+    """The run-to-run spread of one figure (a function of a record): the largest difference
+    between a run and its second seed, None before any second seed ran."""
+    gaps = [abs(figure(record) - figure(records[base]))
             for name, record in records.items() if (base := name.removesuffix("_seed2")) != name and base in records]
     return max(gaps) if gaps else None
 
 
+def seed_mean(records: dict, variant: str, figure) -> float:
+    """A variant's figure, the mean over its seeds that have a record."""
+    return float(np.mean([figure(records[n]) for n in (variant, f"{variant}_seed2") if n in records]))
+
+
 def verdicts(records: dict) -> list[str]:
     """One line per claim of the founding paper: holds / does not hold / cannot tell, with the
-    numbers and the spread that decide it."""
-    psnr_spread, ghd_spread, sat_spread = spread(records, 0), spread(records, 2), spread(records, 3)
+    numbers (each variant's mean over its seeds) and the spread that decide it."""
+    psnr, ghd, sat = stress(0), stress(2), stress(3)
+    psnr_spread, ghd_spread, sat_spread = spread(records, psnr), spread(records, ghd), spread(records, sat)
 
-    def stress(name, index):
-        return records[name]["stress"]["all"][index]
+    def gap(variant, figure):
+        return seed_mean(records, variant, figure) - seed_mean(records, "unet", figure)
 
     def verdict(difference, width, *, holds_if):
         """``holds_if``: "below" (difference < -width), "above" (> width) or "within" (|d| <= width)."""
@@ -396,25 +411,65 @@ def verdicts(records: dict) -> list[str]:
 
     lines = []
     if {"unet", "attention_unet"} <= records.keys():
-        d = stress("attention_unet", 0) - stress("unet", 0)
+        d = gap("attention_unet", psnr)
         lines.append(f"- Attention U-Net numerically slightly worse than the U-Net (paper: -1.80 dB): "
                      f"**{verdict(d, psnr_spread, holds_if='below')}** ({d:+.2f} dB; spread {_fmt(psnr_spread)} dB).")
-        g = stress("attention_unet", 2) - stress("unet", 2)
+        g = gap("attention_unet", ghd)
         lines.append(f"- Attention U-Net visually better (lower GHD, the gradient-histogram distance): "
                      f"**{verdict(g, ghd_spread, holds_if='below')}** (GHD {g:+.3f}; spread {_fmt(ghd_spread, 3)}).")
     if {"unet", "unet_gan"} <= records.keys():
-        d = stress("unet_gan", 0) - stress("unet", 0)
+        d = gap("unet_gan", psnr)
         lines.append(f"- U-Net GAN about equal to the U-Net (paper: -0.07 dB): "
                      f"**{verdict(d, psnr_spread, holds_if='within')}** ({d:+.2f} dB; spread {_fmt(psnr_spread)} dB).")
     if {"unet", "unet_deep"} <= records.keys():
-        d = records["unet_deep"]["best"]["val_psnr"] - records["unet"]["best"]["val_psnr"]
+        d, width = gap("unet_deep", best_validation), spread(records, best_validation)
         lines.append(f"- The deeper U-Net struggles to converge (best validation PSNR below the U-Net's): "
-                     f"**{verdict(d, psnr_spread, holds_if='below')}** ({d:+.2f} dB; spread {_fmt(psnr_spread)} dB).")
+                     f"**{verdict(d, width, holds_if='below')}** ({d:+.2f} dB; spread {_fmt(width)} dB).")
     if {"unet", "double_unet"} <= records.keys():
-        a, b = abs(1 - stress("unet", 3)), abs(1 - stress("double_unet", 3))
+        before, after = seed_mean(records, "unet", sat), seed_mean(records, "double_unet", sat)
         lines.append(f"- The U-UNet fixes the U-Net's washed-out colour (saturation closer to the truth's): "
-                     f"**{verdict(a - b, sat_spread, holds_if='above')}** (saturation {stress('unet', 3):.3f} -> "
-                     f"{stress('double_unet', 3):.3f} of the truth's; spread {_fmt(sat_spread, 3)}).")
+                     f"**{verdict(abs(1 - before) - abs(1 - after), sat_spread, holds_if='above')}** (saturation "
+                     f"{before:.3f} -> {after:.3f} of the truth's; spread {_fmt(sat_spread, 3)}).")
+    return lines
+
+
+def against_the_unet(records: dict) -> list[str]:
+    """Each variant's gain over the U-Net beside its cost, and what follows for the shipped
+    network (a U-Net of the same width and depth): a variant replaces it only if it gains beyond
+    the spread at about the U-Net's cost (within 10% of its GMACs). Cost is counted in GMACs: the
+    records' CPU seconds were measured under whatever else ran beside each training."""
+    if "unet" not in records:
+        return []
+    psnr, ssim = stress(0), stress(1)
+    width = spread(records, psnr)
+    unet = {f: seed_mean(records, "unet", f) for f in (psnr, ssim)}
+    lines = ["| variant (runs) | stress PSNR vs U-Net | SSIM vs U-Net | GMACs, x U-Net | beyond the spread |",
+             "|---|---:|---:|---:|---|"]
+    better = {}
+    for variant in VARIANTS:
+        if variant == "unet" or variant not in records:
+            continue
+        d = seed_mean(records, variant, psnr) - unet[psnr]
+        runs = sum(n in records for n in (variant, f"{variant}_seed2"))
+        ratio = records[variant]["gmacs"] / records["unet"]["gmacs"]
+        beyond = "?" if width is None else "better" if d > width else "worse" if d < -width else "no"
+        if beyond == "better":
+            better[variant] = ratio
+        lines.append(f"| {variant} ({runs}) | {d:+.2f} dB | {seed_mean(records, variant, ssim) - unet[ssim]:+.3f} | "
+                     f"{ratio:.2f} | {beyond} |")
+    cheap = [v for v, ratio in better.items() if ratio <= 1.1]
+    dear = [f"{v} ({better[v]:.1f}x the U-Net's GMACs)" for v in better if v not in cheap]
+    lines.append("")
+    if width is None:
+        lines.append("What follows for the shipped network needs the spread: no second-seed run yet.")
+    elif cheap:
+        lines.append(f"Beyond the spread ({width:.2f} dB) at about the U-Net's cost: {', '.join(cheap)}; a candidate "
+                     "for the shipped network, to be trained with the shipped recipe's full budget and timed with "
+                     "`python benchmarks/enhance.py --model ...` against the 1.5x-LibRaw target.")
+    else:
+        lines.append(f"No variant beats the U-Net beyond the spread ({width:.2f} dB) at about its cost, so the "
+                     "shipped network (a U-Net of this width and depth) stays"
+                     + (f"; better beyond the spread only at a higher cost: {', '.join(dear)}." if dear else "."))
     return lines
 
 
@@ -484,6 +539,10 @@ def report(results: pathlib.Path, page: pathlib.Path, figures: pathlib.Path) -> 
         "## The paper's claims at this budget",
         "",
         *(verdicts(records) or ["No claim can be judged yet: each needs the unet run and the variant it compares."]),
+        "",
+        "## Against the U-Net: gain beside cost",
+        "",
+        *(against_the_unet(records) or ["Needs the unet run."]),
         "",
         f"![stress PSNR against GMACs]({rel}/quality_vs_gmacs.png)",
         "",

@@ -79,18 +79,33 @@ def test_the_study_records_each_run_once_and_the_report_is_built_from_the_record
     assert (figures / "quality_vs_gmacs.png").is_file() and (figures / "crops.png").is_file()
 
 
-def _record(psnr, ghd=0.3, sat=0.9):
-    return {"stress": {"all": [psnr, 0.7, ghd, sat]}, "best": {"val_psnr": psnr, "epoch": 40}}
+def _record(psnr, ghd=0.3, sat=0.9, gmacs=6.7):
+    return {"stress": {"all": [psnr, 0.7, ghd, sat]}, "best": {"val_psnr": psnr, "epoch": 40}, "gmacs": gmacs}
 
 
 def test_a_verdict_needs_a_difference_beyond_the_run_to_run_spread():
     study = _study()
     records = {"unet": _record(25.0), "unet_seed2": _record(25.2), "attention_unet": _record(24.5, ghd=0.2),
-               "unet_gan": _record(25.1), "unet_deep": _record(24.9)}
-    assert study.spread(records, 0) == pytest.approx(0.2)
-    lines = "\n".join(study.verdicts(records))
-    assert "numerically slightly worse than the U-Net (paper: -1.80 dB): **holds** (-0.50 dB; spread 0.20 dB)" in lines
-    assert "about equal to the U-Net (paper: -0.07 dB): **holds** (+0.10 dB" in lines
+               "unet_gan": _record(25.1), "unet_deep": _record(25.0)}
+    assert study.spread(records, study.stress(0)) == pytest.approx(0.2)
+    lines = "\n".join(study.verdicts(records))  # each variant against the mean of the U-Net's two seeds
+    assert "numerically slightly worse than the U-Net (paper: -1.80 dB): **holds** (-0.60 dB; spread 0.20 dB)" in lines
+    assert "about equal to the U-Net (paper: -0.07 dB): **holds** (+0.00 dB" in lines
     assert "struggles to converge (best validation PSNR below the U-Net's): **cannot tell at this budget**" in lines
     records["attention_unet"] = _record(25.5)
-    assert "slightly worse than the U-Net (paper: -1.80 dB): **does not hold**" in "\n".join(study.verdicts(records))
+    records["attention_unet_seed2"] = _record(25.9)  # the spread widens to 0.4, the variant's mean is 25.7
+    lines = "\n".join(study.verdicts(records))
+    assert "slightly worse than the U-Net (paper: -1.80 dB): **does not hold** (+0.60 dB; spread 0.40 dB)" in lines
+
+
+def test_a_variant_replaces_the_shipped_network_only_beyond_the_spread_at_equal_cost():
+    study = _study()
+    records = {"unet": _record(25.0), "unet_seed2": _record(25.2), "double_unet": _record(26.0, gmacs=15.7),
+               "fast_unet": _record(24.0, gmacs=1.4)}
+    text = "\n".join(study.against_the_unet(records))
+    assert "| double_unet (1) | +0.90 dB | +0.000 | 2.34 | better |" in text
+    assert "| fast_unet (1) | -1.10 dB | +0.000 | 0.21 | worse |" in text
+    assert "No variant beats the U-Net beyond the spread (0.20 dB) at about its cost" in text
+    assert "only at a higher cost: double_unet (2.3x" in text
+    records["attention_unet"] = _record(25.5, gmacs=6.9)
+    assert "at about the U-Net's cost: attention_unet; a candidate" in "\n".join(study.against_the_unet(records))
