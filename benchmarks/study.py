@@ -562,27 +562,47 @@ def write_figures(records: dict, results: pathlib.Path, folder: pathlib.Path) ->
     from sid_keras.apps.evaluation import side_by_side
     from sid_keras.runtime.io import write_image
 
-    size, margin, right = (860, 480), 60, 200  # room on the right for the labels
+    size, margin, right = (900, 500), 60, 260  # room on the right for the labels
     plot = Image.new("RGB", size, "white")
     draw, font = ImageDraw.Draw(plot), ImageFont.load_default(size=14)
-    gmacs = np.log10([r["gmacs"] for r in records.values()])
-    psnrs = np.array([r["stress"]["all"][0] for r in records.values()])
-    gx = (gmacs.min() - 0.1, gmacs.max() + 0.1)
-    gy = (psnrs.min() - 0.3, psnrs.max() + 0.3)
+    psnr = stress(0)
+    variants = [v for v in VARIANTS if v in records]  # one point per variant: the mean of its seeds
+    gmacs = {v: float(np.log10(records[v]["gmacs"])) for v in variants}
+    psnrs = [psnr(r) for r in records.values()]
+    gx = (min(gmacs.values()) - 0.15, max(gmacs.values()) + 0.15)
+    gy = (np.floor(min(psnrs) * 2) / 2 - 0.25, np.ceil(max(psnrs) * 2) / 2 + 0.25)
 
     def at(x, y):
         return (margin + (x - gx[0]) / (gx[1] - gx[0]) * (size[0] - margin - right),
                 size[1] - margin - (y - gy[0]) / (gy[1] - gy[0]) * (size[1] - 2 * margin))
 
     draw.rectangle([margin, margin, size[0] - right, size[1] - margin], outline="black")
-    draw.text((margin, size[1] - margin + 20), "GMACs per output megapixel (log scale)", fill="black", font=font)
-    draw.text((margin, 20), "stress-grid PSNR (dB) against cost", fill="black", font=font)
-    for name, x, y in zip(records, gmacs, psnrs):
-        px, py = at(x, y)
+    draw.text((margin, size[1] - margin + 22), "GMACs per output megapixel (log scale)", fill="black", font=font)
+    draw.text((margin, 20), "stress-grid PSNR (dB) against cost: a variant's mean, each seed a ring",
+              fill="black", font=font)
+    for value in np.arange(gy[0] + 0.25, gy[1], 0.5):
+        y = at(gx[0], value)[1]
+        draw.line([margin - 4, y, margin, y], fill="black")
+        draw.text((8, y - 7), f"{value:.1f}", fill="black", font=font)
+    for value in (1, 2, 5, 10, 20, 50):
+        if gx[0] <= np.log10(value) <= gx[1]:
+            x = at(np.log10(value), gy[0])[0]
+            draw.line([x, size[1] - margin, x, size[1] - margin + 4], fill="black")
+            draw.text((x - 4, size[1] - margin + 6), str(value), fill="black", font=font)
+    labels = []
+    for v in variants:
+        px, py = at(gmacs[v], seed_mean(records, v, psnr))
+        for name in (v, f"{v}_seed2"):
+            if name in records:
+                rx, ry = at(gmacs[v], psnr(records[name]))
+                draw.ellipse([rx - 4, ry - 4, rx + 4, ry + 4], outline=(31, 119, 180), width=2)
         draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=(31, 119, 180))
-        draw.text((px + 8, py - 8), f"{name}: {y:.2f} dB, {10 ** x:.1f} GMACs", fill="black", font=font)
-    for value in (gy[0], gy[1]):
-        draw.text((5, at(gx[0], value)[1] - 7), f"{value:.1f}", fill="black", font=font)
+        labels.append([py, px, f"{v}: {seed_mean(records, v, psnr):.2f} dB, {records[v]['gmacs']:.1f} GMACs"])
+    labels.sort()
+    for above, below in zip(labels, labels[1:]):  # labels at least a line apart, top to bottom
+        below[0] = max(below[0], above[0] + 17)
+    for ly, lx, text in labels:
+        draw.text((lx + 10, ly - 8), text, fill="black", font=font)
     plot.save(folder / "quality_vs_gmacs.png")
     panels = [np.asarray(PILImage.open(results / f"{name}.crop.png").convert("RGB")) / 255.0
               for name in [*records, "truth"]]
