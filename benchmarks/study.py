@@ -2,6 +2,7 @@
 
     python benchmarks/study.py time [--only NAME ...] [--steps 10]
     python benchmarks/study.py train [--only NAME ...] [--out runs/study]
+    python benchmarks/study.py retime [--out runs/study] [--rounds 5]
     python benchmarks/study.py report
 
 The study file (``tuning/study/study.toml``) fixes the budget and lists the runs: the seven
@@ -22,6 +23,9 @@ crop figure. Commit each record as it is written; a run with a record is never t
 so the next session's ``train`` goes on with the next run. ``double_unet`` starts its first
 network from the trained ``unet`` and keeps it frozen (the U-UNet recipe): the unet run leaves
 those weights as ``OUT/unet.keras`` for it (an experiment checkpoint, never committed).
+
+``retime`` times every recorded run's network again, all in one process and round by round,
+into the records: each run's own figure was taken beside whatever else ran while it trained.
 
 ``report`` rebuilds ``tuning/study/README.md`` and its two figures (``tuning/study/quality_vs_gmacs.png``,
 ``tuning/study/crops.png``) from the records alone, with the paper's table beside ours and a
@@ -307,18 +311,58 @@ def band_means(rows: list) -> dict:
     return {band: [float(x) for x in np.mean(scores, axis=0)] for band, scores in bands.items()}
 
 
-def network_seconds_per_12mp(net) -> float:
+def timed_tile(net):
+    """A function that runs the network once on a 1 MP tile and returns its seconds."""
     from sid_keras.runtime.runners import keras_predictor
 
     predict = keras_predictor(net)
     tile = np.random.default_rng(0).uniform(0, 1, (1, TILE, TILE, net.inputs[0].shape[-1])).astype(np.float32)
-    predict(tile)
-    times = []
-    for _ in range(3):
+    predict(tile)  # traced and warmed
+
+    def run() -> float:
         start = time.perf_counter()
         predict(tile)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 12 / (TILE * TILE * 4 / 1e6)
+        return time.perf_counter() - start
+
+    return run
+
+
+def per_12mp(tile_seconds: list) -> float:
+    return float(np.median(tile_seconds)) * 12 / (TILE * TILE * 4 / 1e6)
+
+
+def network_seconds_per_12mp(net) -> float:
+    run = timed_tile(net)
+    return per_12mp([run() for _ in range(3)])
+
+
+def retime(out: pathlib.Path, results: pathlib.Path, rounds: int) -> int:
+    """Time every recorded run's network again, side by side in one process (each round runs
+    each network once), and write the figures into the records: training measured each network
+    under whatever ran beside it then, so only figures timed together compare."""
+    from sid_keras.models import inference_model, with_precision
+    from sid_keras.runtime.io import atomic_path
+    from sid_keras.runtime.runners import load_model
+
+    records = load_records(results)
+    missing = [name for name in records if not (out / name / "best.keras").is_file()]
+    if missing or not records:
+        print(f"no trained network in {out} for: {', '.join(missing) or 'any run'} (retime needs every run's folder)")
+        return 1
+    runs = {name: timed_tile(with_precision(inference_model(load_model(out / name / "best.keras")), None))
+            for name in records}
+    seconds = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            seconds[name].append(run())
+    timed = {"how": f"side by side in one process, median of {rounds} rounds", "machine": machine(),
+             "date": time.strftime("%Y-%m-%d")}
+    for name, record in records.items():
+        record.update(seconds_12mp=per_12mp(seconds[name]), seconds_12mp_timed=timed)
+        with atomic_path(results / f"{name}.json") as tmp:
+            pathlib.Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"{name}: {record['seconds_12mp']:.2f} s / 12 MP")
+    return 0
 
 
 def int8_weights_twin(net, folder: pathlib.Path) -> pathlib.Path:
@@ -495,6 +539,14 @@ def format_table(records: dict) -> str:
                      f" | {r['int8w_delta']:+.2f} | {r['best']['epoch']} | {r['precision']}, "
                      f"{r['wall_seconds'] / 3600:.1f} h | {paper} |")
     lines += ["", "Scaled + non-local means per ISO band (dB): " + ", ".join(f"{b} {nlm[b]:.2f}" for b in bands)]
+    timed = {json.dumps(r.get("seconds_12mp_timed"), sort_keys=True) for r in records.values()}
+    if len(timed) == 1 and (how := json.loads(timed.pop())):
+        lines += ["", f"s / 12 MP: the network alone (1 MP tiles, x12), every run's timed {how['how']} "
+                      f"(`python benchmarks/study.py retime`, {how['date']}, {how['machine']['cpu']})."]
+    else:
+        lines += ["", "s / 12 MP: the network alone (1 MP tiles, x12), timed as each run's training ended, "
+                      "beside whatever else ran then: compare GMACs (`python benchmarks/study.py retime` times "
+                      "them together)."]
     return "\n".join(lines)
 
 
@@ -611,12 +663,13 @@ def write_figures(records: dict, results: pathlib.Path, folder: pathlib.Path) ->
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["time", "train", "report"])
+    parser.add_argument("command", choices=["time", "train", "retime", "report"])
     parser.add_argument("--out", default="runs/study", type=pathlib.Path, help="run folders (train, time)")
     parser.add_argument("--only", nargs="*", default=[], help="these runs (train) or variants (time)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="change the recipe further (tests; a record states what it trained)")
     parser.add_argument("--steps", type=int, default=10, help="steps timed per variant, for time")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of timing every network, for retime")
     parser.add_argument("--stress", help="a stress set folder to score on (default: made from the validation photos)")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="the records' folder")
     parser.add_argument("--page", type=pathlib.Path, default=STUDY_FOLDER / "README.md", help="report's page")
@@ -634,6 +687,8 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"unknown run {unknown[0]!r}; the study file's runs: {', '.join(load_study()['runs'])}")
         return train(args.out, args.only, args.overrides, args.results, args.stress)
+    if args.command == "retime":
+        return retime(args.out, args.results, args.rounds)
     return report(args.results, args.page, args.figures)
 
 

@@ -69,6 +69,10 @@ def test_the_study_records_each_run_once_and_the_report_is_built_from_the_record
     assert capsys.readouterr().out.splitlines() == [f"unet: done ({results / 'unet.json'})",
                                                     f"double_unet: done ({results / 'double_unet.json'})"]
 
+    assert study.main(["retime", "--out", str(out), "--results", str(results), "--rounds", "2"]) == 0
+    retimed = json.loads((results / "unet.json").read_text())
+    assert retimed["seconds_12mp"] > 0 and retimed["seconds_12mp_timed"]["how"].endswith("median of 2 rounds")
+    assert retimed["stress"] == record["stress"]  # the rest of the record as it was
     for name in ("unet", "double_unet"):  # the report needs only the records
         (out / name / "best.keras").unlink()
     page, figures = tmp_path / "study.md", tmp_path / "figures"
@@ -76,6 +80,7 @@ def test_the_study_records_each_run_once_and_the_report_is_built_from_the_record
     text = page.read_text()
     assert "| unet |" in text and "| double_unet |" in text and "Not trained yet: attention_unet" in text
     assert "U-UNet fixes the U-Net's washed-out colour" in text and "no second-seed run" in text
+    assert "every run's timed side by side in one process, median of 2 rounds" in text
     assert (figures / "quality_vs_gmacs.png").is_file() and (figures / "crops.png").is_file()
 
 
