@@ -91,12 +91,13 @@ def _record(psnr, ghd=0.3, sat=0.9, gmacs=6.7):
 def test_a_verdict_needs_a_difference_beyond_the_run_to_run_spread():
     study = _study()
     records = {"unet": _record(25.0), "unet_seed2": _record(25.2), "attention_unet": _record(24.5, ghd=0.2),
-               "unet_gan": _record(25.1), "unet_deep": _record(25.0)}
+               "unet_gan": _record(25.1), "unet_deep": _record(25.0), "vae_gan": _record(24.0, sat=1.1)}
     assert study.spread(records, study.stress(0)) == pytest.approx(0.2)
     lines = "\n".join(study.verdicts(records))  # each variant against the mean of the U-Net's two seeds
     assert "numerically slightly worse than the U-Net (paper: -1.80 dB): **holds** (-0.60 dB; spread 0.20 dB)" in lines
     assert "about equal to the U-Net (paper: -0.07 dB): **holds** (+0.00 dB" in lines
     assert "struggles to converge (best validation PSNR below the U-Net's): **cannot tell at this budget**" in lines
+    assert "more saturated (\"artistic\") than the U-Net's: **holds** (saturation 0.900 -> 1.100" in lines
     records["attention_unet"] = _record(25.5)
     records["attention_unet_seed2"] = _record(25.9)  # the spread widens to 0.4, the variant's mean is 25.7
     lines = "\n".join(study.verdicts(records))
