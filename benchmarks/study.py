@@ -2,7 +2,7 @@
 
     python benchmarks/study.py time [--only NAME ...] [--steps 10]
     python benchmarks/study.py train [--only NAME ...] [--out runs/study]
-    python benchmarks/study.py retime [--out runs/study] [--rounds 5]
+    python benchmarks/study.py retime [--out runs/study] [--rounds 21]
     python benchmarks/study.py report
 
 The study file (``tuning/study/study.toml``) fixes the budget and lists the runs: the seven
@@ -674,7 +674,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="change the recipe further (tests; a record states what it trained)")
     parser.add_argument("--steps", type=int, default=10, help="steps timed per variant, for time")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of timing every network, for retime")
+    parser.add_argument("--rounds", type=int, default=21, help="rounds of timing every network, for retime")
     parser.add_argument("--stress", help="a stress set folder to score on (default: made from the validation photos)")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="the records' folder")
     parser.add_argument("--page", type=pathlib.Path, default=STUDY_FOLDER / "README.md", help="report's page")
