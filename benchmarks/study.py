@@ -485,26 +485,25 @@ def verdicts(records: dict) -> list[str]:
 def against_the_unet(records: dict) -> list[str]:
     """Each variant's gain over the U-Net beside its cost, and what follows for the shipped
     network (a U-Net of the same width and depth): a variant replaces it only if it gains beyond
-    the spread at about the U-Net's cost (within 10% of its GMACs). Cost is counted in GMACs: the
-    records' CPU seconds were measured under whatever else ran beside each training."""
+    the spread at about the U-Net's cost (within 10% of its GMACs: a count no machine's load moves)."""
     if "unet" not in records:
         return []
     psnr, ssim = stress(0), stress(1)
     width = spread(records, psnr)
-    unet = {f: seed_mean(records, "unet", f) for f in (psnr, ssim)}
+    unet_psnr, unet_ssim = seed_mean(records, "unet", psnr), seed_mean(records, "unet", ssim)
     lines = ["| variant (runs) | stress PSNR vs U-Net | SSIM vs U-Net | GMACs, x U-Net | beyond the spread |",
              "|---|---:|---:|---:|---|"]
     better = {}
     for variant in VARIANTS:
         if variant == "unet" or variant not in records:
             continue
-        d = seed_mean(records, variant, psnr) - unet[psnr]
+        d = seed_mean(records, variant, psnr) - unet_psnr
         runs = sum(n in records for n in (variant, f"{variant}_seed2"))
         ratio = records[variant]["gmacs"] / records["unet"]["gmacs"]
         beyond = "?" if width is None else "better" if d > width else "worse" if d < -width else "no"
         if beyond == "better":
             better[variant] = ratio
-        lines.append(f"| {variant} ({runs}) | {d:+.2f} dB | {seed_mean(records, variant, ssim) - unet[ssim]:+.3f} | "
+        lines.append(f"| {variant} ({runs}) | {d:+.2f} dB | {seed_mean(records, variant, ssim) - unet_ssim:+.3f} | "
                      f"{ratio:.2f} | {beyond} |")
     cheap = [v for v, ratio in better.items() if ratio <= 1.1]
     dear = [f"{v} ({better[v]:.1f}x the U-Net's GMACs)" for v in better if v not in cheap]
